@@ -1,0 +1,83 @@
+"""Fixes for the pinned stack that must run before anything imports torchvision / MMEngine's Runner.
+
+Facts behind each fix are in ``../shared/docs/ENVIRONMENT.md`` (measured on this project's machines):
+
+* torchvision 0.28.0 from the registry is a CUDA build; next to the CPU torch 2.13.0 wheel its compiled ops do
+  not load and ``import torchvision`` fails on ``torchvision::nms``. That failure also breaks ``import timm``
+  and MMEngine's environment report. We load the compiled library when it matches and otherwise declare the
+  two op schemas torchvision registers at import, so the pure-Python parts work. Where the build matches (a
+  GPU machine with matching wheels) this is a no-op.
+* albumentations asks the internet for a newer release at import: switched off.
+* torch.load defaults to ``weights_only=True``; MMEngine checkpoints hold a few harmless globals. We allow-list
+  exactly those (never switch weights-only off: a checkpoint must not be able to run code).
+"""
+from __future__ import annotations
+
+import os
+
+_PATCHED = False
+
+
+def patch_torchvision_ops() -> None:
+    """Make ``import torchvision`` work even when its compiled ops do not match the installed torch."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or spec.origin is None:
+        return
+    if hasattr(torch.ops, 'torchvision') and _has_op('nms'):
+        return
+    so_dir = os.path.dirname(spec.origin)
+    for name in os.listdir(so_dir):
+        if name.startswith('_C') and name.endswith(('.so', '.pyd')):
+            try:
+                torch.ops.load_library(os.path.join(so_dir, name))
+                if _has_op('nms'):
+                    return
+            except (OSError, RuntimeError):
+                pass
+    lib = torch.library.Library('torchvision', 'FRAGMENT')  # noqa: F841 - kept alive below
+    for op in ('nms', 'qnms'):
+        if not _has_op(op):
+            lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    globals()['_TV_LIB'] = lib
+
+
+def _has_op(name: str) -> bool:
+    import torch
+
+    try:
+        torch._C._dispatch_find_schema_or_throw(f'torchvision::{name}', '')
+        return True
+    except RuntimeError:
+        return False
+
+
+def allow_mmengine_checkpoint_globals() -> None:
+    """Allow-list the globals MMEngine checkpoints carry, for ``torch.load(weights_only=True)``."""
+    import numpy as np
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    safe: list = [HistoryBuffer, np.ndarray, np.dtype]
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    safe += [_reconstruct, scalar]
+    # numpy 2 pickles dtypes by their class (numpy.dtypes.Float64DType, ...).
+    safe += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
+    torch.serialization.add_safe_globals(safe)
+
+
+def setup() -> None:
+    """Apply every fix once per process."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
+    patch_torchvision_ops()
+    allow_mmengine_checkpoint_globals()
+    _PATCHED = True

@@ -1,0 +1,84 @@
+"""BERT text encoder: embeddings and the first ``num_layers`` layers of a BERT."""
+from __future__ import annotations
+
+
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from vlreg.registry import BACKBONES
+
+from ..utils.bert_layers import BertEmbeddings, BertLayer, additive_mask, init_bert_weights
+from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+
+
+class _Encoder(nn.Module):
+    def __init__(self, layers: list[BertLayer]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
+
+
+@BACKBONES.register_module()
+class BertTextBackbone(BaseModule):
+    """The text encoder of ALBEF: BERT layers ``0 .. num_layers-1`` (self-attention only).
+
+    Parameter names are Hugging Face's (``embeddings.*``, ``encoder.layer.N.*``), so ``pretrained`` may be a
+    local BERT folder or file; its first ``num_layers`` layers are loaded, the rest is left to the fusion
+    encoder (:class:`vlreg.models.fusion.BertFusion` with ``layer_offset=num_layers``).
+
+    Args:
+        vocab_size: vocabulary size (30522 for bert-base-uncased).
+        hidden_size: width.
+        num_layers: number of text layers.
+        num_heads: attention heads.
+        intermediate_size: FFN width.
+        max_position_embeddings: longest text.
+        layer_norm_eps: LayerNorm epsilon.
+        dropout: hidden dropout; ``attn_dropout``: attention dropout.
+        pretrained: local BERT checkpoint (folder or file), loaded in ``init_weights``.
+
+    Example:
+        ``dict(type='BertTextBackbone', vocab_size=30522, hidden_size=768, num_layers=6, num_heads=12,
+        intermediate_size=3072, pretrained='/path/to/bert-base-uncased')``
+    """
+
+    def __init__(self, vocab_size: int = 30522, hidden_size: int = 768, num_layers: int = 6,
+                 num_heads: int = 12, intermediate_size: int = 3072, max_position_embeddings: int = 512,
+                 type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
+                 attn_dropout: float = 0.1, pad_token_id: int = 0,
+                 pretrained: str | None = None) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.pretrained = pretrained
+        self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
+                                         type_vocab_size, layer_norm_eps, dropout, pad_token_id)
+        self.encoder = _Encoder([
+            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout)
+            for _ in range(num_layers)])
+        init_bert_weights(self)
+
+    @property
+    def width(self) -> int:
+        return self.hidden_size
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            state = load_state_dict_file(self.pretrained)
+            if any(k.startswith('bert.') for k in state):
+                state = strip_prefix(state, 'bert.')
+            n = len(self.encoder.layer)
+            keep = {k: v for k, v in state.items() if k.startswith('embeddings.')
+                    and not k.endswith('position_ids')}
+            for i in range(n):
+                keep.update({f'encoder.layer.{i}.{k}': v
+                             for k, v in strip_prefix(state, f'encoder.layer.{i}.').items()})
+            load_into(self, keep, f'text backbone <- {self.pretrained}')
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Token ids ``[B, L]`` -> hidden states ``[B, L, D]``."""
+        hidden = self.embeddings(input_ids)
+        mask = additive_mask(attention_mask, hidden.dtype)
+        for layer in self.encoder.layer:
+            hidden, _ = layer(hidden, mask)
+        return hidden
+
+

@@ -1,0 +1,3 @@
+from .bert_fusion import BertFusion, FusionOutput
+
+__all__ = ['BertFusion', 'FusionOutput']

@@ -1,0 +1,99 @@
+"""The multimodal (fusion) encoder: BERT layers with cross-attention from text to image tokens."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from vlreg.registry import FUSION_HEADS
+
+from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights
+from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+
+
+@dataclass
+class FusionOutput:
+    """What a fusion pass returns.
+
+    Attributes:
+        hidden: ``[B, L, D]`` last hidden states (position 0 is the fused [CLS]).
+        cross_attn: ``[B, heads, L, N_image]`` pre-dropout cross-attention probabilities of the layer asked
+            for (in the autograd graph), else None.
+    """
+
+    hidden: Tensor
+    cross_attn: Tensor | None = None
+
+    @property
+    def cls(self) -> Tensor:
+        return self.hidden[:, 0]
+
+
+@FUSION_HEADS.register_module()
+class BertFusion(BaseModule):
+    """ALBEF's fusion encoder: each layer is self-attention -> cross-attention -> FFN, bidirectional.
+
+    The layers are BERT layers ``layer_offset .. layer_offset+num_layers-1``: ``pretrained`` (a local BERT
+    folder or file) fills their self-attention and FFN by name; cross-attention starts random, as in ALBEF.
+    Attention uses the fused SDPA kernel except in the one layer whose probabilities are asked for.
+
+    Args:
+        hidden_size: text width; ``encoder_width``: image token width (keys/values of cross-attention).
+        num_layers, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout: BERT sizes.
+        layer_offset: index of the first fusion layer in the source BERT (for loading weights).
+        pretrained: local BERT checkpoint, loaded in ``init_weights``.
+
+    Example:
+        ``dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
+        intermediate_size=3072, layer_offset=6)``
+    """
+
+    def __init__(self, hidden_size: int = 768, encoder_width: int = 768, num_layers: int = 6,
+                 num_heads: int = 12, intermediate_size: int = 3072, layer_norm_eps: float = 1e-12,
+                 dropout: float = 0.1, attn_dropout: float = 0.1, layer_offset: int = 6,
+                 pretrained: str | None = None) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.layer_offset = layer_offset
+        self.pretrained = pretrained
+        self.layer = nn.ModuleList([
+            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout,
+                      cross_attention_width=encoder_width)
+            for _ in range(num_layers)])
+        init_bert_weights(self)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer)
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            state = load_state_dict_file(self.pretrained)
+            if any(k.startswith('bert.') for k in state):
+                state = strip_prefix(state, 'bert.')
+            keep = {}
+            for i in range(len(self.layer)):
+                src = strip_prefix(state, f'encoder.layer.{self.layer_offset + i}.')
+                keep.update({f'layer.{i}.{k}': v for k, v in src.items()})
+            load_into(self, keep, f'fusion <- {self.pretrained}', expect_missing=('crossattention',))
+
+    def forward(self, text_hidden: Tensor, text_mask: Tensor | None, image_tokens: Tensor,
+                image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
+        """Fuse text ``[B, L, D]`` with image tokens ``[B, N, D_v]``.
+
+        Args:
+            attn_layer: index (within the fusion layers, may be negative) whose cross-attention
+                probabilities are returned; None returns none and every layer stays on SDPA.
+        """
+        if attn_layer is not None and not -len(self.layer) <= attn_layer < len(self.layer):
+            raise IndexError(f'attn_layer {attn_layer} is out of range for {len(self.layer)} fusion layers')
+        want = None if attn_layer is None else attn_layer % len(self.layer)
+        mask = additive_mask(text_mask, text_hidden.dtype)
+        ctx_mask = additive_mask(image_mask, text_hidden.dtype)
+        hidden, probs = text_hidden, None
+        for i, layer in enumerate(self.layer):
+            hidden, p = layer(hidden, mask, image_tokens, ctx_mask, return_cross_probs=(i == want))
+            if i == want:
+                probs = p
+        return FusionOutput(hidden, probs)

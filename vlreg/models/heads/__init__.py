@@ -1,0 +1,3 @@
+from .pretrain_heads import ITMHead, MLMHead
+
+__all__ = ['ITMHead', 'MLMHead']

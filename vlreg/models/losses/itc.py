@@ -1,0 +1,125 @@
+"""Image-text contrastive loss with momentum distillation and feature queues (ALBEF)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vlreg.registry import LOSSES
+
+from ..utils.dist import gather_no_grad, gather_with_grad, rank_and_world
+from .base import BaseVLLoss
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean over rows of ``-sum_j targets_j * log_softmax(logits)_j``."""
+    return -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
+
+
+@LOSSES.register_module()
+class ITCLoss(BaseVLLoss):
+    """ALBEF's ITC: ``(CE(s_i2t, y_i2t) + CE(s_t2i, y_t2i)) / 2`` against [batch ; queue] features.
+
+    Rows are this rank's online features; columns are the momentum features of the *global* batch followed
+    by the queue, so a multi-process step equals a single-process step at the same global batch (DDP averages
+    the per-rank gradients of per-rank means). Targets are ``alpha * softmax(momentum similarities) +
+    (1 - alpha) * positives`` (PAPER.md, "ITC with momentum distillation"); positives are the diagonal, or
+    every column with the same image id when ``use_image_ids`` (retrieval fine-tuning). Without a momentum
+    encoder the columns are the online features gathered with gradient and there is no queue.
+
+    Reads ``image_embed``, ``text_embed``, ``temp``, ``alpha`` and, when present, ``image_embed_m``,
+    ``text_embed_m``, ``image_ids``. Returns ``loss_itc``; writes ``sim_i2t_batch`` / ``sim_t2i_batch``
+    (local rows x local batch columns, detached) into the features for hard-negative mining.
+
+    Args:
+        embed_dim: width of the projected features (queue rows).
+        queue_size: number of queued momentum features (0 = no queue); a multiple of the global batch.
+        use_image_ids: same-image-id pairs are positives (and the queue stores ids).
+        loss_weight: weight of ``loss_itc``.
+
+    Example:
+        ``dict(type='ITCLoss', embed_dim=256, queue_size=65536)``
+    """
+
+    requires = ('image_embed', 'text_embed', 'temp', 'alpha')
+
+    def __init__(self, embed_dim: int = 256, queue_size: int = 65536, use_image_ids: bool = False,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(loss_weight)
+        self.embed_dim = embed_dim
+        self.queue_size = queue_size
+        self.use_image_ids = use_image_ids
+        # Features are columns ([embed_dim, queue_size]), as ALBEF stores them; random unit vectors at start.
+        self.register_buffer('image_queue', F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer('text_queue', F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer('idx_queue', torch.full((1, queue_size), -100, dtype=torch.long))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+    # -- the objective, per direction; focal variants override this ------------------------------------
+    def direction_loss(self, sim: Tensor, targets: Tensor, positives: Tensor) -> Tensor:
+        """Loss of one direction from logits ``sim``, soft ``targets`` and the 0/1 ``positives``."""
+        return soft_cross_entropy(sim, targets)
+
+    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
+        v, t, temp, alpha = (features[k] for k in ('image_embed', 'text_embed', 'temp', 'alpha'))
+        if v.shape[1] != self.embed_dim:
+            raise ValueError(f'ITCLoss(embed_dim={self.embed_dim}) got features of width {v.shape[1]}')
+        rank, _ = rank_and_world()
+        n = v.shape[0]
+        momentum = 'image_embed_m' in features and 'text_embed_m' in features
+        if momentum:
+            v_m, t_m = features['image_embed_m'].detach(), features['text_embed_m'].detach()
+            v_all, t_all = gather_no_grad(v_m), gather_no_grad(t_m)
+            cols_t = torch.cat([t_all, self.text_queue.t().clone().detach()]) if self.queue_size else t_all
+            cols_v = torch.cat([v_all, self.image_queue.t().clone().detach()]) if self.queue_size else v_all
+        else:
+            cols_t, cols_v = gather_with_grad(t), gather_with_grad(v)
+            v_all = t_all = None
+        positives = self._positives(features, n, rank, cols_t.shape[0])
+        pos_targets = positives / positives.sum(dim=1, keepdim=True)
+        sim_i2t = v @ cols_t.t() / temp
+        sim_t2i = t @ cols_v.t() / temp
+        if momentum and alpha > 0:
+            with torch.no_grad():
+                tgt_i2t = alpha * F.softmax(v_m @ cols_t.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                tgt_t2i = alpha * F.softmax(t_m @ cols_v.t() / temp, dim=1) + (1 - alpha) * pos_targets
+        else:
+            tgt_i2t = tgt_t2i = pos_targets
+        loss = (self.direction_loss(sim_i2t, tgt_i2t, positives)
+                + self.direction_loss(sim_t2i, tgt_t2i, positives)) / 2
+        cols = slice(rank * n, (rank + 1) * n)
+        features['sim_i2t_batch'] = sim_i2t[:, cols].detach()
+        features['sim_t2i_batch'] = sim_t2i[:, cols].detach()
+        if momentum and self.queue_size and model.training:
+            ids = gather_no_grad(features['image_ids']) if self.use_image_ids else None
+            self._enqueue(v_all, t_all, ids)
+        return {'loss_itc': loss * self.loss_weight}
+
+    def _positives(self, features: dict[str, Any], n: int, rank: int, num_cols: int) -> Tensor:
+        device = features['image_embed'].device
+        if self.use_image_ids:
+            if 'image_ids' not in features:
+                raise KeyError('ITCLoss(use_image_ids=True) needs image ids in the batch (image_ids)')
+            ids = features['image_ids'].view(-1, 1)
+            cols = gather_no_grad(features['image_ids'].view(-1))
+            if num_cols > cols.shape[0]:
+                cols = torch.cat([cols, self.idx_queue.view(-1)])
+            return (ids == cols.view(1, -1)).float()
+        pos = torch.zeros(n, num_cols, device=device)
+        pos[torch.arange(n, device=device), rank * n + torch.arange(n, device=device)] = 1.0
+        return pos
+
+    @torch.no_grad()
+    def _enqueue(self, v_all: Tensor, t_all: Tensor, ids: Tensor | None) -> None:
+        batch = v_all.shape[0]
+        if self.queue_size % batch:
+            raise ValueError(f'queue_size {self.queue_size} must be a multiple of the global batch size '
+                             f'{batch} (ALBEF overwrites whole batches)')
+        ptr = int(self.queue_ptr)
+        self.image_queue[:, ptr:ptr + batch] = v_all.t()
+        self.text_queue[:, ptr:ptr + batch] = t_all.t()
+        if ids is not None:
+            self.idx_queue[:, ptr:ptr + batch] = ids.view(1, -1)
+        self.queue_ptr[0] = (ptr + batch) % self.queue_size

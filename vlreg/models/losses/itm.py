@@ -1,0 +1,97 @@
+"""Image-text matching with hard negatives mined from the contrastive similarities (ALBEF)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vlreg.registry import LOSSES
+
+from .base import BaseVLLoss
+
+
+@torch.no_grad()
+def sample_hard_negatives(sim_i2t: Tensor, sim_t2i: Tensor,
+                          image_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One negative image per text and one negative text per image, drawn from softmax(similarity).
+
+    The diagonal, and every pair with the same image id when ``image_ids`` is given, get probability 0
+    (ALBEF adds 1e-5 before zeroing so that no row is all zero). One ``torch.multinomial`` call per
+    direction on the whole matrix.
+
+    Returns:
+        ``image_neg_idx [B]`` (for text b, the index of its negative image) and ``text_neg_idx [B]``
+        (for image b, the index of its negative text).
+    """
+    b = sim_i2t.shape[0]
+    if b < 2:
+        raise ValueError('ITM hard negatives need at least 2 samples per batch on each process')
+    if image_ids is None:
+        same = torch.eye(b, dtype=torch.bool, device=sim_i2t.device)
+    else:
+        ids = image_ids.view(-1)
+        same = ids[:, None] == ids[None, :]
+    w_t2i = (F.softmax(sim_t2i.float(), dim=1) + 1e-5).masked_fill(same, 0)
+    w_i2t = (F.softmax(sim_i2t.float(), dim=1) + 1e-5).masked_fill(same, 0)
+    empty = w_t2i.sum(dim=1) == 0
+    if empty.any():
+        raise ValueError(f'{int(empty.sum())} samples have no valid negative: every sample in the batch '
+                         'shares their image id; use larger or more varied batches')
+    image_neg_idx = torch.multinomial(w_t2i, 1).squeeze(1)
+    text_neg_idx = torch.multinomial(w_i2t, 1).squeeze(1)
+    return image_neg_idx, text_neg_idx
+
+
+@LOSSES.register_module()
+class ITMLoss(BaseVLLoss):
+    """Binary matching on B positive pairs and 2B hard negatives: CE over 3B pairs.
+
+    Negatives, in ALBEF's order: (text b, image ``image_neg_idx[b]``) then (text ``text_neg_idx[b]``,
+    image b). The positive-pair fusion output is left in ``features['itm_pos']`` for later losses (the
+    soft-masked ITM reuses it instead of running it twice).
+
+    Reads ``image_tokens``, ``text_tokens``, ``text_mask``, ``sim_i2t_batch``, ``sim_t2i_batch`` (written by
+    the ITC loss, which must come first) and ``image_ids`` when ``use_image_ids``. Returns ``loss_itm`` and
+    the diagnostic ``itm_acc``.
+
+    Args:
+        use_image_ids: never pick a negative with the same image id (fine-tuning with several captions per
+            image).
+        loss_weight: weight of ``loss_itm``.
+
+    Example:
+        ``dict(type='ITMLoss')``
+    """
+
+    requires = ('image_tokens', 'text_tokens', 'text_mask', 'sim_i2t_batch', 'sim_t2i_batch')
+
+    def __init__(self, use_image_ids: bool = False, loss_weight: float = 1.0) -> None:
+        super().__init__(loss_weight)
+        self.use_image_ids = use_image_ids
+
+    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
+        ids = features.get('image_ids') if self.use_image_ids else None
+        image_neg_idx, text_neg_idx = sample_hard_negatives(
+            features['sim_i2t_batch'], features['sim_t2i_batch'], ids)
+        return self.loss_with_negatives(features, model, image_neg_idx, text_neg_idx)
+
+    def loss_with_negatives(self, features: dict[str, Any], model: Any, image_neg_idx: Tensor,
+                            text_neg_idx: Tensor) -> dict[str, Tensor]:
+        """The loss for given negative indices (used directly by tests and the ALBEF reference check)."""
+        img, txt, mask = features['image_tokens'], features['text_tokens'], features['text_mask']
+        b = img.shape[0]
+        pos = features.get('itm_pos')
+        if pos is None:
+            pos = model.fuse(txt, mask, img, attn_layer=features.get('gradcam_layer'))
+            features['itm_pos'] = pos
+        neg = model.fuse(torch.cat([txt, txt[text_neg_idx]]), torch.cat([mask, mask[text_neg_idx]]),
+                         torch.cat([img[image_neg_idx], img]))
+        logits = model.itm_head(torch.cat([pos.cls, neg.cls]))
+        labels = torch.cat([torch.ones(b, dtype=torch.long), torch.zeros(2 * b, dtype=torch.long)])
+        labels = labels.to(logits.device)
+        features['itm_logits_pos'] = logits[:b]
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(dim=1) == labels).float().mean().detach()
+        return {'loss_itm': loss * self.loss_weight, 'itm_acc': acc}

@@ -1,0 +1,64 @@
+"""Masked language modelling conditioned on the image, with momentum distillation (ALBEF)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vlreg.registry import LOSSES
+
+from ..utils.dist import all_reduce_sum, rank_and_world
+from .base import BaseVLLoss
+
+
+@LOSSES.register_module()
+class MLMLoss(BaseVLLoss):
+    """``(1 - alpha) * CE + alpha * soft-CE(momentum predictions)`` over the masked positions.
+
+    The masked ids and labels come from the data pipeline (``MaskText``), so a step is deterministic given
+    its batch. The text and fusion encoders run on the masked ids with the image tokens; the vocabulary head
+    runs on masked positions only. The mean is over the masked tokens of the *global* batch (their count is
+    summed across ranks), so a multi-process step equals a single-process one even when ranks hold different
+    numbers of masked tokens.
+
+    Reads ``mlm_input_ids``, ``mlm_labels``, ``text_mask``, ``image_tokens``, ``alpha`` and, for
+    distillation, ``image_tokens_m`` and the model's momentum encoders. Returns ``loss_mlm`` and the
+    diagnostic ``mlm_acc``.
+
+    Args:
+        distill: use the momentum model's predictions as soft targets (weight ``alpha``).
+        loss_weight: weight of ``loss_mlm``.
+
+    Example:
+        ``dict(type='MLMLoss')``
+    """
+
+    requires = ('mlm_input_ids', 'mlm_labels', 'text_mask', 'image_tokens', 'alpha')
+
+    def __init__(self, distill: bool = True, loss_weight: float = 1.0) -> None:
+        super().__init__(loss_weight)
+        self.distill = distill
+
+    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
+        ids, labels, mask = features['mlm_input_ids'], features['mlm_labels'], features['text_mask']
+        masked = labels != -100
+        hidden = model.fuse(model.text_backbone(ids, mask), mask, features['image_tokens']).hidden
+        logits = model.mlm_head(hidden[masked])
+        target = labels[masked]
+        ce = F.cross_entropy(logits.float(), target, reduction='none')
+        alpha = float(features['alpha'])
+        if self.distill and alpha > 0 and getattr(model, 'has_momentum', False):
+            with torch.no_grad():
+                logits_m = model.momentum_mlm_logits(ids, mask, features['image_tokens_m'], masked)
+            soft = -(F.log_softmax(logits.float(), dim=1) * F.softmax(logits_m.float(), dim=1)).sum(1)
+            per_token = (1 - alpha) * ce + alpha * soft
+        else:
+            per_token = ce
+        _, world = rank_and_world()
+        count = all_reduce_sum(masked.sum().to(per_token.dtype)) / world
+        loss = per_token.sum() / count.clamp(min=1)
+        acc = (logits.argmax(dim=1) == target).float().mean().detach() if target.numel() else \
+            logits.new_zeros(())
+        return {'loss_mlm': loss * self.loss_weight, 'mlm_acc': acc}

@@ -1,0 +1,3 @@
+from .albef import ALBEFPretrainer
+
+__all__ = ['ALBEFPretrainer']

@@ -1,0 +1,238 @@
+"""ALBEF pre-training model: encoders, momentum copies, and a named dict of losses."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, LOSSES, MODELS, build_from_slot
+
+from ..fusion.bert_fusion import FusionOutput
+from ..utils.ema import copy_params, ema_update
+from ..utils.gradcam import cross_attention_gradcam
+
+_MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'vision_proj_m'),
+                   ('text_backbone', 'text_backbone_m'), ('text_proj', 'text_proj_m'),
+                   ('fusion', 'fusion_m'), ('mlm_head', 'mlm_head_m'))
+
+
+@MODELS.register_module()
+class ALBEFPretrainer(BaseModel):
+    """ALBEF: ViT image encoder, BERT text encoder, BERT fusion encoder, projections, ITM / MLM heads,
+    learnable temperature, momentum (EMA) copies and the losses, each a registered component.
+
+    ``loss`` mode updates the momentum encoders first (as ALBEF's forward does), encodes the batch into the
+    feature dict of docs/architecture.md and sums nothing itself: it returns every loss's ``loss_*`` entries
+    (MMEngine adds them) and diagnostics.
+
+    Args:
+        image_backbone: a ``BACKBONES`` config (e.g. ``TimmViTBackbone``).
+        text_backbone: a ``BACKBONES`` config (``BertTextBackbone``).
+        fusion: a ``FUSION_HEADS`` config (``BertFusion``).
+        losses: ``{name: LOSSES config}``, run in this order (ITC before ITM: ITM mines its negatives from
+            ITC's similarities). Set an entry to None in a child config to drop it.
+        embed_dim: width of the contrastive projections.
+        itm_head, mlm_head: ``HEADS`` configs, or None when no loss needs them (``hidden_size`` /
+            ``vocab_size`` default to the text encoder's).
+        temp: initial temperature; ``temp_range`` clamps it (ALBEF: [0.001, 0.5]).
+        momentum: EMA coefficient of the momentum encoders; None disables them (and queues, distillation).
+        alpha: distillation weight (``AlphaWarmupHook`` ramps it over the first epoch).
+        data_preprocessor: defaults to ``VLDataPreprocessor``.
+
+    Example:
+        see ``configs/_base_/models/albef_tiny.py``.
+    """
+
+    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
+                 losses: dict[str, dict | None], embed_dim: int = 256,
+                 itm_head: dict | None = dict(type='ITMHead'),
+                 mlm_head: dict | None = dict(type='MLMHead'), temp: float = 0.07,
+                 temp_range: tuple[float, float] = (0.001, 0.5), momentum: float | None = 0.995,
+                 alpha: float = 0.4, data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='VLDataPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.image_backbone = build_from_slot(BACKBONES, image_backbone, 'image_backbone')
+        self.text_backbone = build_from_slot(BACKBONES, text_backbone, 'text_backbone')
+        self.fusion = build_from_slot(FUSION_HEADS, fusion, 'fusion')
+        text_width = self.text_backbone.width
+        self.vision_proj = nn.Linear(self.image_backbone.width, embed_dim)
+        self.text_proj = nn.Linear(text_width, embed_dim)
+        self.itm_head = self._build_head(itm_head, 'itm_head', hidden_size=text_width)
+        self.mlm_head = self._build_head(
+            mlm_head, 'mlm_head', hidden_size=text_width,
+            vocab_size=self.text_backbone.embeddings.word_embeddings.num_embeddings)
+        if self.mlm_head is not None:
+            self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
+        self.temp = nn.Parameter(torch.tensor(float(temp)))
+        self.temp_range = tuple(temp_range)
+        self.embed_dim = embed_dim
+        self.alpha = float(alpha)
+        self.momentum = momentum
+        self.losses = nn.ModuleDict({
+            name: build_from_slot(LOSSES, cfg, f'losses.{name}')
+            for name, cfg in losses.items() if cfg is not None})
+        if not self.losses:
+            raise ValueError('ALBEFPretrainer needs at least one loss in `losses`')
+        if momentum is not None:
+            for online, shadow in _MOMENTUM_PAIRS:
+                module = getattr(self, online)
+                twin = copy.deepcopy(module) if module is not None else None
+                if twin is not None and hasattr(twin, 'pretrained'):
+                    twin.pretrained = None  # filled by copy_params in init_weights, not read twice
+                setattr(self, shadow, twin)
+            if self.mlm_head_m is not None:
+                self.mlm_head_m.tie_to(self.text_backbone_m.embeddings.word_embeddings)
+            copy_params(*self._momentum_modules())
+
+    @staticmethod
+    def _build_head(cfg: dict | None, slot: str, **defaults: Any) -> nn.Module | None:
+        if cfg is None:
+            return None
+        cfg = dict(cfg)
+        for k, v in defaults.items():
+            cfg.setdefault(k, v)
+        return build_from_slot(HEADS, cfg, slot)
+
+    # -- weights --------------------------------------------------------------------------------------
+    @property
+    def has_momentum(self) -> bool:
+        return self.momentum is not None
+
+    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        pairs = [(getattr(self, a), getattr(self, b)) for a, b in _MOMENTUM_PAIRS
+                 if getattr(self, a) is not None]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def init_weights(self) -> None:
+        """Load the local pretrained weights of each part, then restart the momentum copies from them."""
+        super().init_weights()
+        if self.mlm_head is not None:
+            self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
+        if self.has_momentum:
+            copy_params(*self._momentum_modules())
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        ema_update(*self._momentum_modules(), self.momentum)
+
+    # -- the API used by losses, evaluation and tools -----------------------------------------------
+    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = self.image_backbone(image)
+        return tokens, F.normalize(self.vision_proj(tokens[:, 0]), dim=-1)
+
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = self.text_backbone(input_ids, attention_mask)
+        return tokens, F.normalize(self.text_proj(tokens[:, 0]), dim=-1)
+
+    @torch.no_grad()
+    def encode_momentum(self, image: Tensor, input_ids: Tensor,
+                        attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(image tokens, image embed, text embed) from the momentum encoders."""
+        image_tokens = self.image_backbone_m(image)
+        image_embed = F.normalize(self.vision_proj_m(image_tokens[:, 0]), dim=-1)
+        text = self.text_backbone_m(input_ids, attention_mask)
+        return image_tokens, image_embed, F.normalize(self.text_proj_m(text[:, 0]), dim=-1)
+
+    def fuse(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor,
+             image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
+        return self.fusion(text_tokens, text_mask, image_tokens, image_mask, attn_layer)
+
+    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor) -> Tensor:
+        return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens).cls)
+
+    @torch.no_grad()
+    def momentum_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor,
+                            positions: Tensor) -> Tensor:
+        hidden = self.fusion_m(self.text_backbone_m(input_ids, attention_mask), attention_mask,
+                               image_tokens_m).hidden
+        return self.mlm_head_m(hidden[positions])
+
+    def gradcam(self, image: Tensor, input_ids: Tensor, attention_mask: Tensor, layer: int = 2,
+                head_reduction: str = 'mean') -> tuple[Tensor, Tensor]:
+        """Word-level Grad-CAM of the ITM match logit on fusion layer ``layer``.
+
+        Returns:
+            (Grad-CAM ``[B, L, N_patches]``, ITM logits ``[B, 2]``). Parameter gradients are untouched.
+        """
+        with torch.enable_grad():
+            image_tokens, _ = self.encode_image(image)
+            text_tokens, _ = self.encode_text(input_ids, attention_mask)
+            out = self.fuse(text_tokens, attention_mask, image_tokens, attn_layer=layer)
+            logits = self.itm_head(out.cls)
+            cam, _ = cross_attention_gradcam(logits[:, 1], out.cross_attn, attention_mask,
+                                             head_reduction, retain_graph=False)
+        return cam.detach(), logits.detach()
+
+    # -- BaseModel --------------------------------------------------------------------------------
+    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
+                mode: str = 'loss') -> Any:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_features(inputs, data_samples)
+        raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+
+    def extract_features(self, inputs: dict[str, Tensor],
+                         data_samples: list | None = None) -> dict[str, Any]:
+        """The feature dict every loss reads (docs/architecture.md)."""
+        for key in ('image', 'input_ids', 'attention_mask'):
+            if key not in inputs:
+                raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
+        image_tokens, image_embed = self.encode_image(inputs['image'])
+        text_tokens, text_embed = self.encode_text(inputs['input_ids'], inputs['attention_mask'])
+        with torch.no_grad():
+            self.temp.clamp_(*self.temp_range)
+        features: dict[str, Any] = dict(
+            inputs, image_tokens=image_tokens, image_embed=image_embed, text_tokens=text_tokens,
+            text_mask=inputs['attention_mask'], text_embed=text_embed, temp=self.temp, alpha=self.alpha)
+        if self.has_momentum:
+            features['image_tokens_m'], features['image_embed_m'], features['text_embed_m'] = \
+                self.encode_momentum(inputs['image'], inputs['input_ids'], inputs['attention_mask'])
+        ids = _image_ids(data_samples, image_embed.device)
+        if ids is not None:
+            features['image_ids'] = ids
+        return features
+
+    def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
+        if self.training and self.has_momentum:
+            self.momentum_update()
+        features = self.extract_features(inputs, data_samples)
+        out: dict[str, Tensor] = {}
+        for loss in self.losses.values():
+            out.update(loss(features, self))
+        out['temp'] = self.temp.detach()
+        return out
+
+    @torch.no_grad()
+    def predict(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> list:
+        """Data samples carrying ``image_embed``, ``text_embed`` and the pair's ``itm_score``."""
+        from vlreg.structures import DataSample
+
+        image_tokens, image_embed = self.encode_image(inputs['image'])
+        text_tokens, text_embed = self.encode_text(inputs['input_ids'], inputs['attention_mask'])
+        itm = self.itm_logits(text_tokens, inputs['attention_mask'], image_tokens).softmax(-1)[:, 1] \
+            if self.itm_head is not None else None
+        samples = data_samples or [DataSample() for _ in range(image_embed.shape[0])]
+        for i, sample in enumerate(samples):
+            sample.set_field(image_embed[i], 'image_embed')
+            sample.set_field(text_embed[i], 'text_embed')
+            if itm is not None:
+                sample.set_field(itm[i], 'itm_score')
+        return samples
+
+
+def _image_ids(data_samples: list | None, device: torch.device) -> Tensor | None:
+    if not data_samples:
+        return None
+    ids = [s.metainfo.get('image_id') if hasattr(s, 'metainfo') else None for s in data_samples]
+    if any(not isinstance(i, int) for i in ids):
+        return None
+    return torch.tensor(ids, dtype=torch.long, device=device)

@@ -1,0 +1,186 @@
+"""BERT building blocks whose parameter names follow Hugging Face's ``BertModel``.
+
+We keep our own layer stack (ENVIRONMENT.md: transformers v5 has no bidirectional cross-attention BERT
+without patching its internals) and name every parameter as Hugging Face does, so a BERT checkpoint loads by
+name: ``embeddings.*``, ``encoder.layer.N.attention.self.{query,key,value}``,
+``encoder.layer.N.attention.output.{dense,LayerNorm}``, ``...intermediate.dense``, ``...output.{dense,LayerNorm}``
+and, in fusion layers, ``...crossattention.*`` (ALBEF's names).
+
+Attention runs through ``scaled_dot_product_attention``; a layer asked for its probabilities computes the
+softmax explicitly (pre-dropout, in the autograd graph) so Grad-CAM can differentiate through it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# ALBEF adds -10000 to padded keys; any large negative gives the same fp32 probabilities unless a whole row
+# is masked, and -10000 keeps fp16 finite.
+MASK_VALUE = -10000.0
+
+
+def additive_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """[B, L] 1/0 key mask -> [B, 1, 1, L] additive mask (None if nothing is masked)."""
+    if mask is None:
+        return None
+    return (1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE
+
+
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, LayerNorm, dropout (position ids 0..L-1, type 0)."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, max_position_embeddings: int = 512,
+                 type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
+                 pad_token_id: int = 0) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
+        self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        length = input_ids.shape[1]
+        if length > self.position_embeddings.num_embeddings:
+            raise ValueError(f'text of {length} tokens exceeds max_position_embeddings='
+                             f'{self.position_embeddings.num_embeddings}')
+        pos = torch.arange(length, device=input_ids.device)
+        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
+             + self.token_type_embeddings.weight[0])
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head attention; keys/values from ``context`` (cross-attention) when given."""
+
+    def __init__(self, hidden_size: int, num_heads: int, kv_width: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f'hidden_size {hidden_size} is not a multiple of num_heads {num_heads}')
+        kv_width = kv_width or hidden_size
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(kv_width, hidden_size)
+        self.value = nn.Linear(kv_width, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
+                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``mask`` is additive ``[B, 1, 1, L_k]``; returns (output, probs or None)."""
+        kv = hidden if context is None else context
+        q, k, v = self._split(self.query(hidden)), self._split(self.key(kv)), self._split(self.value(kv))
+        if return_probs:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores + mask
+            probs = scores.softmax(dim=-1)
+            out = self.dropout(probs) @ v
+        else:
+            probs = None
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
+                dropout_p=self.dropout.p if self.training else 0.0)
+        b, _, n, _ = out.shape
+        return out.transpose(1, 2).reshape(b, n, -1), probs
+
+
+class BertSelfOutput(nn.Module):
+    """Dense + dropout + residual LayerNorm (named as Hugging Face's ``attention.output``)."""
+
+    def __init__(self, hidden_size: int, layer_norm_eps: float, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class BertAttention(nn.Module):
+    """``self`` attention + ``output`` projection."""
+
+    def __init__(self, hidden_size: int, num_heads: int, layer_norm_eps: float, dropout: float,
+                 attn_dropout: float, kv_width: int | None = None) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(hidden_size, num_heads, kv_width, attn_dropout)
+        self.output = BertSelfOutput(hidden_size, layer_norm_eps, dropout)
+
+    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
+                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        out, probs = self.self(hidden, mask, context, return_probs)
+        return self.output(out, hidden), probs
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, intermediate_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.dense(x))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, intermediate_size: int, hidden_size: int, layer_norm_eps: float,
+                 dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(intermediate_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class BertLayer(nn.Module):
+    """Self-attention, then (fusion layers) cross-attention to image tokens, then the FFN."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
+                 layer_norm_eps: float = 1e-12, dropout: float = 0.1, attn_dropout: float = 0.1,
+                 cross_attention_width: int | None = None) -> None:
+        super().__init__()
+        self.attention = BertAttention(hidden_size, num_heads, layer_norm_eps, dropout, attn_dropout)
+        self.crossattention = None
+        if cross_attention_width is not None:
+            self.crossattention = BertAttention(hidden_size, num_heads, layer_norm_eps, dropout,
+                                                attn_dropout, kv_width=cross_attention_width)
+        self.intermediate = BertIntermediate(hidden_size, intermediate_size)
+        self.output = BertOutput(intermediate_size, hidden_size, layer_norm_eps, dropout)
+
+    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
+                context_mask: Tensor | None = None,
+                return_cross_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        hidden, _ = self.attention(hidden, mask)
+        probs = None
+        if self.crossattention is not None:
+            if context is None:
+                raise ValueError('a fusion layer needs image tokens (context)')
+            hidden, probs = self.crossattention(hidden, context_mask, context, return_cross_probs)
+        return self.output(self.intermediate(hidden), hidden), probs
+
+
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: normal(0, std) for Linear / Embedding, LayerNorm to (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -54,7 +54,8 @@ class ITCLoss(BaseVLLoss):
         # Features are columns ([embed_dim, queue_size]), as ALBEF stores them; random unit vectors at start.
         self.register_buffer('image_queue', F.normalize(torch.randn(embed_dim, queue_size), dim=0))
         self.register_buffer('text_queue', F.normalize(torch.randn(embed_dim, queue_size), dim=0))
-        self.register_buffer('idx_queue', torch.full((1, queue_size), -100, dtype=torch.long))
+        if use_image_ids:  # ALBEF's retrieval fine-tuning also queues the image ids
+            self.register_buffer('idx_queue', torch.full((1, queue_size), -100, dtype=torch.long))
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
 
     # -- the objective, per direction; focal variants override this ------------------------------------

@@ -56,6 +56,8 @@ class ALBEFPretrainer(BaseModel):
                  init_cfg: dict | None = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='VLDataPreprocessor')
+        if isinstance(data_preprocessor, dict):  # through vlreg's scope, also outside a Runner
+            data_preprocessor = build_from_slot(MODELS, data_preprocessor, 'data_preprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.image_backbone = build_from_slot(BACKBONES, image_backbone, 'image_backbone')
         self.text_backbone = build_from_slot(BACKBONES, text_backbone, 'text_backbone')

@@ -29,7 +29,7 @@ def micro_model() -> ALBEFPretrainer:
         embed_dim=64,
         losses=dict(itc=dict(type='ITCLoss', embed_dim=64, queue_size=32), itm=dict(type='ITMLoss'),
                     mlm=dict(type='MLMLoss')),
-        momentum=0.995, data_preprocessor=dict(type='BaseDataPreprocessor'))
+        momentum=0.995)
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,6 @@
 from .hooks import AlphaWarmupHook, RNGStateHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
+from .optim import VLOptimWrapperConstructor
 
-__all__ = ['AlphaWarmupHook', 'RNGStateHook', 'RetrievalTestLoop', 'RetrievalValLoop', 'unwrap']
+__all__ = ['AlphaWarmupHook', 'RNGStateHook', 'RetrievalTestLoop', 'RetrievalValLoop', 'VLOptimWrapperConstructor',
+           'unwrap']

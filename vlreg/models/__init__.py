@@ -2,3 +2,4 @@ from . import backbones, fusion, heads, losses, pretrainers  # noqa: F401 - regi
 from .pretrainers import ALBEFPretrainer
 
 __all__ = ['ALBEFPretrainer']
+from . import data_preprocessor  # noqa: E402,F401 - registers VLDataPreprocessor

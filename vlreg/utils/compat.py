@@ -9,7 +9,9 @@ Facts behind each fix are in ``../shared/docs/ENVIRONMENT.md`` (measured on this
   GPU machine with matching wheels) this is a no-op.
 * albumentations asks the internet for a newer release at import: switched off.
 * torch.load defaults to ``weights_only=True``; MMEngine checkpoints hold a few harmless globals. We allow-list
-  exactly those (never switch weights-only off: a checkpoint must not be able to run code).
+  exactly those (never switch weights-only off: a checkpoint must not be able to run code). MMEngine's
+  ``HistoryBuffer`` also pickles its statistics functions through ``getattr``, which no safe loader may allow;
+  they are class-level registrations re-made at import, so we leave them out of the pickled state.
 """
 from __future__ import annotations
 
@@ -61,6 +63,10 @@ def allow_mmengine_checkpoint_globals() -> None:
     import torch
     from mmengine.logging.history_buffer import HistoryBuffer
 
+    def _getstate(self: HistoryBuffer) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+
+    HistoryBuffer.__getstate__ = _getstate
     safe: list = [HistoryBuffer, np.ndarray, np.dtype]
     try:
         from numpy._core.multiarray import _reconstruct, scalar

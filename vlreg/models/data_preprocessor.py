@@ -1,0 +1,133 @@
+"""Batch preparation between the DataLoader and the model (docs/architecture.md, "One batch")."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseDataPreprocessor
+from torch import Tensor
+
+from vlreg.registry import MODELS
+
+__all__ = ['VLDataPreprocessor']
+
+# ALBEF's (CLIP's) normalisation constants, on the 0-255 scale of uint8 pixels.
+ALBEF_MEAN = tuple(255 * m for m in (0.48145466, 0.4578275, 0.40821073))
+ALBEF_STD = tuple(255 * s for s in (0.26862954, 0.26130258, 0.27577711))
+
+
+def _pad_1d(seqs: Sequence[Tensor], value: int) -> tuple[Tensor, Tensor]:
+    """Stack 1-D tensors into ``[B, L_max]`` padded with ``value``; also return their lengths."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long, device=seqs[0].device)
+    out = seqs[0].new_full((len(seqs), int(lengths.max()) if len(seqs) else 0), value)
+    for i, seq in enumerate(seqs):
+        out[i, :len(seq)] = seq
+    return out, lengths
+
+
+def _mask_from_lengths(lengths: Tensor, length: int) -> Tensor:
+    return (torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]).long()
+
+
+@MODELS.register_module()
+class VLDataPreprocessor(BaseDataPreprocessor):
+    """Move a collated batch to the model's device, normalise images and pad text.
+
+    Input: MMEngine's ``pseudo_collate`` output ``{'inputs': {key: [per-sample value]},
+    'data_samples': [DataSample]}`` (already stacked ``[B, ...]`` tensors are accepted too).
+    Output, on the device:
+
+    * every key starting with ``image``: float32 ``[B, 3, H, W]``, ``(x - mean) / std``;
+    * every other per-sample 1-D tensor: padded to ``[B, L]`` with ``pad_token_id`` (with -100 for
+      keys ending in ``labels``); ``attention_mask`` ``[B, L]`` int64 from the lengths of
+      ``input_ids``; per-sample 0-d tensors are stacked to ``[B]``;
+    * ``caption_ids`` (per sample: an int64 ``[n_j, L_j]`` tensor from ``PackInputs``, padded with
+      ``pad_token_id``, or a list of 1-D tensors): flattened to ``[T, L]`` with
+      ``caption_attention_mask`` ``[T, L]`` (1 where the id is not ``pad_token_id``) and
+      ``caption_image_index`` ``[T]`` (the sample each caption belongs to);
+    * anything else (strings, ...) unchanged.
+
+    Args:
+        mean: per-channel mean on the 0-255 scale (ALBEF / CLIP by default).
+        std: per-channel standard deviation on the 0-255 scale.
+        pad_token_id: padding id of token-id keys.
+        non_blocking: asynchronous host-to-device copies.
+
+    Example:
+        >>> dict(type='VLDataPreprocessor', pad_token_id=0)
+    """
+
+    def __init__(self, mean: Sequence[float] = ALBEF_MEAN, std: Sequence[float] = ALBEF_STD,
+                 pad_token_id: int = 0, non_blocking: bool = False) -> None:
+        super().__init__(non_blocking=non_blocking)
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer('mean', mean_t, persistent=False)
+        self.register_buffer('std', std_t, persistent=False)
+        self.pad_token_id = pad_token_id
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        inputs = data.get('inputs', {})
+        out: dict[str, Any] = {}
+        for key, value in inputs.items():
+            if key.startswith('image'):
+                out[key] = self._images(key, value)
+            elif key == 'caption_ids':
+                out.update(self._captions(value))
+            else:
+                out.update(self._text(key, value))
+        return {'inputs': out, 'data_samples': data.get('data_samples')}
+
+    def _images(self, key: str, value: Any) -> Tensor:
+        if isinstance(value, (list, tuple)):
+            shapes = {tuple(v.shape) for v in value}
+            if len(shapes) != 1:
+                raise ValueError(f'VLDataPreprocessor: the {key!r} images of a batch differ in '
+                                 f'size ({sorted(shapes)}); resize them in the pipeline')
+            value = torch.stack(list(value))
+        if value.dim() != 4 or value.shape[1] != 3:
+            raise ValueError(f'VLDataPreprocessor: {key!r} must be [B, 3, H, W], got '
+                             f'{list(value.shape)}')
+        return (value.float() - self.mean) / self.std
+
+    def _text(self, key: str, value: Any) -> dict[str, Any]:
+        pad = -100 if key.endswith('labels') else self.pad_token_id
+        if isinstance(value, Tensor):  # already batched, e.g. by default_collate
+            ids, lengths = value, None
+        elif isinstance(value, (list, tuple)) and value and \
+                all(isinstance(v, Tensor) for v in value):
+            if all(v.dim() == 0 for v in value):
+                return {key: torch.stack(list(value))}
+            if not all(v.dim() == 1 for v in value):
+                raise ValueError(f'VLDataPreprocessor: text key {key!r} needs 1-D tensors per '
+                                 'sample')
+            ids, lengths = _pad_1d(value, pad)
+        else:
+            return {key: value}
+        out = {key: ids}
+        if key == 'input_ids':
+            if lengths is not None:
+                out['attention_mask'] = _mask_from_lengths(lengths, ids.shape[1])
+            else:
+                out['attention_mask'] = (ids != self.pad_token_id).long()
+        return out
+
+    def _captions(self, value: Sequence[Any]) -> dict[str, Tensor]:
+        rows: list[Tensor] = []
+        owner: list[int] = []
+        for i, item in enumerate(value):
+            item_rows = list(item) if isinstance(item, (list, tuple)) or item.dim() == 2 else [item]
+            rows.extend(item_rows)
+            owner.extend([i] * len(item_rows))
+        if not rows:
+            raise ValueError('VLDataPreprocessor: "caption_ids" holds no caption')
+        ids, _ = _pad_1d(rows, self.pad_token_id)
+        mask = (ids != self.pad_token_id).long()
+        length = int(mask.sum(1).max())  # drop columns that are padding in every row
+        ids, mask = ids[:, :length], mask[:, :length]
+        return {'caption_ids': ids, 'caption_attention_mask': mask,
+                'caption_image_index': torch.tensor(owner, dtype=torch.long, device=ids.device)}

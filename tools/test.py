@@ -1,7 +1,8 @@
 """Evaluate a checkpoint with a config's test loop (retrieval, or a downstream task's metric).
 
 Example:
-    python tools/test.py configs/albef/albef_vit-tiny-synthetic_1xb32_cpu-demo.py work_dirs/.../epoch_8.pth \
+    python tools/test.py configs/albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py \
+        work_dirs/albef_vit-t-bert-t_1xb32_synthetic-demo/epoch_4.pth \
         --out results.json
 """
 from __future__ import annotations

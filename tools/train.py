@@ -1,7 +1,7 @@
 """Train (pre-train or fine-tune) a vlreg model from a config.
 
 Examples:
-    python tools/train.py configs/albef/albef_vit-tiny-synthetic_1xb32_cpu-demo.py
+    python tools/train.py configs/albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume            # latest checkpoint
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch     # gloo on CPU, nccl on GPUs
 """

@@ -156,7 +156,7 @@ def build_from_slot(registry: Registry, cfg: Any, slot: str, **default_args: Any
         if registry.get(type_name) is None:
             elsewhere = [s for s in which_slots(type_name) if SLOTS[s] is not registry]
             hint = (f'; {type_name!r} is a {" / ".join(elsewhere)}, not a {registry.name}'
-                    if elsewhere else f'; known {registry.name}s: {sorted(registry.module_dict)}')
+                    if elsewhere else f'; registered in {registry.name!r}: {sorted(registry.module_dict)}')
             raise KeyError(f'{slot!r} expects a component from the {registry.name!r} registry, but '
                            f'{type_name!r} is not registered there{hint}')
     return registry.build(cfg, default_args=default_args or None)

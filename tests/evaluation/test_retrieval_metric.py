@@ -93,3 +93,15 @@ def test_describe_protocol() -> None:
 def test_compute_metrics_without_results_fails() -> None:
     with pytest.raises(ValueError, match='no results'):
         RetrievalMetric().compute_metrics([])
+
+
+def test_chance_recall_against_enumeration():
+    """Random-ranking recall, checked by averaging over every permutation of a small case."""
+    import itertools
+
+    from vlreg.evaluation.retrieval import chance_recall
+
+    n, gts, k = 6, [0, 1], 2
+    hits = [any(p.index(g) < k for g in gts) for p in itertools.permutations(range(n))]
+    assert abs(chance_recall(n, [len(gts)], k) - 100 * sum(hits) / len(hits)) < 1e-9
+    assert abs(chance_recall(200, [1], 10) - 5.0) < 1e-9

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vlreg.registry import TOKENIZERS
+from vlreg.utils.paths import resolve_path
 
 __all__ = ['BertTokenizer', 'SyntheticTokenizer', 'build_tokenizer']
 
@@ -65,7 +66,7 @@ class BertTokenizer(_TokenizerBase):
     """
 
     def __init__(self, path: str, add_sep: bool = False) -> None:
-        self.path = str(path)
+        self.path = str(path)  # resolved at first use (pkg:// paths allowed)
         self.add_sep = add_sep
         self._hf: Any = None
 
@@ -76,7 +77,8 @@ class BertTokenizer(_TokenizerBase):
             from transformers import BertTokenizerFast
 
             try:
-                self._hf = BertTokenizerFast.from_pretrained(self.path, local_files_only=True)
+                self._hf = BertTokenizerFast.from_pretrained(resolve_path(self.path),
+                                                             local_files_only=True)
             except (OSError, ValueError) as err:
                 raise OSError(f'BertTokenizer: cannot load a BERT tokenizer from the local '
                               f'directory {self.path!r}: {err}') from err

@@ -11,7 +11,8 @@ from mmengine.logging import print_log
 
 from vlreg.registry import METRICS
 
-from .retrieval import TIES, image_retrieval_ranks, metrics_from_ranks, text_retrieval_ranks
+from .retrieval import (TIES, chance_recall, image_retrieval_ranks, metrics_from_ranks,
+                        text_retrieval_ranks)
 
 
 def describe_protocol(k: int | None, score: str) -> str:
@@ -46,8 +47,9 @@ class RetrievalMetric(BaseMetric):
 
     ``compute_metrics`` returns ``txt_r1, txt_r5, txt_r10, txt_r_mean, img_r1, img_r5, img_r10,
     img_r_mean, r_mean`` (percent), the same with an ``itc_`` prefix when ITC similarities were
-    given and the scores are re-ranked, and ``protocol``: a string naming the scoring protocol,
-    the numbers of images and texts and the tie rule. MMEngine logs a string metric next to the
+    given and the scores are re-ranked, ``protocol``: a string naming the scoring protocol,
+    the numbers of images and texts and the tie rule, and ``chance``: the recalls of a random
+    ranking. MMEngine logs a string metric next to the
     numbers (as runtime info, not as a scalar), so every logged result says how it was obtained.
 
     Args:
@@ -93,6 +95,7 @@ class RetrievalMetric(BaseMetric):
                 'img_ranks': self._ranks(image_retrieval_ranks(scores_t2i, txt2img, self.ties)),
                 'protocol': f'{protocol}, {len(img2txt)} images x {len(txt2img)} texts, '
                             f'ties {self.ties}',
+                'chance': self._chance(img2txt, txt2img),
             }
             itc = sample.get('itc_i2t')
             if self.itc_metrics and itc is not None and itc is not scores_i2t:
@@ -100,6 +103,14 @@ class RetrievalMetric(BaseMetric):
                 result['itc_img_ranks'] = self._ranks(image_retrieval_ranks(itc.t(), txt2img,
                                                                             self.ties))
             self.results.append(result)
+
+    def _chance(self, img2txt: Sequence[Sequence[int]], txt2img: Sequence[int]) -> str:
+        """Recall@K of a random ranking, so that every logged result can be read against it."""
+        tr = '/'.join(f'{chance_recall(len(txt2img), [len(t) for t in img2txt], k):.2f}'
+                      for k in self.ks)
+        ir = '/'.join(f'{chance_recall(len(img2txt), [1] * len(txt2img), k):.2f}' for k in self.ks)
+        cut = '/'.join(str(k) for k in self.ks)
+        return f'random ranking R@{cut}: TR {tr}, IR {ir} (percent)'
 
     @staticmethod
     def _ranks(ranks: torch.Tensor) -> torch.Tensor:
@@ -126,4 +137,6 @@ class RetrievalMetric(BaseMetric):
             itc = metrics_from_ranks(res['itc_txt_ranks'], res['itc_img_ranks'], self.ks)
             metrics.update({f'itc_{key}': value for key, value in itc.items()})
         metrics['protocol'] = res['protocol']
+        if 'chance' in res:
+            metrics['chance'] = res['chance']
         return metrics

@@ -263,3 +263,16 @@ def topk_rerank(sim: Tensor, k: int | None, pair_scores: PairScorer, batch_size:
             progress(end, total)
     return out
 
+
+
+def chance_recall(num_candidates: int, num_ground_truth: Sequence[int], k: int) -> float:
+    """Expected recall@k (percent) of a random ranking: the mean over queries of
+    ``1 - C(N - g, k) / C(N, k)``, the probability that one of a query's ``g`` ground truths among
+    ``N`` candidates lands in a uniformly random top-``k``."""
+    total = 0.0
+    for g in num_ground_truth:
+        miss = 1.0
+        for i in range(min(k, num_candidates)):
+            miss *= max(0, num_candidates - g - i) / (num_candidates - i)
+        total += 1.0 - miss
+    return 100.0 * total / max(1, len(num_ground_truth))

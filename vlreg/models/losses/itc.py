@@ -1,6 +1,7 @@
 """Image-text contrastive loss with momentum distillation and feature queues (ALBEF)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor
 from vlreg.registry import LOSSES
 
 from ..utils.dist import gather_no_grad, gather_with_grad, rank_and_world
-from .base import BaseVLLoss
+from .base import BaseVLLoss, check_views, view_key
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -37,6 +38,10 @@ class ITCLoss(BaseVLLoss):
         embed_dim: width of the projected features (queue rows).
         queue_size: number of queued momentum features (0 = no queue); a multiple of the global batch.
         use_image_ids: same-image-id pairs are positives (and the queue stores ids).
+        views: (image view, text view) pairs whose rows are contrasted, averaged: ``('image', 'text')``
+            is ALBEF's; the multi-modal augmentation adds e.g. ``('image_aug', 'text')`` (a distorted
+            image) and ``('image', 'text_masked')`` (the masked caption) as extra positives. Columns and
+            distillation targets always come from the original pair's momentum features.
         loss_weight: weight of ``loss_itc``.
 
     Example:
@@ -46,8 +51,10 @@ class ITCLoss(BaseVLLoss):
     requires = ('image_embed', 'text_embed', 'temp', 'alpha')
 
     def __init__(self, embed_dim: int = 256, queue_size: int = 65536, use_image_ids: bool = False,
+                 views: Sequence[Sequence[str]] = (('image', 'text'),),
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
+        self.views = check_views(views)
         self.embed_dim = embed_dim
         self.queue_size = queue_size
         self.use_image_ids = use_image_ids
@@ -59,12 +66,20 @@ class ITCLoss(BaseVLLoss):
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
 
     # -- the objective, per direction; focal variants override this ------------------------------------
-    def direction_loss(self, sim: Tensor, targets: Tensor, positives: Tensor) -> Tensor:
-        """Loss of one direction from logits ``sim``, soft ``targets`` and the 0/1 ``positives``."""
+    def direction_loss(self, sim: Tensor, targets: Tensor, pos_targets: Tensor, alpha: float) -> Tensor:
+        """Loss of one direction.
+
+        Args:
+            sim: logits ``[n, C]``.
+            targets: ``alpha * distillation + (1 - alpha) * pos_targets``, rows sum to 1.
+            pos_targets: the normalised positives (one-hot, or spread over same-id columns).
+            alpha: the distillation weight used in ``targets`` (0 without a momentum model).
+        """
         return soft_cross_entropy(sim, targets)
 
     def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        v, t, temp, alpha = (features[k] for k in ('image_embed', 'text_embed', 'temp', 'alpha'))
+        temp, alpha = features['temp'], float(features['alpha'])
+        v, t = features['image_embed'], features['text_embed']
         if v.shape[1] != self.embed_dim:
             raise ValueError(f'ITCLoss(embed_dim={self.embed_dim}) got features of width {v.shape[1]}')
         rank, _ = rank_and_world()
@@ -80,23 +95,29 @@ class ITCLoss(BaseVLLoss):
             v_all = t_all = None
         positives = self._positives(features, n, rank, cols_t.shape[0])
         pos_targets = positives / positives.sum(dim=1, keepdim=True)
-        sim_i2t = v @ cols_t.t() / temp
-        sim_t2i = t @ cols_v.t() / temp
         if momentum and alpha > 0:
             with torch.no_grad():
                 tgt_i2t = alpha * F.softmax(v_m @ cols_t.t() / temp, dim=1) + (1 - alpha) * pos_targets
                 tgt_t2i = alpha * F.softmax(t_m @ cols_v.t() / temp, dim=1) + (1 - alpha) * pos_targets
         else:
             tgt_i2t = tgt_t2i = pos_targets
-        loss = (self.direction_loss(sim_i2t, tgt_i2t, positives)
-                + self.direction_loss(sim_t2i, tgt_t2i, positives)) / 2
-        cols = slice(rank * n, (rank + 1) * n)
-        features['sim_i2t_batch'] = sim_i2t[:, cols].detach()
-        features['sim_t2i_batch'] = sim_t2i[:, cols].detach()
+            alpha = 0.0
+        losses = []
+        for image_view, text_view in self.views:
+            rows_v = features[view_key('image_embed', image_view)]
+            rows_t = features[view_key('text_embed', text_view)]
+            sim_i2t = rows_v @ cols_t.t() / temp
+            sim_t2i = rows_t @ cols_v.t() / temp
+            losses.append((self.direction_loss(sim_i2t, tgt_i2t, pos_targets, alpha)
+                           + self.direction_loss(sim_t2i, tgt_t2i, pos_targets, alpha)) / 2)
+            if (image_view, text_view) == ('image', 'text'):
+                cols = slice(rank * n, (rank + 1) * n)
+                features['sim_i2t_batch'] = sim_i2t[:, cols].detach()
+                features['sim_t2i_batch'] = sim_t2i[:, cols].detach()
         if momentum and self.queue_size and model.training:
             ids = gather_no_grad(features['image_ids']) if self.use_image_ids else None
             self._enqueue(v_all, t_all, ids)
-        return {'loss_itc': loss * self.loss_weight}
+        return {'loss_itc': torch.stack(losses).mean() * self.loss_weight}
 
     def _positives(self, features: dict[str, Any], n: int, rank: int, num_cols: int) -> Tensor:
         device = features['image_embed'].device

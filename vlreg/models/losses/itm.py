@@ -1,6 +1,7 @@
 """Image-text matching with hard negatives mined from the contrastive similarities (ALBEF)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from vlreg.registry import LOSSES
 
-from .base import BaseVLLoss
+from .base import BaseVLLoss, check_views, view_key
 
 
 @torch.no_grad()
@@ -59,6 +60,9 @@ class ITMLoss(BaseVLLoss):
     Args:
         use_image_ids: never pick a negative with the same image id (fine-tuning with several captions per
             image).
+        views: (image view, text view) pairs scored as positives; ``('image', 'text')`` is ALBEF's and
+            must be present; e.g. ``('image_aug', 'text')`` and ``('image', 'text_masked')`` add the
+            multi-modal augmentation's views as extra positive pairs (negatives stay ALBEF's 2B).
         loss_weight: weight of ``loss_itm``.
 
     Example:
@@ -67,9 +71,15 @@ class ITMLoss(BaseVLLoss):
 
     requires = ('image_tokens', 'text_tokens', 'text_mask', 'sim_i2t_batch', 'sim_t2i_batch')
 
-    def __init__(self, use_image_ids: bool = False, loss_weight: float = 1.0) -> None:
+    def __init__(self, use_image_ids: bool = False,
+                 views: Sequence[Sequence[str]] = (('image', 'text'),),
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
         self.use_image_ids = use_image_ids
+        self.views = check_views(views)
+        if ('image', 'text') not in self.views:
+            raise ValueError("ITMLoss views must include ('image', 'text'): hard negatives are mined "
+                             'for the original pairs')
 
     def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
         ids = features.get('image_ids') if self.use_image_ids else None
@@ -86,11 +96,19 @@ class ITMLoss(BaseVLLoss):
         if pos is None:
             pos = model.fuse(txt, mask, img, attn_layer=features.get('gradcam_layer'))
             features['itm_pos'] = pos
-        neg = model.fuse(torch.cat([txt, txt[text_neg_idx]]), torch.cat([mask, mask[text_neg_idx]]),
-                         torch.cat([img[image_neg_idx], img]))
-        logits = model.itm_head(torch.cat([pos.cls, neg.cls]))
-        labels = torch.cat([torch.ones(b, dtype=torch.long), torch.zeros(2 * b, dtype=torch.long)])
-        labels = labels.to(logits.device)
+        neg_txt, neg_mask = [txt, txt[text_neg_idx]], [mask, mask[text_neg_idx]]
+        neg_img = [img[image_neg_idx], img]
+        extra = [v for v in self.views if v != ('image', 'text')]
+        for image_view, text_view in extra:  # extra positives ride in the same fusion call
+            neg_txt.append(features[view_key('text_tokens', text_view)])
+            neg_mask.append(mask)
+            neg_img.append(features[view_key('image_tokens', image_view)])
+        rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), torch.cat(neg_img))
+        n_pos = b * (1 + len(extra))
+        cls = torch.cat([pos.cls, rest.cls[2 * b:], rest.cls[:2 * b]])
+        logits = model.itm_head(cls)
+        labels = torch.cat([torch.ones(n_pos, dtype=torch.long),
+                            torch.zeros(2 * b, dtype=torch.long)]).to(logits.device)
         features['itm_logits_pos'] = logits[:b]
         loss = F.cross_entropy(logits, labels)
         acc = (logits.argmax(dim=1) == labels).float().mean().detach()

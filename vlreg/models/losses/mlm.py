@@ -44,7 +44,10 @@ class MLMLoss(BaseVLLoss):
     def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
         ids, labels, mask = features['mlm_input_ids'], features['mlm_labels'], features['text_mask']
         masked = labels != -100
-        hidden = model.fuse(model.text_backbone(ids, mask), mask, features['image_tokens']).hidden
+        text = features.get('text_tokens_masked')  # encoded already when the masked text is a view
+        if text is None:
+            text = model.text_backbone(ids, mask)
+        hidden = model.fuse(text, mask, features['image_tokens']).hidden
         logits = model.mlm_head(hidden[masked])
         target = labels[masked]
         ce = F.cross_entropy(logits.float(), target, reduction='none')

@@ -81,6 +81,15 @@ class ALBEFPretrainer(BaseModel):
             for name, cfg in losses.items() if cfg is not None})
         if not self.losses:
             raise ValueError('ALBEFPretrainer needs at least one loss in `losses`')
+        # extra views (multi-modal augmentation) and the Grad-CAM layer (soft-masked ITM) the losses ask for
+        pairs = [pair for loss in self.losses.values() for pair in getattr(loss, 'views', ())]
+        self.image_views = sorted({a for a, _ in pairs} - {'image'})
+        self.text_views = sorted({b for _, b in pairs} - {'text'})
+        layers = {loss.cross_attn_layer for loss in self.losses.values()
+                  if getattr(loss, 'cross_attn_layer', None) is not None}
+        if len(layers) > 1:
+            raise ValueError(f'losses ask for Grad-CAM on different fusion layers {sorted(layers)}')
+        self.gradcam_layer = layers.pop() if layers else None
         if momentum is not None:
             for online, shadow in _MOMENTUM_PAIRS:
                 module = getattr(self, online)
@@ -208,10 +217,31 @@ class ALBEFPretrainer(BaseModel):
         if self.has_momentum:
             features['image_tokens_m'], features['image_embed_m'], features['text_embed_m'] = \
                 self.encode_momentum(inputs['image'], inputs['input_ids'], inputs['attention_mask'])
+        self._encode_views(inputs, features)
+        if self.gradcam_layer is not None:
+            features['gradcam_layer'] = self.gradcam_layer
         ids = _image_ids(data_samples, image_embed.device)
         if ids is not None:
             features['image_ids'] = ids
         return features
+
+    def _encode_views(self, inputs: dict[str, Tensor], features: dict[str, Any]) -> None:
+        """Encode the extra views the losses ask for: ``image_aug`` (a distorted image from the
+        ``ImageView`` transform) and ``text_masked`` (the MLM-masked caption from ``MaskText``)."""
+        for view in self.image_views:
+            if view not in inputs:
+                raise KeyError(f'a loss uses the view {view!r} but the batch has no {view!r}: add '
+                               f"dict(type='ImageView', out_key='img_{view.split('_', 1)[1]}') to the "
+                               'train pipeline')
+            suffix = view.split('_', 1)[1]
+            features[f'image_tokens_{suffix}'], features[f'image_embed_{suffix}'] = \
+                self.encode_image(inputs[view])
+        if 'text_masked' in self.text_views:
+            if 'mlm_input_ids' not in inputs:
+                raise KeyError("a loss uses the view 'text_masked' but the batch has no mlm_input_ids: "
+                               "add dict(type='MaskText', ...) to the train pipeline")
+            features['text_tokens_masked'], features['text_embed_masked'] = \
+                self.encode_text(inputs['mlm_input_ids'], inputs['attention_mask'])
 
     def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
         if self.training and self.has_momentum:

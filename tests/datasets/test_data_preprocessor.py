@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
@@ -107,3 +108,93 @@ def test_dataloader_batch_from_synthetic_retrieval_set() -> None:
     for row, (ids, n) in enumerate(zip(inputs['caption_ids'], lengths)):
         caption = ds.captions[row]
         assert ids[:n].tolist() == tok_obj.encode(caption, 25)
+
+
+def _annotated(seed: int, n_ids: int) -> dict:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(8, 6, 3), dtype=np.uint8)
+    results = {'img': img, 'img_aug': 255 - img, 'sample_idx': seed, 'caption': 'x',
+               'input_ids': np.concatenate([[101], rng.integers(1000, 2000, size=n_ids - 1)]),
+               'word_ids': np.arange(-1, n_ids - 1), 'content_mask': np.ones(n_ids, np.int64)}
+    results['content_mask'][0] = 0
+    return PackInputs()(results)
+
+
+def test_word_keys_padded_with_their_own_values() -> None:
+    samples = [_annotated(0, 4), _annotated(1, 2)]
+    assert set(samples[0]['inputs']) == {'image', 'image_aug', 'input_ids', 'word_ids',
+                                         'content_mask'}
+    inputs = VLDataPreprocessor()(pseudo_collate(samples))['inputs']
+    assert inputs['word_ids'].tolist() == [[-1, 0, 1, 2], [-1, 0, -1, -1]]
+    assert inputs['content_mask'].tolist() == [[0, 1, 1, 1], [0, 1, 0, 0]]
+    assert inputs['input_ids'][1, 2:].tolist() == [0, 0]
+    assert inputs['attention_mask'].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    aug = np.stack([s['inputs']['image_aug'].numpy() for s in samples]).astype(np.float64)
+    np.testing.assert_allclose(inputs['image_aug'].numpy(),
+                               (aug - MEAN[None, :, None, None]) / STD[None, :, None, None],
+                               atol=1e-5)
+    custom = VLDataPreprocessor(pad_token_id=7, pad_values=dict(word_ids=-5))
+    inputs = custom(pseudo_collate(samples))['inputs']
+    assert inputs['word_ids'][1, 2:].tolist() == [-5, -5]
+    assert inputs['input_ids'][1, 2:].tolist() == [7, 7]
+
+
+def test_pad_value_rule() -> None:
+    pre = VLDataPreprocessor(pad_token_id=3, pad_values=dict(tags=9, mlm_input_ids=None))
+    assert [pre.pad_value(k) for k in ('input_ids', 'mlm_input_ids', 'caption_ids', 'mlm_labels',
+                                       'word_ids', 'caption_word_ids', 'content_mask',
+                                       'caption_content_mask')] == [3, 3, 3, -100, -1, -1, 0, 0]
+    assert [pre.pad_value(k) for k in ('tags', 'title_word_ids', 'title_labels', 'title_mask',
+                                       'title_ids')] == [9, -1, -100, 0, 3]
+
+
+def test_caption_word_keys_flattened_like_caption_ids() -> None:
+    from vlreg.datasets import AnnotateWords, SyntheticTokenizer, Tokenize
+
+    tok = SyntheticTokenizer()
+    pipeline = [Tokenize(tok), AnnotateWords(tok), PackInputs()]
+    samples = []
+    for seed, captions in enumerate([['a red circle', 'a blue star to the left of a cross'],
+                                     ['two shapes', 'one star', 'a green square']]):
+        results = {'img': np.zeros((8, 6, 3), np.uint8), 'sample_idx': seed, 'caption': captions}
+        for t in pipeline:
+            results = t(results)
+        samples.append(results)
+    assert samples[1]['inputs']['caption_word_ids'][0].tolist() == [-1, 0, 1, -1]
+    inputs = VLDataPreprocessor()(pseudo_collate(samples))['inputs']
+    ids, word_ids = inputs['caption_ids'], inputs['caption_word_ids']
+    content, mask = inputs['caption_content_mask'], inputs['caption_attention_mask']
+    assert ids.shape == word_ids.shape == content.shape == mask.shape == (5, 10)
+    assert inputs['caption_image_index'].tolist() == [0, 0, 1, 1, 1]
+    assert word_ids[0].tolist() == [-1, 0, 1, 2] + [-1] * 6
+    assert word_ids[2].tolist() == [-1, 0, 1] + [-1] * 7
+    assert torch.equal(word_ids >= 0, mask.bool() & (torch.arange(10) > 0))
+    assert content[0].tolist() == [0, 0, 1, 1] + [0] * 6
+    assert not content[~mask.bool()].any()
+    bad = pseudo_collate(samples)
+    bad['inputs']['caption_word_ids'] = bad['inputs']['caption_word_ids'][::-1]
+    with pytest.raises(ValueError, match='one row per caption'):
+        VLDataPreprocessor()(bad)
+
+
+def test_dataloader_batch_with_words_and_views() -> None:
+    from torch.utils.data import DataLoader
+
+    from vlreg.datasets import SyntheticShapesDataset
+
+    tok = dict(type='SyntheticTokenizer')
+    ds = SyntheticShapesDataset(num_images=4, image_size=32, mode='pretrain', pipeline=[
+        dict(type='CaptionAwareHorizontalFlip'), dict(type='Tokenize', tokenizer=tok),
+        dict(type='AnnotateWords', tokenizer=tok), dict(type='MaskText', tokenizer=tok),
+        dict(type='ImageView'), dict(type='PackInputs')])
+    batch = next(iter(DataLoader(ds, batch_size=6, collate_fn=pseudo_collate)))
+    inputs = VLDataPreprocessor()(batch)['inputs']
+    assert inputs['image'].shape == inputs['image_aug'].shape == (6, 3, 32, 32)
+    shape = inputs['input_ids'].shape
+    for key in ('mlm_input_ids', 'mlm_labels', 'word_ids', 'content_mask', 'attention_mask'):
+        assert inputs[key].shape == shape and inputs[key].dtype == torch.int64, key
+    real = inputs['attention_mask'].bool()
+    assert (inputs['word_ids'][~real] == -1).all() and (inputs['content_mask'][~real] == 0).all()
+    assert (inputs['word_ids'][:, 0] == -1).all()
+    assert (inputs['word_ids'][:, 1:][real[:, 1:]] >= 0).all()
+    assert (inputs['content_mask'].sum(1) > 0).all()  # every synthetic caption names a shape

@@ -100,7 +100,7 @@ def softmask_batch(b: int = 4) -> dict:
 
 def softmask_model(seed: int = 0, dropout: float = 0.1):
     losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=1))
+                  itm_softmask=dict(type='SoftMaskITMLoss', layer=0))
     return tiny_model(losses=losses, mlm=False, seed=seed, dropout=dropout)
 
 
@@ -109,7 +109,7 @@ def test_gradcam_equals_explicit_autograd_on_the_true_attention():
     batch = softmask_batch()
     feats = model.extract_features(batch)
     captured = {}
-    layer = model.fusion.layer[1].crossattention.self
+    layer = model.fusion.layer[0].crossattention.self
     handle = layer.register_forward_hook(lambda m, args, out: captured.update(args=args))
     loss = model.losses['itm_softmask']
     pos, logits = loss.positive_pass(feats, model)
@@ -194,10 +194,24 @@ def test_softmask_reuses_the_itm_positive_pass(monkeypatch):
     monkeypatch.setattr(type(model.fusion), 'forward', counting)
     out = model(softmask_batch(), None, 'loss')
     assert torch.isfinite(out['loss_itm_softmask']) and out['loss_itm_softmask'] > 0
-    # ITM positives (with layer 1's probabilities), ITM negatives, soft-masked pairs: three passes of
+    # ITM positives (with layer 0's probabilities), ITM negatives, soft-masked pairs: three passes of
     # the online fusion encoder, the first the only one materialising probabilities
     online = calls[:3]
-    assert online == [1, None, None]
+    assert online == [0, None, None]
+    assert out['softmask_mean'] < 1.0  # the words' maps are not flat: patches were damped
+
+
+def test_last_fusion_layer_is_refused():
+    """On the last fusion layer the words' cross-attention cannot reach the fused [CLS]."""
+    model = softmask_model().eval()
+    feats = model.extract_features(softmask_batch())
+    out = model.fuse(feats['text_tokens'], feats['text_mask'], feats['image_tokens'], attn_layer=1)
+    (grad,) = torch.autograd.grad(model.itm_head(out.cls)[:, 1].sum(), out.cross_attn)
+    assert grad[:, :, 1:].abs().max() == 0 and grad[:, :, 0].abs().max() > 0
+    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
+                  itm_softmask=dict(type='SoftMaskITMLoss', layer=1))
+    with pytest.raises(ValueError, match='last fusion layer'):
+        tiny_model(losses=losses, mlm=False)
 
 
 def test_extra_views_feed_itc_and_itm_as_positives():

@@ -5,7 +5,10 @@ Both follow ALBEF's convention: ``encode`` puts ``[CLS]`` first and adds no trai
 the data preprocessor's job, so ``encode`` returns one unpadded list of ids.
 
 The interface (what transforms and models may rely on):
-``encode(text, max_length) -> list[int]``, ``pad_token_id``, ``cls_token_id``, ``sep_token_id``,
+``encode(text, max_length) -> list[int]``,
+``encode_words(words, max_length) -> (ids, word_ids)`` (the ids of ``encode(' '.join(words))`` and,
+per id, the index of the word it comes from, -1 for ``[CLS]`` / ``[SEP]`` / ``[PAD]`` / ``[MASK]``),
+``pad_token_id``, ``cls_token_id``, ``sep_token_id``,
 ``mask_token_id``, ``unk_token_id``, ``vocab_size``, ``all_special_ids``,
 ``convert_ids_to_tokens(ids)`` (wordpieces keep their ``##`` prefix) and ``decode(ids)``.
 """
@@ -15,6 +18,8 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 from vlreg.registry import TOKENIZERS
 from vlreg.utils.paths import resolve_path
@@ -30,16 +35,63 @@ class _TokenizerBase:
     def _token_ids(self, text: str) -> list[int]:
         raise NotImplementedError
 
-    def encode(self, text: str, max_length: int) -> list[int]:
-        """Token ids of ``text``: ``[CLS]`` + tokens (+ ``[SEP]``), at most ``max_length`` ids."""
+    def _word_token_ids(self, words: list[str]) -> tuple[list[int], list[int]]:
+        """Token ids of ``' '.join(words)`` (no specials) and the word index of each.
+
+        This default tokenises word by word, which is exact for any tokenizer that never builds a
+        token across white space; subclasses may override it with a single call.
+        """
+        ids: list[int] = []
+        owners: list[int] = []
+        for index, word in enumerate(words):
+            word_ids = self._token_ids(word)
+            ids.extend(word_ids)
+            owners.extend([index] * len(word_ids))
+        return ids, owners
+
+    def _budget(self, max_length: int) -> int:
         budget = max_length - 1 - int(self.add_sep)
         if budget < 1:
             raise ValueError(f'max_length={max_length} leaves no room for a token after the '
                              'special tokens')
-        ids = [self.cls_token_id] + self._token_ids(text)[:budget]
+        return budget
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        """Token ids of ``text``: ``[CLS]`` + tokens (+ ``[SEP]``), at most ``max_length`` ids."""
+        ids = [self.cls_token_id] + self._token_ids(text)[:self._budget(max_length)]
         if self.add_sep:
             ids.append(self.sep_token_id)
         return ids
+
+    def encode_words(self, words: Sequence[str], max_length: int) -> tuple[list[int], list[int]]:
+        """Token ids of ``' '.join(words)`` and, aligned with them, the word of each token.
+
+        The ids are exactly those of ``encode(' '.join(words), max_length)`` (same truncation).
+
+        Args:
+            words: the words of a caption (e.g. ``caption.split()``).
+            max_length: the most ids, specials included.
+
+        Returns:
+            ``(ids, word_ids)``: two lists of equal length; ``word_ids[i]`` is the index in
+            ``words`` of the word token ``i`` comes from (all wordpieces of a word share it), and
+            -1 for ``[CLS]``, ``[SEP]``, ``[PAD]`` and ``[MASK]`` (also when ``[MASK]`` is written
+            in the text).
+
+        Example:
+            >>> SyntheticTokenizer().encode_words(['a', 'red', 'circle'], 25)[1]
+            [-1, 0, 1, 2]
+        """
+        budget = self._budget(max_length)
+        tokens, owners = self._word_token_ids([str(w) for w in words])
+        ids = [self.cls_token_id] + list(tokens[:budget])
+        word_ids = [-1] + [int(w) for w in owners[:budget]]
+        if self.add_sep:
+            ids.append(self.sep_token_id)
+            word_ids.append(-1)
+        no_word = {self.cls_token_id, self.sep_token_id, self.pad_token_id, self.mask_token_id}
+        word_ids = [-1 if i in no_word else w for i, w in zip(ids, word_ids)]
+        return ids, word_ids
 
     @property
     def cls_token_id(self) -> int:
@@ -86,6 +138,16 @@ class BertTokenizer(_TokenizerBase):
 
     def _token_ids(self, text: str) -> list[int]:
         return list(self.hf(text, add_special_tokens=False)['input_ids'])
+
+    def _word_token_ids(self, words: list[str]) -> tuple[list[int], list[int]]:
+        # One call on the joined text (the very ids ``encode`` gets); a token belongs to the word
+        # whose character span holds the token's start (offsets refer to the raw text).
+        text = ' '.join(words)
+        enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
+        owners = [int(np.searchsorted(starts, start, side='right')) - 1
+                  for start, _ in enc['offset_mapping']]
+        return list(enc['input_ids']), owners
 
     @property
     def pad_token_id(self) -> int:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vlreg.registry import MODELS
 
-__all__ = ['VLDataPreprocessor']
+__all__ = ['DEFAULT_PAD_VALUES', 'VLDataPreprocessor']
 
 # ALBEF's (CLIP's) normalisation constants, on the 0-255 scale of uint8 pixels.
 ALBEF_MEAN = tuple(255 * m for m in (0.48145466, 0.4578275, 0.40821073))
@@ -30,6 +30,16 @@ def _mask_from_lengths(lengths: Tensor, length: int) -> Tensor:
     return (torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]).long()
 
 
+# Padding value of each known text key; ``None`` stands for the preprocessor's ``pad_token_id``.
+# Keys not listed fall back to a suffix rule (see ``VLDataPreprocessor.pad_value``).
+DEFAULT_PAD_VALUES: dict[str, int | None] = {
+    'input_ids': None, 'mlm_input_ids': None, 'caption_ids': None,
+    'mlm_labels': -100,
+    'word_ids': -1, 'caption_word_ids': -1,
+    'content_mask': 0, 'caption_content_mask': 0, 'attention_mask': 0,
+}
+
+
 @MODELS.register_module()
 class VLDataPreprocessor(BaseDataPreprocessor):
     """Move a collated batch to the model's device, normalise images and pad text.
@@ -38,28 +48,40 @@ class VLDataPreprocessor(BaseDataPreprocessor):
     'data_samples': [DataSample]}`` (already stacked ``[B, ...]`` tensors are accepted too).
     Output, on the device:
 
-    * every key starting with ``image``: float32 ``[B, 3, H, W]``, ``(x - mean) / std``;
-    * every other per-sample 1-D tensor: padded to ``[B, L]`` with ``pad_token_id`` (with -100 for
-      keys ending in ``labels``); ``attention_mask`` ``[B, L]`` int64 from the lengths of
-      ``input_ids``; per-sample 0-d tensors are stacked to ``[B]``;
+    * every key starting with ``image`` (``image``, ``image_aug``, ...): float32 ``[B, 3, H, W]``,
+      ``(x - mean) / std``;
+    * every other per-sample 1-D tensor: padded to ``[B, L]`` with the key's padding value (below);
+      ``attention_mask`` ``[B, L]`` int64 from the lengths of ``input_ids``; per-sample 0-d tensors
+      are stacked to ``[B]``;
     * ``caption_ids`` (per sample: an int64 ``[n_j, L_j]`` tensor from ``PackInputs``, padded with
       ``pad_token_id``, or a list of 1-D tensors): flattened to ``[T, L]`` with
       ``caption_attention_mask`` ``[T, L]`` (1 where the id is not ``pad_token_id``) and
-      ``caption_image_index`` ``[T]`` (the sample each caption belongs to);
+      ``caption_image_index`` ``[T]`` (the sample each caption belongs to); every other key starting
+      with ``caption_`` (``caption_word_ids``, ``caption_content_mask``) is flattened the same way,
+      padded with its own value and cut to the same ``L``;
     * anything else (strings, ...) unchanged.
+
+    Padding values, per key (``pad_value``): the ``pad_values`` argument first, then
+    ``DEFAULT_PAD_VALUES``: ``pad_token_id`` for ``input_ids``, ``mlm_input_ids`` and
+    ``caption_ids``; -100 for ``mlm_labels``; -1 for ``word_ids`` and ``caption_word_ids`` (no
+    word); 0 for ``content_mask`` and ``caption_content_mask``. Keys not listed: -1 if they end in
+    ``word_ids``, -100 if they end in ``labels``, 0 if they end in ``mask``, else ``pad_token_id``.
 
     Args:
         mean: per-channel mean on the 0-255 scale (ALBEF / CLIP by default).
         std: per-channel standard deviation on the 0-255 scale.
         pad_token_id: padding id of token-id keys.
+        pad_values: padding values per key, overriding the defaults above (``None`` for a key
+            means ``pad_token_id``).
         non_blocking: asynchronous host-to-device copies.
 
     Example:
-        >>> dict(type='VLDataPreprocessor', pad_token_id=0)
+        >>> dict(type='VLDataPreprocessor', pad_token_id=0, pad_values=dict(my_tags=-1))
     """
 
     def __init__(self, mean: Sequence[float] = ALBEF_MEAN, std: Sequence[float] = ALBEF_STD,
-                 pad_token_id: int = 0, non_blocking: bool = False) -> None:
+                 pad_token_id: int = 0, pad_values: dict[str, int | None] | None = None,
+                 non_blocking: bool = False) -> None:
         super().__init__(non_blocking=non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
@@ -68,18 +90,33 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', mean_t, persistent=False)
         self.register_buffer('std', std_t, persistent=False)
         self.pad_token_id = pad_token_id
+        self.pad_values: dict[str, int | None] = {**DEFAULT_PAD_VALUES, **(pad_values or {})}
+
+    def pad_value(self, key: str) -> int:
+        """The padding value of text key ``key`` (see the class docstring)."""
+        if key in self.pad_values:
+            value = self.pad_values[key]
+            return self.pad_token_id if value is None else int(value)
+        if key.endswith('word_ids'):
+            return -1
+        if key.endswith('labels'):
+            return -100
+        if key.endswith('mask'):
+            return 0
+        return self.pad_token_id
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
         inputs = data.get('inputs', {})
         out: dict[str, Any] = {}
+        caption_keys = [key for key in inputs if key.startswith('caption_')]
         for key, value in inputs.items():
             if key.startswith('image'):
                 out[key] = self._images(key, value)
-            elif key == 'caption_ids':
-                out.update(self._captions(value))
-            else:
+            elif key not in caption_keys:
                 out.update(self._text(key, value))
+        if caption_keys:
+            out.update(self._captions(inputs, caption_keys))
         return {'inputs': out, 'data_samples': data.get('data_samples')}
 
     def _images(self, key: str, value: Any) -> Tensor:
@@ -95,7 +132,7 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         return (value.float() - self.mean) / self.std
 
     def _text(self, key: str, value: Any) -> dict[str, Any]:
-        pad = -100 if key.endswith('labels') else self.pad_token_id
+        pad = self.pad_value(key)
         if isinstance(value, Tensor):  # already batched, e.g. by default_collate
             ids, lengths = value, None
         elif isinstance(value, (list, tuple)) and value and \
@@ -116,18 +153,47 @@ class VLDataPreprocessor(BaseDataPreprocessor):
                 out['attention_mask'] = (ids != self.pad_token_id).long()
         return out
 
-    def _captions(self, value: Sequence[Any]) -> dict[str, Tensor]:
+    @staticmethod
+    def _caption_rows(key: str, value: Any) -> tuple[list[Tensor], list[int]]:
+        """The 1-D rows of a per-caption key and the sample index of each."""
+        if not isinstance(value, (list, tuple, Tensor)):
+            raise ValueError(f'VLDataPreprocessor: {key!r} must hold one [n, L] tensor (or a '
+                             'list of 1-D tensors) per sample')
         rows: list[Tensor] = []
         owner: list[int] = []
         for i, item in enumerate(value):
             item_rows = list(item) if isinstance(item, (list, tuple)) or item.dim() == 2 else [item]
             rows.extend(item_rows)
             owner.extend([i] * len(item_rows))
-        if not rows:
-            raise ValueError('VLDataPreprocessor: "caption_ids" holds no caption')
-        ids, _ = _pad_1d(rows, self.pad_token_id)
-        mask = (ids != self.pad_token_id).long()
-        length = int(mask.sum(1).max())  # drop columns that are padding in every row
-        ids, mask = ids[:, :length], mask[:, :length]
-        return {'caption_ids': ids, 'caption_attention_mask': mask,
-                'caption_image_index': torch.tensor(owner, dtype=torch.long, device=ids.device)}
+        return rows, owner
+
+    def _captions(self, inputs: dict[str, Any], keys: Sequence[str]) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        length: int | None = None
+        owner_ref: list[int] | None = None
+        # caption_ids first: it fixes the length and the owners the other keys must match
+        for key in sorted(keys, key=lambda k: k != 'caption_ids'):
+            rows, owner = self._caption_rows(key, inputs[key])
+            if not rows:
+                raise ValueError(f'VLDataPreprocessor: {key!r} holds no caption')
+            pad = self.pad_value(key)
+            values, _ = _pad_1d(rows, pad)
+            if key == 'caption_ids':
+                mask = (values != self.pad_token_id).long()
+                length = int(mask.sum(1).max())  # drop columns that are padding in every row
+                values, mask = values[:, :length], mask[:, :length]
+                out['caption_attention_mask'] = mask
+                out['caption_image_index'] = torch.tensor(owner, dtype=torch.long,
+                                                          device=values.device)
+                owner_ref = owner
+            else:
+                if owner_ref is not None and owner != owner_ref:
+                    raise ValueError(f'VLDataPreprocessor: {key!r} does not have one row per '
+                                     'caption of "caption_ids"')
+                if length is not None:
+                    if values.shape[1] < length:
+                        values = torch.cat([values, values.new_full(
+                            (values.shape[0], length - values.shape[1]), pad)], dim=1)
+                    values = values[:, :length]
+            out[key] = values
+        return out

@@ -21,6 +21,7 @@ test_pipeline = [
     dict(type='Tokenize', tokenizer=tokenizer, max_length=30),
     dict(type='PackInputs'),
 ]
+ann_files = ['coco.json', 'vg.json', 'cc3m_train.json', 'cc3m_val.json', 'sbu.json']
 _part = dict(type='CaptionDataset', data_root=data_root, max_words=30, skip_bad_samples=True,
              pipeline=train_pipeline)
 train_dataloader = dict(
@@ -31,13 +32,8 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
-    dataset=dict(type='ConcatDataset', datasets=[
-        dict(_part, ann_file='coco.json'),
-        dict(_part, ann_file='vg.json'),
-        dict(_part, ann_file='cc3m_train.json'),
-        dict(_part, ann_file='cc3m_val.json'),
-        dict(_part, ann_file='sbu.json'),
-    ]),
+    dataset=dict(type='ConcatDataset',
+                 datasets=[dict(_part, ann_file=f) for f in ann_files]),
 )
 val_dataloader = dict(
     batch_size=64,
@@ -50,3 +46,18 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
+
+train_pipeline_softmask = [
+    dict(type='LoadImage'),
+    dict(type='RandomResizedCrop', size=image_size, scale=(0.2, 1.0)),
+    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap'),
+    dict(type='RandAugment', num_ops=2, magnitude=7),
+    dict(type='ImageView', out_key='img_aug'),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
+    dict(type='AnnotateWords', tokenizer=tokenizer, stopwords='auto'),
+    dict(type='MaskText', tokenizer=tokenizer, mlm_probability=0.15),
+    dict(type='PackInputs'),
+]
+train_dataset_softmask = dict(
+    type='ConcatDataset',
+    datasets=[dict(_part, ann_file=f, pipeline=train_pipeline_softmask) for f in ann_files])

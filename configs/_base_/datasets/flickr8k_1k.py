@@ -46,3 +46,17 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
+
+# The paper's pipeline: caption-aware flip, a distorted extra view (PAPER.md defaults: colour jitter
+# 0.4/0.4/0.4/0.1 p=0.8, grayscale p=0.2, blur p=0.5, RandAugment geometric ops), word annotations.
+train_pipeline_softmask = [
+    dict(type='LoadImage'),
+    dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0)),
+    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap'),
+    dict(type='RandAugment', num_ops=2, magnitude=7),
+    dict(type='ImageView', out_key='img_aug'),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
+    dict(type='AnnotateWords', tokenizer=tokenizer, stopwords='auto'),
+    dict(type='MaskText', tokenizer=tokenizer, mlm_probability=0.15),
+    dict(type='PackInputs'),
+]

@@ -35,3 +35,20 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator
+
+# The paper's pipeline (soft-mask configs and every ablation variant, so that they see the same data):
+# caption-aware flip (left/right swapped in the caption), a distorted extra image view, and word
+# annotations for the soft mask's word choice. The view has no colour operations on this data set:
+# colour words are most of what its captions say, so a colour-jittered view would contradict them.
+view_transforms = [
+    dict(type='RandAugment', num_ops=2, magnitude=7),
+    dict(type='GaussianBlur', p=0.5),
+]
+train_pipeline_softmask = [
+    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap'),
+    dict(type='ImageView', out_key='img_aug', transforms=view_transforms),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
+    dict(type='AnnotateWords', tokenizer=tokenizer, stopwords='auto'),
+    dict(type='MaskText', tokenizer=tokenizer, mlm_probability=0.15),
+    dict(type='PackInputs'),
+]

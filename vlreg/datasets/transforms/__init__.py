@@ -1,12 +1,15 @@
-"""Data transforms: loading, image augmentations, text processing and packing."""
+"""Data transforms: loading, image augmentations, text processing, multi-modal views, packing."""
 from __future__ import annotations
 
 from .formatting import PackInputs
 from .image import (ColorJitter, GaussianBlur, HorizontalFlip, RandAugment, RandomResizedCrop,
                     Resize, ToGray)
 from .loading import BadSampleError, LoadImage, describe_sample
+from .multimodal import CaptionAwareHorizontalFlip, ImageView
 from .text import CleanCaption, MaskText, Tokenize, clean_caption
+from .words import AnnotateWords, load_stopwords
 
-__all__ = ['BadSampleError', 'CleanCaption', 'ColorJitter', 'GaussianBlur', 'HorizontalFlip',
-           'LoadImage', 'MaskText', 'PackInputs', 'RandAugment', 'RandomResizedCrop', 'Resize',
-           'ToGray', 'Tokenize', 'clean_caption', 'describe_sample']
+__all__ = ['AnnotateWords', 'BadSampleError', 'CaptionAwareHorizontalFlip', 'CleanCaption',
+           'ColorJitter', 'GaussianBlur', 'HorizontalFlip', 'ImageView', 'LoadImage', 'MaskText',
+           'PackInputs', 'RandAugment', 'RandomResizedCrop', 'Resize', 'ToGray', 'Tokenize',
+           'clean_caption', 'describe_sample', 'load_stopwords']

@@ -15,8 +15,12 @@ from vlreg.structures import DataSample
 
 from .loading import describe_sample
 
-__all__ = ['PackInputs']
+__all__ = ['DEFAULT_DATA_KEYS', 'DEFAULT_META_KEYS', 'DEFAULT_TEXT_KEYS', 'PackInputs',
+           'text_pad_value']
 
+DEFAULT_TEXT_KEYS = ('input_ids', 'mlm_input_ids', 'mlm_labels', 'word_ids', 'content_mask',
+                     'caption_ids', 'caption_word_ids', 'caption_content_mask')
+DEFAULT_DATA_KEYS = ('gt_bboxes', 'gt_bboxes_aug')
 DEFAULT_META_KEYS = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'text_index',
                      'ann_index', 'ori_shape', 'img_shape', 'flipped', 'objects', 'gt_word_indices')
 
@@ -29,6 +33,24 @@ def _image_tensor(img: Any, key: str, results: dict[str, Any]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
+def text_pad_value(key: str, pad_token_id: int,
+                   overrides: dict[str, int] | None = None) -> int:
+    """Padding value of a text key (the same rule as ``VLDataPreprocessor``).
+
+    ``overrides[key]`` if given; else -1 for keys ending in ``word_ids``, -100 for keys ending in
+    ``labels``, 0 for keys ending in ``mask``, and ``pad_token_id`` for anything else (token ids).
+    """
+    if overrides and key in overrides:
+        return int(overrides[key])
+    if key.endswith('word_ids'):
+        return -1
+    if key.endswith('labels'):
+        return -100
+    if key.endswith('mask'):
+        return 0
+    return pad_token_id
+
+
 def _ids_tensor(ids: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ids, dtype=np.int64))
 
@@ -38,10 +60,14 @@ class PackInputs:
     """Build the sample contract of docs/architecture.md.
 
     ``inputs``: ``img`` -> ``image`` (``uint8 [3, H, W]``, not normalised) and every ``img_<x>`` ->
-    ``image_<x>``; the text keys present among ``text_keys`` as int64 tensors. A retrieval sample's
-    ``caption_ids`` (one id array per caption) is packed as one int64 ``[n_captions, L]`` tensor
-    padded with ``pad_token_id``: MMEngine's collate functions transpose Python lists, which would
-    mix the captions of different images; ``VLDataPreprocessor`` flattens it again.
+    ``image_<x>`` (e.g. ``img_aug`` of ``ImageView`` -> ``image_aug``); the text keys present among
+    ``text_keys`` as int64 tensors (by default the ids, the MLM keys and the ``AnnotateWords`` keys
+    ``word_ids`` / ``content_mask``). A text key holding a list (a retrieval sample's
+    ``caption_ids``, ``caption_word_ids``, ``caption_content_mask``: one array per caption) is
+    packed as one int64 ``[n_captions, L]`` tensor padded with the key's value of
+    :func:`text_pad_value` (``pad_token_id`` for ids, -1 for ``*word_ids``, 0 for ``*mask``):
+    MMEngine's collate functions transpose Python lists, which would mix the captions of different
+    images; ``VLDataPreprocessor`` flattens it again.
 
     ``data_samples``: a :class:`~vlreg.structures.DataSample` whose metainfo holds the ``meta_keys``
     present (a list ``caption`` is stored as ``captions``) and whose data fields hold ``data_keys``
@@ -55,24 +81,28 @@ class PackInputs:
         meta_keys: results keys copied into the data sample's metainfo.
         data_keys: results keys stored as tensor data fields of the data sample.
         pad_token_id: padding of ``caption_ids`` rows.
+        pad_values: per-key padding values of list-valued text keys overriding
+            :func:`text_pad_value`'s rule.
 
     Example:
         >>> dict(type='PackInputs')
     """
 
-    def __init__(self, text_keys: Sequence[str] = ('input_ids', 'mlm_input_ids', 'mlm_labels',
-                                                   'caption_ids'),
+    def __init__(self, text_keys: Sequence[str] = DEFAULT_TEXT_KEYS,
                  meta_keys: Sequence[str] = DEFAULT_META_KEYS,
-                 data_keys: Sequence[str] = ('gt_bboxes',), pad_token_id: int = 0) -> None:
+                 data_keys: Sequence[str] = DEFAULT_DATA_KEYS, pad_token_id: int = 0,
+                 pad_values: dict[str, int] | None = None) -> None:
         self.text_keys = tuple(text_keys)
         self.meta_keys = tuple(meta_keys)
         self.data_keys = tuple(data_keys)
         self.pad_token_id = pad_token_id
+        self.pad_values = dict(pad_values or {})
 
-    def _pack_caption_ids(self, ids_list: Sequence[Any]) -> torch.Tensor:
+    def _pack_caption_ids(self, ids_list: Sequence[Any], key: str = 'caption_ids') -> torch.Tensor:
         rows = [np.asarray(ids, dtype=np.int64) for ids in ids_list]
         length = max((len(r) for r in rows), default=0)
-        out = np.full((len(rows), length), self.pad_token_id, dtype=np.int64)
+        pad = text_pad_value(key, self.pad_token_id, self.pad_values)
+        out = np.full((len(rows), length), pad, dtype=np.int64)
         for i, row in enumerate(rows):
             out[i, :len(row)] = row
         return torch.from_numpy(out)
@@ -93,7 +123,7 @@ class PackInputs:
                 continue
             value = results[key]
             if isinstance(value, (list, tuple)):
-                inputs[key] = self._pack_caption_ids(value)
+                inputs[key] = self._pack_caption_ids(value, key)
             else:
                 inputs[key] = _ids_tensor(value)
         metainfo = {}

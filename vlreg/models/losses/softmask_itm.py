@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 from vlreg.registry import LOSSES
 
@@ -106,8 +107,9 @@ class SoftMaskITMLoss(BaseVLLoss):
     def soft_masks(self, features: dict[str, Any], model: Any) -> tuple[Tensor, Tensor, Tensor]:
         """``(mask [B, N], valid [B], word [B])`` for the batch (mask detached)."""
         pos, logits = self.positive_pass(features, model)
-        cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, features['text_mask'],
-                                         self.head_reduction, retain_graph=True)
+        with record_function('softmask/gradcam'):
+            cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, features['text_mask'],
+                                             self.head_reduction, retain_graph=True)
         word, valid = pick_random_words(features['word_ids'], features['content_mask'])
         g = word_map(cam.detach(), features['word_ids'], word)
         mask = soft_mask_from_cam(g, floor=self.floor, sharpness=self.sharpness,
@@ -121,6 +123,11 @@ class SoftMaskITMLoss(BaseVLLoss):
             zero = image_tokens.sum() * 0.0  # keeps the graph (and DDP) consistent on skipped steps
             return {'loss_itm_softmask': zero, 'softmask_mean': zero.detach() + 1.0}
         mask, valid, _ = self.soft_masks(features, model)
+        with record_function('softmask/masked_itm'):
+            return self._masked_itm(features, model, image_tokens, mask, valid)
+
+    def _masked_itm(self, features: dict[str, Any], model: Any, image_tokens: Tensor, mask: Tensor,
+                    valid: Tensor) -> dict[str, Tensor]:
         if self.apply_to == 'fusion_tokens':
             masked = torch.cat([image_tokens[:, :1], image_tokens[:, 1:] * mask[:, :, None]], dim=1)
         else:

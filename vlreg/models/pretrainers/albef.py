@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, LOSSES, MODELS, build_from_slot
 
@@ -90,6 +91,15 @@ class ALBEFPretrainer(BaseModel):
         if len(layers) > 1:
             raise ValueError(f'losses ask for Grad-CAM on different fusion layers {sorted(layers)}')
         self.gradcam_layer = layers.pop() if layers else None
+        n_fusion = len(getattr(self.fusion, 'layer', ()))
+        if self.gradcam_layer is not None and n_fusion:
+            if not -n_fusion <= self.gradcam_layer < n_fusion:
+                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} does not exist: the fusion encoder '
+                                 f'has {n_fusion} layers')
+            if self.gradcam_layer % n_fusion == n_fusion - 1:
+                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} is the last fusion layer: there '
+                                 'the words\' cross-attention cannot reach the fused [CLS] (their '
+                                 'gradient is exactly 0); use an earlier layer (ALBEF: the 3rd of 6)')
         if momentum is not None:
             for online, shadow in _MOMENTUM_PAIRS:
                 module = getattr(self, online)
@@ -217,7 +227,8 @@ class ALBEFPretrainer(BaseModel):
         if self.has_momentum:
             features['image_tokens_m'], features['image_embed_m'], features['text_embed_m'] = \
                 self.encode_momentum(inputs['image'], inputs['input_ids'], inputs['attention_mask'])
-        self._encode_views(inputs, features)
+        with record_function('encode/extra_views'):
+            self._encode_views(inputs, features)
         if self.gradcam_layer is not None:
             features['gradcam_layer'] = self.gradcam_layer
         ids = _image_ids(data_samples, image_embed.device)
@@ -248,8 +259,9 @@ class ALBEFPretrainer(BaseModel):
             self.momentum_update()
         features = self.extract_features(inputs, data_samples)
         out: dict[str, Tensor] = {}
-        for loss in self.losses.values():
-            out.update(loss(features, self))
+        for name, loss in self.losses.items():
+            with record_function(f'loss/{name}'):
+                out.update(loss(features, self))
         out['temp'] = self.temp.detach()
         return out
 

@@ -1,6 +1,9 @@
 from .hooks import AlphaWarmupHook, RNGStateHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
 from .optim import VLOptimWrapperConstructor
+from .pointing_loop import GradCAMPointingLoop, GradCAMPointingValLoop
+from .visualization_hook import SoftMaskVisualizationHook
 
-__all__ = ['AlphaWarmupHook', 'RNGStateHook', 'RetrievalTestLoop', 'RetrievalValLoop', 'VLOptimWrapperConstructor',
-           'unwrap']
+__all__ = ['AlphaWarmupHook', 'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'RNGStateHook',
+           'RetrievalTestLoop', 'RetrievalValLoop', 'SoftMaskVisualizationHook',
+           'VLOptimWrapperConstructor', 'unwrap']

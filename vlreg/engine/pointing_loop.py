@@ -1,0 +1,234 @@
+"""Grad-CAM pointing evaluation: does a word's Grad-CAM peak inside the object the word names?
+
+For datasets whose samples carry object boxes (``gt_bboxes``, xyxy pixels after the pipeline)
+and, per caption, the indices of the caption words naming each object (metainfo
+``gt_word_indices``), e.g. :class:`~vlreg.datasets.SyntheticShapesDataset` in retrieval mode.
+For every image and its first ``num_captions`` captions the loop computes the model's word-level
+Grad-CAM of the matching pair (``model.gradcam``, batched over pairs), averages the rows of the
+tokens of each object's words, and scores a hit when the peak patch's centre lies inside that
+object's box
+(:func:`vlreg.evaluation.pointing.pointing_hit`). One dict per image goes to the evaluator
+(:class:`~vlreg.evaluation.pointing.PointingMetric`).
+
+Words to token rows: from the batch's ``caption_word_ids`` (``[T, L]``, the caption word index of
+each token, -1 for special tokens; ``word_ids`` for one-caption samples) when present; otherwise
+token position = word index + 1 (the [CLS] in front), which is right for a word-level tokenizer
+such as ``SyntheticTokenizer`` only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner import TestLoop, ValLoop
+from mmengine.runner.amp import autocast
+from torch import Tensor
+
+from vlreg.evaluation.pointing import box_chance, pointing_hit
+from vlreg.models.utils.softmask import resolve_fusion_layer
+from vlreg.registry import LOOPS
+
+from .hooks import unwrap
+
+__all__ = ['GradCAMPointingLoop', 'GradCAMPointingValLoop', 'object_token_rows']
+
+
+def object_token_rows(words: list[int], length: int, mask_row: Tensor,
+                      word_ids_row: Tensor | None = None) -> list[int]:
+    """Token positions (below ``length``) of the caption words ``words``.
+
+    Args:
+        words: whitespace-word indices of the caption naming one object.
+        length: number of token positions of the Grad-CAM.
+        mask_row: ``[L']`` attention mask of the caption (1 = real token).
+        word_ids_row: ``[L'']`` word index of each token (-1 for specials), or None for the
+            word-level rule ``position = word index + 1``.
+
+    Returns:
+        The positions, possibly empty (words truncated away).
+    """
+    wanted = {int(w) for w in words}
+    if word_ids_row is not None:
+        ids = word_ids_row[:length].tolist()
+        valid = mask_row[:length].tolist()
+        return [p for p, w in enumerate(ids) if w in wanted and p < len(valid) and valid[p]]
+    limit = min(length, mask_row.shape[0])
+    return [w + 1 for w in sorted(wanted) if 0 <= w + 1 < limit and bool(mask_row[w + 1])]
+
+
+class _PointingMixin:
+    """The pointing run shared by the test and val loops (``mode`` picks the hook names)."""
+
+    runner: Any
+    dataloader: Any
+    evaluator: Any
+    fp16: bool
+
+    def _init_pointing(self, num_captions: int, layer: int, pair_batch_size: int,
+                       head_reduction: str, tolerance: float) -> None:
+        if num_captions < 1:
+            raise ValueError(f'num_captions must be >= 1, got {num_captions}')
+        if pair_batch_size < 1:
+            raise ValueError(f'pair_batch_size must be >= 1, got {pair_batch_size}')
+        self.num_captions, self.layer = num_captions, layer
+        self.pair_batch_size, self.head_reduction = pair_batch_size, head_reduction
+        self.tolerance = tolerance
+        self._layer_logged = False
+
+    def _resolve_layer(self, model: Any) -> int:
+        layers = getattr(getattr(model, 'fusion', None), 'layer', None)
+        if layers is None:
+            return self.layer
+        layer, warning = resolve_fusion_layer(self.layer, len(layers))
+        if warning and not self._layer_logged:
+            print_log(f'{type(self).__name__}: {warning}', logger='current', level=30)
+            self._layer_logged = True
+        return layer
+
+    def _run(self, mode: str) -> dict:
+        runner = self.runner
+        runner.call_hook(f'before_{mode}')
+        runner.call_hook(f'before_{mode}_epoch')
+        runner.model.eval()
+        model = unwrap(runner.model)
+        layer = self._resolve_layer(model)
+        for idx, data_batch in enumerate(self.dataloader):
+            runner.call_hook(f'before_{mode}_iter', batch_idx=idx, data_batch=data_batch)
+            results = self.score_batch(model, data_batch, layer)
+            self.evaluator.process(data_samples=results, data_batch=data_batch)
+            runner.call_hook(f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch,
+                             outputs=results)
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
+        runner.call_hook(f'after_{mode}')
+        return metrics
+
+    def score_batch(self, model: Any, data_batch: Any, layer: int) -> list[dict]:
+        """One result dict per sample of the batch: ``hits``, ``total``, ``chance``, ``skipped``."""
+        with torch.no_grad():
+            data = model.data_preprocessor(data_batch, False)
+        inputs, samples = data['inputs'], data['data_samples']
+        image = inputs['image']
+        image_hw = tuple(image.shape[-2:])
+        if 'caption_ids' in inputs:  # retrieval samples: several captions per image
+            ids, mask = inputs['caption_ids'], inputs['caption_attention_mask']
+            owner = inputs['caption_image_index'].tolist()
+            word_ids = inputs.get('caption_word_ids')
+            several = True
+        else:
+            ids, mask = inputs['input_ids'], inputs['attention_mask']
+            owner = list(range(image.shape[0]))
+            word_ids = inputs.get('word_ids')
+            several = False
+        # (image b, caption row r, caption j of that image) for the first num_captions captions
+        pairs, seen = [], [0] * image.shape[0]
+        for row, b in enumerate(owner):
+            if seen[b] < self.num_captions:
+                pairs.append((b, row, seen[b]))
+            seen[b] += 1
+        grid = tuple(getattr(model.image_backbone, 'grid_size', ()))
+        results = [dict(hits=0, total=0, chance=0.0, skipped=0,
+                        sample_idx=samples[b].metainfo.get('sample_idx', b))
+                   for b in range(image.shape[0])]
+        for start in range(0, len(pairs), self.pair_batch_size):
+            chunk = pairs[start:start + self.pair_batch_size]
+            b_idx = torch.tensor([p[0] for p in chunk], device=image.device)
+            r_idx = torch.tensor([p[1] for p in chunk], device=ids.device)
+            m = mask[r_idx]
+            length = int(m.any(0).nonzero().max()) + 1
+            with autocast(enabled=self.fp16):
+                cam, _ = model.gradcam(image[b_idx], ids[r_idx, :length], m[:, :length],
+                                       layer=layer, head_reduction=self.head_reduction)
+            cam = cam.float().cpu()
+            if not grid:
+                side = int(round(cam.shape[-1] ** 0.5))
+                grid = (side, side)
+            for i, (b, row, j) in enumerate(chunk):
+                self._score_pair(results[b], samples[b], cam[i], j if several else None,
+                                 mask[row].cpu(), None if word_ids is None else word_ids[row].cpu(),
+                                 grid, image_hw)
+        return results
+
+    def _score_pair(self, result: dict, sample: Any, cam: Tensor, caption: int | None,
+                    mask_row: Tensor, word_ids_row: Tensor | None, grid: tuple[int, int],
+                    image_hw: tuple[int, int]) -> None:
+        if 'gt_bboxes' not in sample or 'gt_word_indices' not in sample.metainfo:
+            raise KeyError('pointing evaluation needs samples with gt_bboxes and the metainfo '
+                           f'gt_word_indices; got {sorted(sample.keys())} and '
+                           f'{sorted(sample.metainfo_keys())}')
+        boxes = sample.gt_bboxes
+        named = sample.metainfo['gt_word_indices']
+        named = named[caption] if caption is not None else named
+        for k, words in enumerate(named):
+            rows = object_token_rows(list(words), cam.shape[0], mask_row, word_ids_row)
+            if not rows or k >= len(boxes):
+                result['skipped'] += 1
+                continue
+            word_map = cam[rows].mean(0).reshape(grid)
+            result['hits'] += int(pointing_hit(word_map, boxes[k], image_hw, self.tolerance))
+            result['total'] += 1
+            result['chance'] += box_chance(grid, boxes[k], image_hw, self.tolerance)
+
+
+@LOOPS.register_module()
+class GradCAMPointingLoop(_PointingMixin, TestLoop):
+    """Test loop: Grad-CAM pointing accuracy of each object's words (see the module docstring).
+
+    Args:
+        runner: the runner.
+        dataloader: a dataloader (or its config) whose samples carry ``gt_bboxes`` and the metainfo
+            ``gt_word_indices`` (retrieval-mode samples: one list per caption).
+        evaluator: the evaluator (or its config), e.g. ``dict(type='PointingMetric')``.
+        num_captions: captions scored per image (the first ones).
+        layer: fusion layer whose cross-attention is explained (ALBEF: 2; a model with fewer fusion
+            layers uses the deepest one before the last, with a warning).
+        pair_batch_size: (image, caption) pairs per ``gradcam`` call.
+        head_reduction: ``'mean'`` or ``'max'`` over the attention heads.
+        tolerance: pixels added around every box.
+        fp16: autocast the Grad-CAM passes.
+
+    Example:
+        >>> test_cfg = dict(type='GradCAMPointingLoop', num_captions=2, layer=2)
+        >>> test_evaluator = dict(type='PointingMetric')
+    """
+
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
+                 layer: int = 2, pair_batch_size: int = 64, head_reduction: str = 'mean',
+                 tolerance: float = 0.0, fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)
+
+    def run(self) -> dict:
+        """Score every image and evaluate; returns the metrics."""
+        return self._run('test')
+
+
+@LOOPS.register_module()
+class GradCAMPointingValLoop(_PointingMixin, ValLoop):
+    """Validation loop with the protocol of :class:`GradCAMPointingLoop` (val hooks).
+
+    Args:
+        runner: the runner.
+        dataloader: the dataloader (or its config).
+        evaluator: the evaluator (or its config).
+        num_captions: captions scored per image.
+        layer: fusion layer to explain.
+        pair_batch_size: pairs per ``gradcam`` call.
+        head_reduction: ``'mean'`` or ``'max'``.
+        tolerance: pixels added around every box.
+        fp16: autocast the Grad-CAM passes.
+
+    Example:
+        >>> val_cfg = dict(type='GradCAMPointingValLoop', num_captions=1)
+    """
+
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
+                 layer: int = 2, pair_batch_size: int = 64, head_reduction: str = 'mean',
+                 tolerance: float = 0.0, fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)
+
+    def run(self) -> dict:
+        """Score every image and evaluate; returns the metrics."""
+        return self._run('val')

@@ -8,6 +8,7 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
+from vlreg.datasets.transforms.formatting import text_pad_value
 from vlreg.registry import MODELS
 
 __all__ = ['DEFAULT_PAD_VALUES', 'VLDataPreprocessor']
@@ -94,16 +95,10 @@ class VLDataPreprocessor(BaseDataPreprocessor):
 
     def pad_value(self, key: str) -> int:
         """The padding value of text key ``key`` (see the class docstring)."""
-        if key in self.pad_values:
-            value = self.pad_values[key]
-            return self.pad_token_id if value is None else int(value)
-        if key.endswith('word_ids'):
-            return -1
-        if key.endswith('labels'):
-            return -100
-        if key.endswith('mask'):
-            return 0
-        return self.pad_token_id
+        if key in self.pad_values and self.pad_values[key] is None:
+            return self.pad_token_id
+        return text_pad_value(key, self.pad_token_id,
+                              {k: v for k, v in self.pad_values.items() if v is not None})
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)

@@ -11,13 +11,20 @@ from vlreg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 
 class _CountFrozen(logging.Filter):
+    """Counts (and hides) MMEngine's one-line-per-tensor messages."""
+
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.paramwise = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if 'is skipped since its requires_grad=False' in record.getMessage():
+        message = record.getMessage()
+        if 'is skipped since its requires_grad=False' in message:
             self.count += 1
+            return False
+        if message.startswith('paramwise_options -- '):
+            self.paramwise += 1
             return False
         return True
 
@@ -25,7 +32,8 @@ class _CountFrozen(logging.Filter):
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class VLOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """MMEngine's default constructor (``paramwise_cfg`` and all), but the frozen parameters of the
-    momentum encoders are reported in one line instead of one warning per tensor.
+    momentum encoders and the per-tensor ``paramwise_cfg`` options are reported in one line each
+    instead of one log line per tensor.
 
     Example:
         ``optim_wrapper = dict(constructor='VLOptimWrapperConstructor', optimizer=dict(type='AdamW'))``
@@ -42,3 +50,6 @@ class VLOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if counter.count:
                 print_log(f'optimizer: {counter.count} frozen tensors (momentum encoders) are not '
                           'optimised', logger='current')
+            if counter.paramwise:
+                print_log(f'optimizer: paramwise_cfg set options of {counter.paramwise} tensors '
+                          '(e.g. no weight decay on biases and norms)', logger='current')

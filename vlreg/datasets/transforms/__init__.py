@@ -6,10 +6,11 @@ from .image import (ColorJitter, GaussianBlur, HorizontalFlip, RandAugment, Rand
                     Resize, ToGray)
 from .loading import BadSampleError, LoadImage, describe_sample
 from .multimodal import CaptionAwareHorizontalFlip, ImageView
+from .pair import ApplyToImagePair, LoadImagePair
 from .text import CleanCaption, MaskText, Tokenize, clean_caption
 from .words import AnnotateWords, load_stopwords
 
-__all__ = ['AnnotateWords', 'BadSampleError', 'CaptionAwareHorizontalFlip', 'CleanCaption',
+__all__ = ['AnnotateWords', 'ApplyToImagePair', 'LoadImagePair', 'BadSampleError', 'CaptionAwareHorizontalFlip', 'CleanCaption',
            'ColorJitter', 'GaussianBlur', 'HorizontalFlip', 'ImageView', 'LoadImage', 'MaskText',
            'PackInputs', 'RandAugment', 'RandomResizedCrop', 'Resize', 'ToGray', 'Tokenize',
            'clean_caption', 'describe_sample', 'load_stopwords']

@@ -16,3 +16,4 @@ __all__ = [
     'metrics_from_ranks', 'recall_at_k', 'retrieval_metrics', 'text_retrieval_ranks',
     'topk_candidates', 'topk_rerank',
 ]
+from .classification import AccuracyMetric, classification_accuracy  # noqa: E402,F401

@@ -147,6 +147,7 @@ class _Collector:
     def finish(self, data_list: list[dict], source: str) -> list[dict]:
         ds = self.dataset
         ds.num_bad_entries = len(self.problems)
+        ds.bad_entries = list(self.problems)  # the reasons, for tools/prepare_data.py's report
         if self.problems:
             shown = '\n  '.join(self.problems[:5])
             more = f'\n  ... and {len(self.problems) - 5} more' if len(self.problems) > 5 else ''

@@ -38,9 +38,14 @@ def test_config_builds(path):
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert n > 0
     from vlreg.models import ALBEFPretrainer
-    if 'vit-b16-bert-base' in path and isinstance(model, ALBEFPretrainer):  # ALBEF's pre-training sizes
+    if 'vit-b16-bert-base' in path and isinstance(model, ALBEFPretrainer):  # ALBEF's sizes
         assert model.image_backbone.width == 768 and model.text_backbone.width == 768
-        assert len(model.fusion.layer) == 6 and model.losses['itc'].queue_size == 65536
-        assert model.image_backbone.num_patches == 256  # 256 px / 16
+        assert len(model.fusion.layer) == 6
+        # pre-training at 256 px with a 65,536 queue; ALBEF fine-tunes its downstream tasks at 384 px
+        pretraining = os.sep + 'tasks' + os.sep not in path
+        side = 256 if pretraining else 384
+        assert model.image_backbone.num_patches == (side // 16) ** 2, (path, side)
+        if pretraining:
+            assert model.losses['itc'].queue_size == 65536
     del model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None

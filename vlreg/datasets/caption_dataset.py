@@ -1,7 +1,9 @@
 """Image-caption datasets in ALBEF's annotation format, for pre-training and retrieval evaluation.
 
 Annotation file: a JSON list (``.json``) or one JSON object per line (``.jsonl``) of
-``{"image": "<path>", "caption": "<text>" | ["<text>", ...], "image_id": <str | int>?}``.
+``{"image": "<path>", "caption": "<text>" | ["<text>", ...], "image_id": <str | int>?}``,
+or one of Karpathy's split files (``dataset_coco.json`` / ``dataset_flickr30k.json``, read with a
+``split``; see :mod:`vlreg.datasets.karpathy`).
 Image paths are relative to ``image_root``, itself relative to ``data_root``.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mmengine.logging import print_log
 
 from vlreg.registry import DATASETS, TRANSFORMS
 
+from .karpathy import is_karpathy_file, read_karpathy
 from .transforms.loading import BadSampleError
 from .transforms.text import clean_caption
 
@@ -192,17 +195,28 @@ class CaptionDataset(VLBaseDataset):
             Cleaning twice is harmless.
         skip_bad_samples: drop bad entries / captions at load and skip unreadable samples at run
             time, with logged counts; by default bad input raises, naming the file and the entry.
+        split: for a Karpathy split file (``dataset_coco.json``, ``dataset_flickr30k.json``): the
+            split(s) to read, ``'train'``, ``'val'``, ``'test'`` (or ``'restval'``, or a list);
+            required for such a file, refused for an ALBEF file (already one file per split).
+            Entry ``i`` in messages is ``images[i]`` of the Karpathy file.
+        merge_restval: ``split='train'`` also reads COCO's ``restval`` images (default, as ALBEF's
+            and Karpathy's 113,287-image COCO training set); False reads ``train`` only.
         **kwargs: forwarded to :class:`VLBaseDataset` / ``mmengine.dataset.BaseDataset``.
 
     Example:
         >>> dict(type='CaptionDataset', data_root='data/flickr8k_1k', ann_file='captions.json',
         ...      pipeline=[dict(type='LoadImage'), ..., dict(type='PackInputs')])
+        >>> dict(type='CaptionDataset', data_root='data/coco', ann_file='dataset_coco.json',
+        ...      image_root='images', split='train', pipeline=[...])
     """
 
     def __init__(self, ann_file: str, data_root: str = '', image_root: str = '',
                  pipeline: Sequence[dict | Callable] = (), max_words: int | None = 30,
-                 skip_bad_samples: bool = False, **kwargs: Any) -> None:
+                 skip_bad_samples: bool = False, split: str | Sequence[str] | None = None,
+                 merge_restval: bool = True, **kwargs: Any) -> None:
         self.max_words = max_words
+        self.split = split
+        self.merge_restval = merge_restval
         self.num_bad_entries = 0
         self.num_bad_captions = 0
         super().__init__(ann_file=ann_file, data_root=data_root,
@@ -251,13 +265,33 @@ class CaptionDataset(VLBaseDataset):
             raise ValueError(f'{where}: no usable caption')
         return image, captions, id_key
 
+    def _load_entries(self) -> list[tuple[int, Any]]:
+        """``(entry index, ALBEF-format entry)`` pairs of an ALBEF or a Karpathy file."""
+        if is_karpathy_file(self.ann_file):
+            if self.split is None:
+                raise ValueError(f'{self.ann_file!r} holds a JSON object, not a list of ALBEF '
+                                 'entries: if it is a Karpathy split file (all splits in one '
+                                 "file), set split='train', 'val' or 'test'")
+            found = read_karpathy(self.ann_file, self.split, self.merge_restval,
+                                  self.skip_bad_samples)
+            self._problems.extend(found.problems)
+            self.num_bad_entries += found.num_bad_entries
+            self.num_bad_captions += found.num_bad_captions
+            return found.entries
+        if self.split is not None and os.path.isfile(self.ann_file):
+            raise ValueError(f'split={self.split!r} selects images of a Karpathy split file, but '
+                             f'{self.ann_file!r} is in ALBEF format (one file per split): drop '
+                             '`split` or point ann_file at dataset_coco.json / '
+                             'dataset_flickr30k.json')
+        entries, self._problems = read_annotation_file(self.ann_file, self.skip_bad_samples)
+        self.num_bad_entries = len(self._problems)
+        return list(enumerate(entries))
+
     def _read_entries(self) -> list[tuple[int, str, list[str], Any]]:
         self._problems: list[str] = []
         self.num_bad_entries = self.num_bad_captions = 0
-        entries, self._problems = read_annotation_file(self.ann_file, self.skip_bad_samples)
-        self.num_bad_entries = len(self._problems)
         parsed = []
-        for index, entry in enumerate(entries):
+        for index, entry in self._load_entries():
             try:
                 parsed.append((index, *self._parse_entry(index, entry)))
             except ValueError as err:

@@ -6,13 +6,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 from torch.profiler import record_function
 
 from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, LOSSES, MODELS, build_from_slot
 
+from ..backbones.vit import resize_pos_embed
 from ..fusion.bert_fusion import FusionOutput
+from ..utils.checkpoint import load_state_dict_file
 from ..utils.ema import copy_params, ema_update
 from ..utils.gradcam import cross_attention_gradcam
 
@@ -42,10 +45,26 @@ class ALBEFPretrainer(BaseModel):
         temp: initial temperature; ``temp_range`` clamps it (ALBEF: [0.001, 0.5]).
         momentum: EMA coefficient of the momentum encoders; None disables them (and queues, distillation).
         alpha: distillation weight (``AlphaWarmupHook`` ramps it over the first epoch).
+        pretrained: a local vlreg checkpoint (e.g. a pre-training run's ``epoch_30.pth``) loaded by
+            name in ``init_weights``, after the parts' own ``pretrained`` weights, for fine-tuning
+            (retrieval: ALBEF's Retrieval.py loads the whole pre-training state dict non-strictly).
+            Keys the model lacks (an MLM head when fine-tuning without MLM) are ignored and
+            logged; momentum copies missing from the file restart from the online weights.
+        pretrained_queues: what ``pretrained`` does to the ITC queues: ``'load'`` (default, as
+            ALBEF's fine-tuning code: queues of the same size are loaded, their image ids are
+            unknown (-100, so never positives), and the pointer restarts at 0 so that any batch
+            size divides it) or ``'reset'`` (random unit vectors, as a fresh model). Queues of
+            another size always restart.
         data_preprocessor: defaults to ``VLDataPreprocessor``.
 
+    Any checkpoint loaded into the model (``pretrained``, the Runner's ``load_from``,
+    ``init_cfg=dict(type='Pretrained')``) passes :meth:`fit_state_dict`: ViT position embeddings of
+    another resolution are interpolated (ALBEF: 256 px pre-training -> 384 px fine-tuning) and
+    queues of another size are replaced by the model's own.
+
     Example:
-        see ``configs/_base_/models/albef_tiny.py``.
+        see ``configs/_base_/models/albef_tiny.py``; fine-tuning:
+        ``configs/tasks/retrieval/*.py``.
     """
 
     def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
@@ -53,8 +72,12 @@ class ALBEFPretrainer(BaseModel):
                  itm_head: dict | None = dict(type='ITMHead'),
                  mlm_head: dict | None = dict(type='MLMHead'), temp: float = 0.07,
                  temp_range: tuple[float, float] = (0.001, 0.5), momentum: float | None = 0.995,
-                 alpha: float = 0.4, data_preprocessor: dict | None = None,
+                 alpha: float = 0.4, pretrained: str | None = None,
+                 pretrained_queues: str = 'load', data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
+        if pretrained_queues not in ('load', 'reset'):
+            raise ValueError("pretrained_queues must be 'load' or 'reset', got "
+                             f'{pretrained_queues!r}')
         if data_preprocessor is None:
             data_preprocessor = dict(type='VLDataPreprocessor')
         if isinstance(data_preprocessor, dict):  # through vlreg's scope, also outside a Runner
@@ -77,6 +100,8 @@ class ALBEFPretrainer(BaseModel):
         self.embed_dim = embed_dim
         self.alpha = float(alpha)
         self.momentum = momentum
+        self.pretrained = pretrained
+        self.pretrained_queues = pretrained_queues
         self.losses = nn.ModuleDict({
             name: build_from_slot(LOSSES, cfg, f'losses.{name}')
             for name, cfg in losses.items() if cfg is not None})
@@ -137,6 +162,75 @@ class ALBEFPretrainer(BaseModel):
             self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
         if self.has_momentum:
             copy_params(*self._momentum_modules())
+        if self.pretrained:
+            self.load_pretrained(self.pretrained)
+
+    def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
+        """Initialise from a local vlreg checkpoint for fine-tuning; returns (missing, unexpected).
+
+        Everything the model has is loaded by name (through :meth:`fit_state_dict`); queued image
+        ids and queue pointers are not (they belong to the run that wrote the file), and with
+        ``pretrained_queues='reset'`` nor are the queues.
+        """
+        state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(path).items()}
+        queue_keys = ('.idx_queue', '.queue_ptr')
+        if self.pretrained_queues == 'reset':
+            queue_keys += ('.image_queue', '.text_queue')
+        state = {k: v for k, v in state.items() if not k.endswith(queue_keys)}
+        own = self.state_dict()
+        if not any(k in own for k in state):
+            raise KeyError(f'{path}: no tensor of this model in the file (is it a vlreg '
+                           'checkpoint? convert ALBEF checkpoints with tools/convert_albef.py)')
+        result = self.load_state_dict(state, strict=False)
+        for loss in self.losses.values():
+            if hasattr(loss, 'queue_ptr'):
+                loss.queue_ptr.zero_()
+            if hasattr(loss, 'idx_queue'):
+                loss.idx_queue.fill_(-100)
+        missing = [k for k in result.missing_keys if not k.endswith(queue_keys)]
+        if self.has_momentum and any(k.startswith(tuple(f'{b}.' for _, b in _MOMENTUM_PAIRS))
+                                     for k in missing):
+            copy_params(*self._momentum_modules())  # the file has no (complete) momentum copies
+        loaded = sum(k in own for k in state)
+        print_log(f'{type(self).__name__} <- {path}: {loaded} tensors loaded; missing '
+                  f'{missing[:8]}{"..." if len(missing) > 8 else ""}; ignored (not in this model) '
+                  f'{result.unexpected_keys[:8]}{"..." if len(result.unexpected_keys) > 8 else ""}',
+                  logger='current')
+        return missing, list(result.unexpected_keys)
+
+    def fit_state_dict(self, state: dict[str, Tensor], prefix: str = '') -> None:
+        """Adapt an incoming state dict in place to this model's sizes (before loading it).
+
+        ``*pos_embed`` of the image encoders: bicubic interpolation to this model's patch grid.
+        ITC queues of another size: replaced by this model's queues (and pointer 0), since a
+        queue cannot be resized meaningfully. Every change is logged.
+        """
+        own = self.state_dict(keep_vars=True)
+        for key, mine in own.items():
+            full = prefix + key
+            theirs = state.get(full)
+            if theirs is None or theirs.shape == mine.shape:
+                continue
+            if key.startswith(('image_backbone.', 'image_backbone_m.')) and \
+                    key.endswith('pos_embed'):
+                state[full] = resize_pos_embed(theirs, mine.shape[1] - 1)
+                print_log(f'{full}: position embedding {tuple(theirs.shape)} interpolated to '
+                          f'{tuple(mine.shape)}', logger='current')
+            elif key.startswith('losses.') and key.endswith('_queue'):
+                owner = key.rsplit('.', 1)[0]
+                for buf in ('image_queue', 'text_queue', 'idx_queue', 'queue_ptr'):
+                    if f'{owner}.{buf}' in own:
+                        state[f'{prefix}{owner}.{buf}'] = own[f'{owner}.{buf}'].detach().clone()
+                state[f'{prefix}{owner}.queue_ptr'].zero_()
+                print_log(f'{prefix}{owner}: the checkpoint\'s queues have {theirs.shape[-1]} '
+                          f'entries, this model {mine.shape[-1]}: the queues restart',
+                          logger='current')
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # runs before the children load theirs (torch and MMEngine recurse after this call)
+        self.fit_state_dict(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def momentum_update(self) -> None:

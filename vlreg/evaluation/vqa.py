@@ -233,7 +233,10 @@ class VQAAccuracyMetric(BaseMetric):
 
     ``compute_metrics`` returns ``acc`` (percent, over the questions with answers),
     ``answer_type/<type>`` and (with ``question_types``) ``question_type/<type>`` (percent; type
-    names made key-safe, ``yes/no`` -> ``yes_no``) and ``num_questions``. With ``result_file``,
+    names made key-safe, ``yes/no`` -> ``yes_no``), ``num_questions`` and, when the samples carry
+    ``vqa_protocol`` (a string naming how the model chose its answers, set by
+    :class:`~vlreg.models.tasks.ALBEFVQA`), ``protocol``: those strings and ``gt_processing``
+    (MMEngine logs a string metric as runtime info). With ``result_file``,
     every prediction (test splits included) is also written in the server's format by
     :func:`write_vqa_results`; samples need ``question_id`` for that. Keys get the prefix ``vqa/``.
 
@@ -273,15 +276,19 @@ class VQAAccuracyMetric(BaseMetric):
                 question_id=_field(sample, 'question_id'), answer=pred,
                 acc=vqa_accuracy(pred, list(answers), self.gt_processing) if answers else None,
                 question_type=_field(sample, 'question_type'),
-                answer_type=_field(sample, 'answer_type')))
+                answer_type=_field(sample, 'answer_type'),
+                protocol=_field(sample, 'vqa_protocol')))
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def compute_metrics(self, results: list) -> dict[str, float | str]:
         if self.result_file is not None:
             write_vqa_results(results, self.result_file)
             print_log(f'VQAAccuracyMetric: wrote {len(results)} answers to {self.result_file!r}',
                       logger='current')
         scored = [r for r in results if r['acc'] is not None]
-        metrics: dict[str, float] = {'num_questions': float(len(scored))}
+        metrics: dict[str, float | str] = {'num_questions': float(len(scored))}
+        protocols = sorted({str(r['protocol']) for r in results if r.get('protocol')})
+        if protocols:  # how the model chose its answers (ALBEFVQA sets it), and the scoring
+            metrics['protocol'] = f'{"; ".join(protocols)}; gt_processing={self.gt_processing}'
         if not scored:
             return metrics
         metrics['acc'] = 100.0 * sum(r['acc'] for r in scored) / len(scored)

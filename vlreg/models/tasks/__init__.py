@@ -5,6 +5,8 @@ from ..fusion import pair_fusion  # noqa: F401 - registers BertPairFusion in FUS
 from .classifier import ALBEFClassifier
 from .nlvr2 import ALBEFPairClassifier
 from .text_assignment import ALBEFTextAssignmentPretrainer, text_assignment_pairs
+from .vqa import ALBEFVQA
 
 __all__ = ['ALBEFClassifier', 'ALBEFPairClassifier', 'ALBEFTextAssignmentPretrainer',
            'text_assignment_pairs']
+__all__ += ['ALBEFVQA']

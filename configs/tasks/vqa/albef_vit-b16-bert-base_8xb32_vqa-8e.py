@@ -1,0 +1,141 @@
+# VQA v2 fine-tuning of a pre-trained ALBEF / soft-mask model with ALBEF's answer decoder
+# (PAPER.md "Downstream protocols"; ALBEF's configs/VQA.yaml, VQA.py, models/model_vqa.py):
+# 384 px, batch 32 per GPU x 8, AdamW lr 2e-5, weight decay 0.02, 8 epochs, cosine to 1e-6 after
+# ALBEF's warm-up from 1e-5 over the first 400 iterations; momentum distillation (alpha 0.4, warmed
+# up over the first epoch by the runtime's AlphaWarmupHook, EMA 0.995); a 6-layer answer decoder
+# initialised from the 6 fusion layers (decoder layer i <- fusion layer i, embeddings <- text
+# embeddings, LM head <- pre-trained MLM head); answers ranked among the candidate list: top-128
+# by the first token's probability, re-ranked by the full sequence's log-likelihood.
+#
+# Where this differs from ALBEF's released scripts, on purpose (each is an option):
+# * its VQA.py steps timm's cosine scheduler with an offset of the 4 warm-up "epochs", so the
+#   rate actually used is ~1e-5 in epoch 0, 6.9e-6 / 3.8e-6 / 1.7e-6 in epochs 1-3 and 1e-6 after;
+#   here the schedule is the configured one (cosine 2e-5 -> 1e-6 over the 8 epochs);
+# * its model_vqa.py passes no alpha to the decoder (default 0): the distillation term has weight 0
+#   there. For that, set the AlphaWarmupHook's alpha to 0 (custom_hooks; the hook sets model.alpha
+#   every iteration) or, cheaper, model.distill=False.
+# * its rank_answer adds the first token's log-probability twice; head.count_first_token_twice
+#   =True reproduces it (default: the plain full-sequence log-likelihood).
+# * its training images are flipped without touching the text; here a flip swaps left / right in
+#   the question and the answers (CaptionAwareHorizontalFlip mode='swap').
+#
+# Data (https://visualqa.org/download.html + COCO 2014 images), converted once with
+#   python tools/prepare_data.py vqa --questions <the v2_OpenEnded_mscoco_*_questions.json files> \
+#       --annotations v2_mscoco_train2014_annotations.json v2_mscoco_val2014_annotations.json \
+#       --out-dir data/vqa --answer-splits train2014 val2014 --min-count 9
+# which writes data/vqa/vqa_{train2014,val2014,test-dev2015,test2015}.json and answer_list.json.
+# The COCO images go under data/vqa/coco/{train2014,val2014,test2015}/. ALBEF's own
+# answer_list.json (3,128 answers) can be used instead. Like ALBEF, the model trains on train +
+# val and answers the test questions; tools/test.py writes the evaluation server's file
+# (test_evaluator.result_file). ALBEF also trains on Visual Genome QA (its vg_qa.json, each
+# answer weighted 0.5): add a VQADataset on it to train_dataloader.dataset.datasets (our reader
+# gives a single VG answer weight 1). For a local score, train on vqa_train2014.json only and set
+# val_dataloader / val_cfg / val_evaluator to val2014 as in the tiny config.
+#
+# Weights: `pretrained_ckpt` is a LOCAL vlreg pre-training checkpoint; only its image_backbone.*,
+# text_backbone.*, fusion.* and mlm_head.* tensors are read.
+_base_ = ['../../_base_/default_runtime.py']
+
+# placeholder: your pre-training checkpoint
+pretrained_ckpt = 'work_dirs/albef_pretrain/epoch_30.pth'
+data_root = 'data/vqa'
+image_root = 'coco'
+train_files = ['vqa_train2014.json', 'vqa_val2014.json']
+test_file = 'vqa_test2015.json'
+answer_list = 'data/vqa/answer_list.json'
+result_file = 'work_dirs/albef_vit-b16-bert-base_8xb32_vqa-8e/vqa_test2015_results.json'
+image_size = 384
+# local bert-base-uncased folder: only its vocabulary is read (weights come from the checkpoint)
+bert_path = 'data/bert-base-uncased'
+tokenizer = dict(type='BertTokenizer', path=bert_path)
+# answers are "[CLS] answer [SEP]" (ALBEF appends [SEP] as end token)
+answer_tokenizer = dict(type='BertTokenizer', path=bert_path, add_sep=True)
+answer_max_length = 16  # ALBEF does not truncate answers; longer ones are rare
+vocab_size = 30522
+max_epochs = 8
+lr = 2e-5
+meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'ann_index',
+             'question', 'question_id', 'answers', 'weighted_answers', 'answer_weights',
+             'weighted_answers_ids', 'question_type', 'answer_type', 'multiple_choice_answer')
+
+model = dict(
+    type='ALBEFVQA',
+    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
+                        img_size=image_size, drop_path_rate=0.0),
+    text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
+                       num_layers=6, num_heads=12, intermediate_size=3072),
+    fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
+                intermediate_size=3072, layer_offset=6),
+    head=dict(type='AnswerDecoderHead', num_layers=6, num_heads=12, intermediate_size=3072,
+              tokenizer=answer_tokenizer, answer_max_length=answer_max_length, k_test=128,
+              label_smoothing=0.0, count_first_token_twice=False),
+    answer_list=answer_list,
+    distill=True,
+    momentum=0.995,
+    alpha=0.4,
+    init_head_from_fusion=True,
+    pretrained=pretrained_ckpt,
+    data_preprocessor=dict(type='VLDataPreprocessor'),
+)
+
+# ALBEF's VQA transform: RandomResizedCrop(384, 0.5-1) + flip + RandAugment(2, 7); questions
+# cleaned as ALBEF's pre_question (30 words in training, 50 at test), 25 tokens in training.
+train_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0)),
+    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap',
+         keys=('caption', 'weighted_answers', 'answers')),
+    dict(type='RandAugment', num_ops=2, magnitude=7),
+    dict(type='CleanCaption', max_words=30),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
+    dict(type='Tokenize', tokenizer=answer_tokenizer, max_length=answer_max_length,
+         keys=('weighted_answers',)),
+    dict(type='PackInputs', meta_keys=meta_keys),
+]
+test_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='Resize', size=image_size),
+    dict(type='CleanCaption', max_words=50),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=80),
+    dict(type='PackInputs', meta_keys=meta_keys),
+]
+train_dataloader = dict(
+    batch_size=32, num_workers=8, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'), drop_last=True,
+    dataset=dict(type='ConcatDataset', datasets=[
+        dict(type='VQADataset', data_root=data_root, ques_file=train_files[0],
+             image_root=image_root, skip_bad_samples=True, pipeline=train_pipeline),
+        dict(type='VQADataset', data_root=data_root, ques_file=train_files[1],
+             image_root=image_root, skip_bad_samples=True, pipeline=train_pipeline),
+    ]))
+test_dataloader = dict(
+    batch_size=16, num_workers=8, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type='VQADataset', data_root=data_root, ques_file=test_file,
+                 image_root=image_root, skip_bad_samples=True, pipeline=test_pipeline))
+test_evaluator = dict(type='VQAAccuracyMetric', gt_processing='official', result_file=result_file)
+# ALBEF: no validation during fine-tuning (train + val are both training data)
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='VLOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.02),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
+                       bypass_duplicate=True),
+)
+param_scheduler = [
+    # ALBEF: warm-up from warmup_lr 1e-5 (0.5 x lr) over 4 x 100 iterations
+    dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=400),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+test_cfg = dict(type='TestLoop')
+# the runtime's custom_hooks keep AlphaWarmupHook(alpha=0.4): ALBEF's warm_up of alpha
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -1,0 +1,265 @@
+"""ALBEF fine-tuned for VQA v2, with a pluggable answer head (decoder or classifier)."""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from vlreg.registry import HEADS, MODELS
+
+from ..heads.vqa import BaseVQAHead
+from ..utils.checkpoint import load_into, load_state_dict_file
+from ..utils.ema import copy_params, ema_update
+from .classifier import ALBEFClassifier
+
+__all__ = ['ALBEFVQA', 'check_answer_list', 'read_answer_list']
+
+_MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('text_backbone', 'text_backbone_m'),
+                   ('fusion', 'fusion_m'), ('head', 'head_m'))
+
+
+def check_answer_list(answers: Any, source: str = 'answer_list') -> list[str]:
+    """``answers`` as a list, checked: non-empty, distinct, non-empty strings."""
+    if not isinstance(answers, (list, tuple)) or not answers:
+        raise ValueError(f'{source!r}: expected a non-empty JSON list of answers')
+    seen: set[str] = set()
+    for i, answer in enumerate(answers):
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f'{source!r}: entry {i} must be a non-empty string, got {answer!r}')
+        if answer in seen:
+            raise ValueError(f'{source!r}: entry {i} repeats the answer {answer!r}')
+        seen.add(answer)
+    return list(answers)
+
+
+def read_answer_list(path: str) -> list[str]:
+    """ALBEF's ``answer_list.json``: a JSON list of distinct, non-empty answer strings."""
+    from vlreg.utils.paths import resolve_path
+
+    path = resolve_path(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'answer list {path!r} not found (tools/prepare_data.py vqa '
+                                'writes one)')
+    with open(path, encoding='utf-8') as f:
+        try:
+            answers = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}: {err.msg}') from err
+    return check_answer_list(answers, path)
+
+
+def _head_defaults(head: dict, text_backbone: Any, answer_list: Any) -> dict:
+    """Fill ``vocab_size`` / ``num_answers`` of the head config when the head takes them."""
+    head = dict(head)
+    kind = head.get('type')
+    if isinstance(kind, str):
+        HEADS.import_from_location()
+        kind = HEADS.get(kind)
+    if kind is None:
+        return head  # build_from_slot names the problem
+    params = inspect.signature(kind).parameters
+    if 'vocab_size' in params and 'vocab_size' not in head:
+        vocab = text_backbone.get('vocab_size') if isinstance(text_backbone, Mapping) else None
+        if vocab is None:
+            raise ValueError('the answer head needs vocab_size: set it in the head config (or '
+                             'vocab_size in the text_backbone config)')
+        head['vocab_size'] = vocab
+    if 'num_answers' in params and 'num_answers' not in head:
+        if not isinstance(answer_list, (list, tuple)):
+            raise ValueError('the answer head needs num_answers when answer_list is a file (it is '
+                             'read at first use, not at build): set head.num_answers to the '
+                             'length of the list (tools/prepare_data.py vqa prints it)')
+        head['num_answers'] = len(answer_list)
+    return head
+
+
+@MODELS.register_module()
+class ALBEFVQA(ALBEFClassifier):
+    """ALBEF for VQA: image encoder + text encoder + fusion encoder (the question fused with the
+    image) + an answer head from ``HEADS`` (:mod:`vlreg.models.heads.vqa`).
+
+    * ``head=dict(type='AnswerDecoderHead', ...)``: ALBEF's generative approach; the decoder is
+      initialised from the fusion layers (``layer.i <- fusion.layer.i``, embeddings from the text
+      encoder, LM head from the pre-trained MLM head) after the encoders are loaded;
+    * ``head=dict(type='AnswerClassifierHead', num_answers=...)``: soft-score classification.
+
+    ``pretrained`` (a local vlreg / ALBEF pre-training checkpoint) fills the encoders as for
+    :class:`ALBEFClassifier` (position embedding interpolated to the fine-tuning resolution) and
+    maps ``mlm_head.*`` to ``head.lm_head.*`` when the head has one. With ``distill`` the model
+    keeps momentum (EMA) copies of the encoders and the head (ALBEF's VQA momentum distillation):
+    ``loss`` updates them first, as ALBEF's forward does, and the head distils from the momentum
+    copy's logits with weight ``alpha`` (``AlphaWarmupHook`` ramps it over the first epoch, as
+    ALBEF's ``warm_up``). The momentum copies restart from the online weights after loading (ALBEF
+    loads the checkpoint's momentum encoders into them). Note: ALBEF's released ``model_vqa.py``
+    passes no ``alpha`` to its decoder, whose default is 0, so there the distillation term has
+    weight 0; an alpha of 0 (set it in ``AlphaWarmupHook``, which overwrites ``model.alpha`` every
+    iteration) or, cheaper, ``distill=False`` reproduces that loss.
+
+    ``loss`` returns ``loss_vqa``; ``predict`` sets on each data sample ``pred_answer`` (str, read
+    by :class:`~vlreg.evaluation.VQAAccuracyMetric`), ``pred_answer_index``, ``pred_score`` and
+    ``vqa_protocol`` (how the answer was chosen; the metric reports it); ``question_id`` and the
+    annotations stay in the metainfo. ``tensor`` mode returns the fused question states.
+
+    Args:
+        image_backbone, text_backbone: ``BACKBONES`` configs.
+        fusion: a ``FUSION_HEADS`` config.
+        head: a ``HEADS`` config of a VQA head; ``hidden_size`` defaults to the text width,
+            ``vocab_size`` to the text backbone's, ``num_answers`` to the length of an inline
+            ``answer_list``.
+        answer_list: the candidate answers: a JSON file (ALBEF's ``answer_list.json``, read at
+            first use) or a list of strings.
+        distill: momentum distillation (ALBEF's VQA config: True).
+        momentum: EMA coefficient of the momentum copies (ALBEF: 0.995).
+        alpha: distillation weight (ALBEF: 0.4, warmed up over the first epoch).
+        init_head_from_fusion: initialise a decoder head from the fusion layers (ALBEF).
+        pretrained: local pre-training checkpoint, loaded in ``init_weights``.
+        data_preprocessor: defaults to ``VLDataPreprocessor``.
+
+    Example:
+        >>> dict(type='ALBEFVQA', image_backbone=..., text_backbone=..., fusion=...,
+        ...      head=dict(type='AnswerDecoderHead', num_layers=6, tokenizer=...),
+        ...      answer_list='data/vqa/answer_list.json', pretrained='albef_4m.pth')
+    """
+
+    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict, head: dict,
+                 answer_list: str | Sequence[str], distill: bool = True, momentum: float = 0.995,
+                 alpha: float = 0.4, init_head_from_fusion: bool = True,
+                 pretrained: str | None = None, data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        if not isinstance(answer_list, str):
+            answer_list = check_answer_list(answer_list)
+        head = _head_defaults(head, text_backbone, answer_list)
+        super().__init__(image_backbone, text_backbone, fusion, head=head, num_classes=None,
+                         pretrained=pretrained, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        if not isinstance(self.head, BaseVQAHead):
+            raise TypeError(f'ALBEFVQA needs a VQA answer head (AnswerDecoderHead, '
+                            f'AnswerClassifierHead), got {type(self.head).__name__}')
+        self.answer_file = answer_list if isinstance(answer_list, str) else None
+        self._answers: list[str] | None = None if self.answer_file else list(answer_list)
+        self.distill = distill
+        self.momentum = momentum
+        self.alpha = float(alpha)
+        self.init_head_from_fusion = init_head_from_fusion
+        if distill:
+            for online, shadow in _MOMENTUM_PAIRS:
+                twin = copy.deepcopy(getattr(self, online))
+                if hasattr(twin, 'pretrained'):
+                    twin.pretrained = None  # filled by copy_params in init_weights
+                setattr(self, shadow, twin)
+            if hasattr(self.head, 'tokenizer'):
+                self.head_m.tokenizer = self.head.tokenizer
+            copy_params(*self._momentum_modules())
+
+    # -- answers and weights
+    # --------------------------------------------------------------------------
+    @property
+    def answers(self) -> list[str]:
+        """The candidate answers (the file is read on first access and given to the head)."""
+        if self._answers is None:
+            self._answers = read_answer_list(self.answer_file)
+        if self.head.answer_list is not self._answers:
+            self.head.set_answer_list(self._answers)
+        return self._answers
+
+    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        return ([getattr(self, a) for a, _ in _MOMENTUM_PAIRS],
+                [getattr(self, b) for _, b in _MOMENTUM_PAIRS])
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        ema_update(*self._momentum_modules(), self.momentum)
+
+    def convert_pretrained(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The encoders (see :class:`ALBEFClassifier`) plus ``mlm_head.* -> head.lm_head.*``."""
+        keep = super().convert_pretrained(state)
+        own = self.state_dict()
+        for key, value in state.items():
+            key = key[len('module.'):] if key.startswith('module.') else key
+            # the vocabulary projection is tied to the word embeddings: copied with them
+            if key.startswith('mlm_head.') and not key.endswith('decoder.weight'):
+                target = 'head.lm_head.' + key[len('mlm_head.'):]
+                if target in own:
+                    keep[target] = value
+        return keep
+
+    def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
+        state = self.convert_pretrained(load_state_dict_file(path))
+        if not any(k.startswith(self.pretrained_prefixes) for k in state):
+            raise KeyError(f'{path}: no image_backbone.* / text_backbone.* / fusion.* keys')
+        missing, unexpected = load_into(self, state, f'ALBEFVQA <- {path}',
+                                        expect_missing=('head.', '_m.'))
+        print_log(f'ALBEFVQA: {len(state)} tensors from {path}', logger='current')
+        return missing, unexpected
+
+    def init_weights(self) -> None:
+        """Parts' own weights, then ``pretrained``, then the decoder from the fusion layers, then
+        the momentum copies from the online model."""
+        super().init_weights()
+        if self.init_head_from_fusion and hasattr(self.head, 'init_from_encoder'):
+            self.head.init_from_encoder(self.text_backbone, self.fusion)
+        if self.distill:
+            copy_params(*self._momentum_modules())
+
+    # -- forward
+    # --------------------------------------------------------------------------------------
+    def question_states(self, inputs: dict[str, Tensor],
+                        momentum: bool = False) -> tuple[Tensor, Tensor]:
+        """Fusion output of the question with its image ``[B, L, D]`` and the question mask."""
+        for key in ('image', 'input_ids', 'attention_mask'):
+            if key not in inputs:
+                raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
+        sfx = '_m' if momentum else ''
+        image = getattr(self, f'image_backbone{sfx}')(inputs['image'])
+        mask = inputs['attention_mask']
+        text = getattr(self, f'text_backbone{sfx}')(inputs['input_ids'], mask)
+        return getattr(self, f'fusion{sfx}')(text, mask, image).hidden, mask
+
+    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
+                mode: str = 'loss') -> Any:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.question_states(inputs)[0]
+        raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+
+    def loss(self, inputs: dict[str, Tensor],
+             data_samples: list | None = None) -> dict[str, Tensor]:
+        if not data_samples:
+            raise ValueError('VQA training needs data samples carrying the answers')
+        self.answers  # noqa: B018 - the classifier maps the annotations onto the list
+        if self.training and self.distill:
+            self.momentum_update()
+        states, mask = self.question_states(inputs)
+        targets = self.head.targets(data_samples, states.device)
+        teacher = None
+        if self.distill and self.alpha > 0:
+            with torch.no_grad():
+                states_m, _ = self.question_states(inputs, momentum=True)
+                teacher = self.head_m.logits(states_m, mask, targets)
+        return self.head.loss(states, mask, targets, teacher=teacher, alpha=self.alpha)
+
+    @torch.no_grad()
+    def predict(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> list:
+        from vlreg.structures import DataSample
+
+        answers = self.answers
+        states, mask = self.question_states(inputs)
+        index, score = self.head.predict(states, mask)
+        samples = data_samples or [DataSample() for _ in range(states.shape[0])]
+        protocol = self.head.protocol
+        for sample, i, s in zip(samples, index.tolist(), score):
+            sample.set_field(answers[i], 'pred_answer')
+            sample.set_field(i, 'pred_answer_index')
+            sample.set_field(s, 'pred_score')
+            sample.set_field(protocol, 'vqa_protocol')
+        return samples

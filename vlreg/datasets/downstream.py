@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -578,7 +577,9 @@ class GroundingDataset(VLBaseDataset):
       proposals).
     * **RefCOCO+ as ALBEF distributes it** (``refcoco+_{train,val,test}.json``): ``[{"image":
       "train2014/COCO_train2014_<id>.jpg", "text", "ref_id"?, "image_id"?, "bbox"? [x, y, w, h],
-      "split"?}]``, with
+      "split"?, "category"?, "width"?, "height"?}]`` (``tools/prepare_data.py refcoco`` writes
+      them from the refer toolkit's files; training entries need only ``image`` and ``text``:
+      the sample's ``image_id`` then groups the expressions of one image for ITC / ITM), with
 
       - ``proposal_file``: detector proposals ``{"<id>": [[x, y, w, h, ...], ...]}`` keyed by
         ``image_id`` (ALBEF's ``dets.json``; the id is parsed from the image name when the entry
@@ -603,8 +604,9 @@ class GroundingDataset(VLBaseDataset):
         expressions: ``'captions'`` or ``'categories'`` (COCO-style files only).
         proposal_file: RefCOCO+ proposals (relative to ``data_root``), or None.
         proposal_key: ``'image_id'`` or ``'ref_id'``: what ``proposal_file`` is keyed by.
-        refs_file: refer toolkit refs (pickle or json), or None. A pickle can run code when
-            loaded: only use files from a trusted source.
+        refs_file: refer toolkit refs (pickle or json), or None. The pickle is read with a
+            restricted unpickler that builds builtin containers only and refuses anything else
+            (:func:`vlreg.datasets.prepare.refcoco.safe_pickle_load`).
         instances_file: refer toolkit ``instances.json`` (needed with ``refs_file``).
         split: split name for entries that give none (e.g. ``'val'``), or None.
         pipeline: transforms, the last one ``PackInputs`` (``meta_keys=GROUNDING_META_KEYS``).
@@ -712,11 +714,10 @@ class GroundingDataset(VLBaseDataset):
         path = self.refs_file
         if path.endswith('.json'):
             refs = _read_json(path)
-        else:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f'refs file {path!r} not found')
-            with open(path, 'rb') as f:
-                refs = pickle.load(f)  # noqa: S301 - the refer toolkit's format; trusted files
+        else:  # builtin containers only: a pickle that asks for anything else is refused
+            from .prepare.refcoco import safe_pickle_load
+
+            refs = safe_pickle_load(path)
         instances = _read_json(self.instances_file)
         if not isinstance(refs, list) or not isinstance(instances, dict):
             raise ValueError(f'{path!r} / {self.instances_file!r}: expected a list of refs and '
@@ -756,7 +757,7 @@ class GroundingDataset(VLBaseDataset):
                 raise ValueError(f'{where}: no proposals for {self.proposal_key} {key!r} in '
                                  f'{self.proposal_file!r}')
             proposals = [_xywh_to_xyxy(f'{where}, proposal {j}', d) for j, d in enumerate(dets)]
-        category = ref.get('category')
+        category = ref.get('category', entry.get('category'))
         return [self._info(index, image, image_id if image_id is not None else image, text, gt,
                            proposals, categories=[category] * len(gt) if category else [],
                            ref_id=ref_id, split=entry.get('split', ref.get('split', self.split)),

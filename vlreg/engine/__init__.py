@@ -1,9 +1,11 @@
+from .grounding_loop import GradCAMGroundingLoop, GradCAMGroundingValLoop
 from .hooks import AlphaWarmupHook, RNGStateHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
 from .optim import VLOptimWrapperConstructor
 from .pointing_loop import GradCAMPointingLoop, GradCAMPointingValLoop
 from .visualization_hook import SoftMaskVisualizationHook
 
-__all__ = ['AlphaWarmupHook', 'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'RNGStateHook',
+__all__ = ['AlphaWarmupHook', 'GradCAMGroundingLoop', 'GradCAMGroundingValLoop',
+           'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'RNGStateHook',
            'RetrievalTestLoop', 'RetrievalValLoop', 'SoftMaskVisualizationHook',
            'VLOptimWrapperConstructor', 'unwrap']

@@ -10,6 +10,12 @@ object's box
 (:func:`vlreg.evaluation.pointing.pointing_hit`). One dict per image goes to the evaluator
 (:class:`~vlreg.evaluation.pointing.PointingMetric`).
 
+When the metainfo also holds ``gt_box_groups`` (object k -> the indices of its boxes, aligned
+with ``gt_word_indices``; e.g. :class:`~vlreg.datasets.coco_categories.LinkCategoryWords` for the
+COCO pointing game, where a word names a category with several instances), a peak inside any box
+of the group is a hit and the chance level is that of the union of the boxes; without it object
+k is box k.
+
 Words to token rows: from the batch's ``caption_word_ids`` (``[T, L]``, the caption word index of
 each token, -1 for special tokens; ``word_ids`` for one-caption samples) when present; otherwise
 token position = word index + 1 (the [CLS] in front), which is right for a word-level tokenizer
@@ -31,7 +37,8 @@ from vlreg.registry import LOOPS
 
 from .hooks import unwrap
 
-__all__ = ['GradCAMPointingLoop', 'GradCAMPointingValLoop', 'object_token_rows']
+__all__ = ['GradCAMEvalMixin', 'GradCAMPointingLoop', 'GradCAMPointingValLoop',
+           'object_token_rows']
 
 
 def object_token_rows(words: list[int], length: int, mask_row: Tensor,
@@ -57,23 +64,25 @@ def object_token_rows(words: list[int], length: int, mask_row: Tensor,
     return [w + 1 for w in sorted(wanted) if 0 <= w + 1 < limit and bool(mask_row[w + 1])]
 
 
-class _PointingMixin:
-    """The pointing run shared by the test and val loops (``mode`` picks the hook names)."""
+class GradCAMEvalMixin:
+    """What every Grad-CAM evaluation loop shares (pointing here, grounding in
+    :mod:`vlreg.engine.grounding_loop`): the fusion layer explained, the hook-calling run over the
+    dataloader, and the protocol string added to the metrics.
+
+    A loop mixes it in front of MMEngine's ``TestLoop`` / ``ValLoop``, calls
+    :meth:`_init_gradcam` in ``__init__`` and implements ``score_batch(model, data_batch, layer)
+    -> list`` (what ``evaluator.process`` receives for the batch) and :meth:`describe_protocol`.
+    """
 
     runner: Any
     dataloader: Any
     evaluator: Any
     fp16: bool
 
-    def _init_pointing(self, num_captions: int, layer: int, pair_batch_size: int,
-                       head_reduction: str, tolerance: float) -> None:
-        if num_captions < 1:
-            raise ValueError(f'num_captions must be >= 1, got {num_captions}')
-        if pair_batch_size < 1:
-            raise ValueError(f'pair_batch_size must be >= 1, got {pair_batch_size}')
-        self.num_captions, self.layer = num_captions, layer
-        self.pair_batch_size, self.head_reduction = pair_batch_size, head_reduction
-        self.tolerance = tolerance
+    def _init_gradcam(self, layer: int, head_reduction: str) -> None:
+        if head_reduction not in ('mean', 'max'):
+            raise ValueError(f'head_reduction must be "mean" or "max", got {head_reduction!r}')
+        self.layer, self.head_reduction = layer, head_reduction
         self._layer_logged = False
 
     def _resolve_layer(self, model: Any) -> int:
@@ -85,6 +94,23 @@ class _PointingMixin:
             print_log(f'{type(self).__name__}: {warning}', logger='current', level=30)
             self._layer_logged = True
         return layer
+
+    @staticmethod
+    def _patch_grid(model: Any, num_patches: int) -> tuple[int, int]:
+        """The image backbone's patch grid (a square one when it does not say)."""
+        grid = tuple(getattr(getattr(model, 'image_backbone', None), 'grid_size', ()))
+        if grid:
+            return int(grid[0]), int(grid[1])
+        side = int(round(num_patches ** 0.5))
+        return side, side
+
+    def describe_protocol(self, layer: int) -> str:
+        """One line saying how the numbers were made (written into the metrics)."""
+        return (f'Grad-CAM of the ITM match logit on fusion layer {layer}, heads '
+                f'{self.head_reduction}')
+
+    def score_batch(self, model: Any, data_batch: Any, layer: int) -> list:
+        raise NotImplementedError
 
     def _run(self, mode: str) -> dict:
         runner = self.runner
@@ -100,9 +126,32 @@ class _PointingMixin:
             runner.call_hook(f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch,
                              outputs=results)
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        prefix = getattr(self.evaluator.metrics[0], 'prefix', None) if self.evaluator.metrics \
+            else None
+        metrics[f'{prefix}/protocol' if prefix else 'protocol'] = self.describe_protocol(layer)
         runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
         runner.call_hook(f'after_{mode}')
         return metrics
+
+
+class _PointingMixin(GradCAMEvalMixin):
+    """The pointing run shared by the test and val loops (``mode`` picks the hook names)."""
+
+    def _init_pointing(self, num_captions: int, layer: int, pair_batch_size: int,
+                       head_reduction: str, tolerance: float) -> None:
+        if num_captions < 1:
+            raise ValueError(f'num_captions must be >= 1, got {num_captions}')
+        if pair_batch_size < 1:
+            raise ValueError(f'pair_batch_size must be >= 1, got {pair_batch_size}')
+        self._init_gradcam(layer, head_reduction)
+        self.num_captions, self.pair_batch_size = num_captions, pair_batch_size
+        self.tolerance = tolerance
+
+    def describe_protocol(self, layer: int) -> str:
+        return (f'{super().describe_protocol(layer)}; word map = mean of its tokens\' rows; hit = '
+                f'peak patch centre inside a box of the object (tolerance {self.tolerance:g} px); '
+                f'first {self.num_captions} caption(s) per sample; chance = share of patch centres '
+                'inside the boxes')
 
     def score_batch(self, model: Any, data_batch: Any, layer: int) -> list[dict]:
         """One result dict per sample of the batch: ``hits``, ``total``, ``chance``, ``skipped``."""
@@ -127,7 +176,7 @@ class _PointingMixin:
             if seen[b] < self.num_captions:
                 pairs.append((b, row, seen[b]))
             seen[b] += 1
-        grid = tuple(getattr(model.image_backbone, 'grid_size', ()))
+        grid: tuple[int, int] | None = None
         results = [dict(hits=0, total=0, chance=0.0, skipped=0,
                         sample_idx=samples[b].metainfo.get('sample_idx', b))
                    for b in range(image.shape[0])]
@@ -141,9 +190,7 @@ class _PointingMixin:
                 cam, _ = model.gradcam(image[b_idx], ids[r_idx, :length], m[:, :length],
                                        layer=layer, head_reduction=self.head_reduction)
             cam = cam.float().cpu()
-            if not grid:
-                side = int(round(cam.shape[-1] ** 0.5))
-                grid = (side, side)
+            grid = grid or self._patch_grid(model, cam.shape[-1])
             for i, (b, row, j) in enumerate(chunk):
                 self._score_pair(results[b], samples[b], cam[i], j if several else None,
                                  mask[row].cpu(), None if word_ids is None else word_ids[row].cpu(),
@@ -159,16 +206,24 @@ class _PointingMixin:
                            f'{sorted(sample.metainfo_keys())}')
         boxes = sample.gt_bboxes
         named = sample.metainfo['gt_word_indices']
+        groups = sample.metainfo.get('gt_box_groups')  # object k -> its boxes (any of them hits)
         named = named[caption] if caption is not None else named
+        if groups is not None and caption is not None:
+            groups = groups[caption]
         for k, words in enumerate(named):
             rows = object_token_rows(list(words), cam.shape[0], mask_row, word_ids_row)
-            if not rows or k >= len(boxes):
+            if groups is None:
+                target = boxes[k] if k < len(boxes) else None
+            else:
+                index = [int(i) for i in groups[k]] if k < len(groups) else []
+                target = boxes[index] if index and max(index) < len(boxes) else None
+            if not rows or target is None:
                 result['skipped'] += 1
                 continue
             word_map = cam[rows].mean(0).reshape(grid)
-            result['hits'] += int(pointing_hit(word_map, boxes[k], image_hw, self.tolerance))
+            result['hits'] += int(pointing_hit(word_map, target, image_hw, self.tolerance))
             result['total'] += 1
-            result['chance'] += box_chance(grid, boxes[k], image_hw, self.tolerance)
+            result['chance'] += box_chance(grid, target, image_hw, self.tolerance)
 
 
 @LOOPS.register_module()
@@ -178,7 +233,8 @@ class GradCAMPointingLoop(_PointingMixin, TestLoop):
     Args:
         runner: the runner.
         dataloader: a dataloader (or its config) whose samples carry ``gt_bboxes`` and the metainfo
-            ``gt_word_indices`` (retrieval-mode samples: one list per caption).
+            ``gt_word_indices`` (retrieval-mode samples: one list per caption), optionally
+            ``gt_box_groups`` (see the module docstring).
         evaluator: the evaluator (or its config), e.g. ``dict(type='PointingMetric')``.
         num_captions: captions scored per image (the first ones).
         layer: fusion layer whose cross-attention is explained (ALBEF: 2; a model with fewer fusion

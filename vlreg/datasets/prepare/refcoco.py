@@ -1,4 +1,4 @@
-"""RefCOCO+ (refer toolkit) and COCO pointing-game files for ``GroundingDataset``.
+r"""RefCOCO+ (refer toolkit) and COCO pointing-game files for ``GroundingDataset``.
 
 Referring expressions (RefCOCO / RefCOCO+ / RefCOCOg as the refer toolkit distributes them)::
 

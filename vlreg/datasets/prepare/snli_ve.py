@@ -1,4 +1,4 @@
-"""SNLI-VE: the official jsonl files -> ALBEF-format json, with every entry and image checked.
+r"""SNLI-VE: the official jsonl files -> ALBEF-format json, with every entry and image checked.
 
     python tools/prepare_data.py snli_ve --ann-file data/snli_ve/snli_ve_dev.jsonl \
         --image-root data/flickr30k-images --out data/snli_ve/ve_dev.json [--decode-images]

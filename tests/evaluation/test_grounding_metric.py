@@ -127,6 +127,24 @@ def test_metric_accuracy_per_split() -> None:
                    'grounding/testB_acc': pytest.approx(50.0)}
 
 
+def test_metric_chance_is_the_share_of_hitting_proposals() -> None:
+    metric = GroundingAccuracyMetric()
+    gt = [[0.0, 0.0, 10.0, 10.0]]
+    # sample 1: proposals with IoU 1.0, 0.4 and 0.6 -> 2 of 3 hit; the best-scored one (IoU 0.4) misses
+    metric.process(None, [dict(proposals=[[0, 0, 10, 10], [0, 0, 10, 4], [0, 0, 10, 6]],
+                               proposal_scores=[0.1, 0.9, 0.2], ori_gt_bboxes=gt, split='val')])
+    # sample 2: one proposal of four hits (IoU 0.81); the prediction is that one
+    metric.process(None, [dict(proposals=[[50, 50, 60, 60], [1, 1, 10, 10], [20, 0, 30, 10],
+                                          [0, 20, 10, 30]],
+                               proposal_scores=[0.0, 1.0, 0.5, 0.5], ori_gt_bboxes=gt,
+                               split='testA')])
+    out = metric.evaluate(2)
+    assert out['grounding/acc'] == pytest.approx(50.0)
+    assert out['grounding/val_chance'] == pytest.approx(100 * 2 / 3)
+    assert out['grounding/testA_chance'] == pytest.approx(100 * 1 / 4)
+    assert out['grounding/chance'] == pytest.approx(100 * (2 / 3 + 1 / 4) / 2)
+
+
 def test_metric_prefers_original_pixel_boxes() -> None:
     metric = GroundingAccuracyMetric()
     # gt_bboxes were moved by a resize; ori_gt_bboxes are in the predictions' coordinates

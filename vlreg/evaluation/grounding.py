@@ -156,7 +156,9 @@ class GroundingAccuracyMetric(BaseMetric):
     * optional ``split`` (RefCOCO+: ``val``, ``testA``, ``testB``).
 
     ``compute_metrics`` returns ``acc`` (percent, all samples), ``<split>_acc`` for every split
-    seen, and ``num_samples``. Keys get the prefix ``grounding/``.
+    seen, and ``num_samples``; when every sample carries its ``proposals``, also ``chance`` (and
+    ``<split>_chance``): the accuracy of picking a proposal uniformly at random, i.e. the mean share
+    of each sample's proposals that hit. Keys get the prefix ``grounding/``.
 
     Args:
         thr: IoU threshold.
@@ -199,7 +201,18 @@ class GroundingAccuracyMetric(BaseMetric):
                                f'"gt_bboxes" (sample {_get(sample, "sample_idx")!r})')
             hit = grounding_hit(self._prediction(sample), gt, self.thr)
             split = _get(sample, 'split')
-            self.results.append(dict(hit=hit, split=None if split is None else str(split)))
+            self.results.append(dict(hit=hit, split=None if split is None else str(split),
+                                     chance=self._chance(sample, gt)))
+
+    def _chance(self, sample: Any, gt: Any) -> float | None:
+        """Expected hit of a proposal drawn uniformly at random (None without proposals)."""
+        proposals = _get(sample, 'proposals')
+        if proposals is None:
+            return None
+        boxes, gt_boxes = _boxes(proposals, 'proposals'), _boxes(gt, 'gt_bboxes')
+        if not len(boxes) or not len(gt_boxes):
+            return 0.0
+        return float((box_iou(boxes, gt_boxes) >= self.thr).any(dim=1).double().mean())
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         metrics: dict[str, float] = {'num_samples': float(len(results))}
@@ -212,4 +225,10 @@ class GroundingAccuracyMetric(BaseMetric):
                 by_split[r['split']].append(r['hit'])
         for split in sorted(by_split):
             metrics[f'{split}_acc'] = 100.0 * sum(by_split[split]) / len(by_split[split])
+        chances = [r for r in results if r.get('chance') is not None]
+        if len(chances) == len(results):  # every sample came with its proposals
+            metrics['chance'] = 100.0 * sum(r['chance'] for r in chances) / len(chances)
+            for split in sorted(by_split):
+                rows = [r['chance'] for r in chances if r['split'] == split]
+                metrics[f'{split}_chance'] = 100.0 * sum(rows) / len(rows)
         return metrics

@@ -33,7 +33,7 @@ def build_pipeline(pipeline: Sequence[dict | Callable]) -> list[Callable]:
 
 
 def read_annotation_file(path: str, skip_bad_lines: bool = False) -> tuple[list[Any], list[str]]:
-    """Read a JSON list or a JSON-lines file.
+    """Read a JSON list, or a JSON-lines file (name ending in ``.jsonl``).
 
     Returns:
         The entries, and (with ``skip_bad_lines``) one message per malformed line dropped.
@@ -46,8 +46,15 @@ def read_annotation_file(path: str, skip_bad_lines: bool = False) -> tuple[list[
         raise FileNotFoundError(f'annotation file {path!r} not found')
     with open(path, encoding='utf-8') as f:
         text = f.read()
+    return parse_annotation_text(path, text, skip_bad_lines, json_lines=path.endswith('.jsonl'))
+
+
+def parse_annotation_text(path: str, text: str, skip_bad_lines: bool = False,
+                          json_lines: bool = False) -> tuple[list[Any], list[str]]:
+    """The entries of the annotation file ``path`` whose content is ``text`` (see
+    :func:`read_annotation_file`); ``json_lines``: one JSON document per line."""
     problems: list[str] = []
-    if path.endswith('.jsonl'):
+    if json_lines:
         entries = []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():

@@ -27,7 +27,7 @@ from mmengine.logging import print_log
 
 from vlreg.registry import DATASETS
 
-from .caption_dataset import VLBaseDataset, read_annotation_file
+from .caption_dataset import VLBaseDataset, parse_annotation_text, read_annotation_file
 from .transforms import pair as _pair  # noqa: F401 - registers LoadImagePair, ApplyToImagePair
 from .transforms.formatting import DEFAULT_META_KEYS
 
@@ -71,20 +71,9 @@ def read_records(path: str, skip_bad_lines: bool = False) -> tuple[list[Any], li
     Returns:
         The entries, and (with ``skip_bad_lines``) one message per malformed line dropped.
     """
-    if path.endswith('.jsonl') or _read_text(path).lstrip().startswith('['):
-        return read_annotation_file(path, skip_bad_lines)
-    entries, problems = [], []
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            msg = f'{path!r}: line {line_no}: malformed JSON ({err.msg}, column {err.colno})'
-            if not skip_bad_lines:
-                raise ValueError(msg) from err
-            problems.append(msg)
-    return entries, problems
+    text = _read_text(path)
+    json_lines = path.endswith('.jsonl') or not text.lstrip().startswith('[')
+    return parse_annotation_text(path, text, skip_bad_lines, json_lines)
 
 
 def _require(where: str, entry: Any, keys: Sequence[str]) -> dict:
@@ -371,6 +360,29 @@ class VQADataset(VLBaseDataset):
         return [self._sample(index, qid, question, img_path, image, answers, entry)]
 
 
+class _RecordDataset(VLBaseDataset):
+    """A dataset of one sample per record of a JSON list / JSON-lines file, parsed by ``_parse``
+    (index, entry) -> sample dicts; images under ``image_root``. Bad records raise, or are dropped
+    and counted with ``skip_bad_samples``."""
+
+    def __init__(self, ann_file: str, image_root: str = '', data_root: str = '',
+                 pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
+                 **kwargs: Any) -> None:
+        self.num_bad_entries = 0
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
+                         skip_bad_samples=skip_bad_samples, **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        entries, problems = read_records(self.ann_file, self.skip_bad_samples)
+        collector = _Collector(self, problems)
+        self._ids: dict[Any, int] = {}
+        return collector.finish(collector.run(entries, self._parse), self.ann_file)
+
+    def _parse(self, index: int, entry: Any) -> list[dict]:
+        raise NotImplementedError
+
+
 # --- NLVR2 ----------------------------------------------------------------------------------------
 _NLVR2_IDENTIFIER = re.compile(r'^(?P<pair>.+-\d+-\d+)-\d+$')
 
@@ -384,7 +396,7 @@ def _binary_label(where: str, value: Any) -> int:
 
 
 @DATASETS.register_module()
-class NLVR2Dataset(VLBaseDataset):
+class NLVR2Dataset(_RecordDataset):
     """NLVR2 statements about an image pair, one sample per statement; label 1 = True.
 
     Formats (detected per entry):
@@ -427,16 +439,8 @@ class NLVR2Dataset(VLBaseDataset):
                  use_directory: bool = True, pipeline: Sequence[dict | Callable] = (),
                  skip_bad_samples: bool = False, **kwargs: Any) -> None:
         self.use_directory = use_directory
-        self.num_bad_entries = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
-
-    def load_data_list(self) -> list[dict]:
-        entries, problems = read_records(self.ann_file, self.skip_bad_samples)
-        collector = _Collector(self, problems)
-        self._ids: dict[Any, int] = {}
-        return collector.finish(collector.run(entries, self._parse), self.ann_file)
+        super().__init__(ann_file=ann_file, image_root=image_root, data_root=data_root,
+                         pipeline=pipeline, skip_bad_samples=skip_bad_samples, **kwargs)
 
     def _parse(self, index: int, entry: Any) -> list[dict]:
         where = f'{self.ann_file!r}: entry {index}'
@@ -471,7 +475,7 @@ class NLVR2Dataset(VLBaseDataset):
 
 # --- SNLI-VE --------------------------------------------------------------------------------------
 @DATASETS.register_module()
-class SNLIVEDataset(VLBaseDataset):
+class SNLIVEDataset(_RecordDataset):
     """SNLI-VE (visual entailment): does the image entail a hypothesis? One sample per pair.
 
     Labels follow ALBEF (whose classifier checkpoints use them): 0 ``contradiction``, 1
@@ -506,20 +510,6 @@ class SNLIVEDataset(VLBaseDataset):
 
     METAINFO = dict(classes=('contradiction', 'neutral', 'entailment'))
     META_KEYS = SNLIVE_META_KEYS
-
-    def __init__(self, ann_file: str, image_root: str = '', data_root: str = '',
-                 pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
-                 **kwargs: Any) -> None:
-        self.num_bad_entries = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
-
-    def load_data_list(self) -> list[dict]:
-        entries, problems = read_records(self.ann_file, self.skip_bad_samples)
-        collector = _Collector(self, problems)
-        self._ids: dict[Any, int] = {}
-        return collector.finish(collector.run(entries, self._parse), self.ann_file)
 
     def _label(self, where: str, value: Any) -> tuple[int, str]:
         classes = self.METAINFO['classes']

@@ -7,13 +7,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model import BaseModel
 from torch import Tensor, nn
 from torch.profiler import record_function
 
 from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, LOSSES, MODELS, build_from_slot
 
 from ..backbones.vit import resize_pos_embed
+from ..base import VLBaseModel
 from ..fusion.bert_fusion import FusionOutput
 from ..utils.checkpoint import load_state_dict_file
 from ..utils.ema import copy_params, ema_update
@@ -25,7 +25,7 @@ _MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'visi
 
 
 @MODELS.register_module()
-class ALBEFPretrainer(BaseModel):
+class ALBEFPretrainer(VLBaseModel):
     """ALBEF: ViT image encoder, BERT text encoder, BERT fusion encoder, projections, ITM / MLM heads,
     learnable temperature, momentum (EMA) copies and the losses, each a registered component.
 
@@ -284,26 +284,9 @@ class ALBEFPretrainer(BaseModel):
                                              head_reduction, retain_graph=False)
         return cam.detach(), logits.detach()
 
-    # -- BaseModel --------------------------------------------------------------------------------
-    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Sum exactly the ``loss_*`` entries (diagnostics are logged, never added)."""
-        log_vars = {k: v.detach().float().mean() for k, v in losses.items()}
-        terms = [v.mean() for k, v in losses.items() if k.startswith('loss_')]
-        if not terms:
-            raise ValueError(f'no loss_* entry among {sorted(losses)}')
-        loss = sum(terms)
-        log_vars = {'loss': loss.detach(), **log_vars}
-        return loss, log_vars
-
-    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
-                mode: str = 'loss') -> Any:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.extract_features(inputs, data_samples)
-        raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+    # -- BaseModel (VLBaseModel dispatches forward) ------------------------------------------
+    def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Any]:
+        return self.extract_features(inputs, data_samples)
 
     def extract_features(self, inputs: dict[str, Tensor],
                          data_samples: list | None = None) -> dict[str, Any]:

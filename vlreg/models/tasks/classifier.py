@@ -7,12 +7,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model import BaseModel
 from torch import Tensor
 
 from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, MODELS, build_from_slot
 
 from ..backbones.vit import resize_pos_embed
+from ..base import VLBaseModel
 from ..utils.checkpoint import load_into, load_state_dict_file
 
 __all__ = ['ALBEFClassifier', 'labels_from_samples']
@@ -36,7 +36,7 @@ def labels_from_samples(data_samples: list | None, device: torch.device) -> Tens
 
 
 @MODELS.register_module()
-class ALBEFClassifier(BaseModel):
+class ALBEFClassifier(VLBaseModel):
     """Image encoder + text encoder + fusion encoder + a classification head on the fused [CLS].
 
     The encoders are built exactly as :class:`~vlreg.models.ALBEFPretrainer` builds them and carry
@@ -141,24 +141,8 @@ class ALBEFClassifier(BaseModel):
 
     # -- BaseModel
     # ------------------------------------------------------------------------------------
-    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Sum exactly the ``loss_*`` entries (diagnostics are logged, never added)."""
-        log_vars = {k: v.detach().float().mean() for k, v in losses.items()}
-        terms = [v.mean() for k, v in losses.items() if k.startswith('loss_')]
-        if not terms:
-            raise ValueError(f'no loss_* entry among {sorted(losses)}')
-        loss = sum(terms)
-        return loss, {'loss': loss.detach(), **log_vars}
-
-    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
-                mode: str = 'loss') -> Any:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.logits(inputs)
-        raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> Tensor:
+        return self.logits(inputs)
 
     def loss(self, inputs: dict[str, Tensor],
              data_samples: list | None = None) -> dict[str, Tensor]:

@@ -222,15 +222,8 @@ class ALBEFVQA(ALBEFClassifier):
         text = getattr(self, f'text_backbone{sfx}')(inputs['input_ids'], mask)
         return getattr(self, f'fusion{sfx}')(text, mask, image).hidden, mask
 
-    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
-                mode: str = 'loss') -> Any:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.question_states(inputs)[0]
-        raise ValueError(f'unknown mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> Tensor:
+        return self.question_states(inputs)[0]
 
     def loss(self, inputs: dict[str, Tensor],
              data_samples: list | None = None) -> dict[str, Tensor]:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from vlreg.registry import BACKBONES
 
 from ..utils.bert_layers import BertEmbeddings, BertLayer, additive_mask, init_bert_weights
-from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
 
 class _Encoder(nn.Module):
@@ -61,16 +61,16 @@ class BertTextBackbone(BaseModule):
         return self.hidden_size
 
     def init_weights(self) -> None:
+        """Load the embeddings and layers ``0 .. num_layers-1`` of ``pretrained``, strictly.
+
+        Keys of the file that other parts read (later layers, the MLM head) or nobody does
+        (:data:`~vlreg.models.utils.checkpoint.BERT_UNUSED`) are left alone; anything this module
+        has and the file lacks raises (:func:`~vlreg.models.utils.checkpoint.load_into`).
+        """
         if self.pretrained:
-            state = load_state_dict_file(self.pretrained)
-            if any(k.startswith('bert.') for k in state):
-                state = strip_prefix(state, 'bert.')
-            n = len(self.encoder.layer)
-            keep = {k: v for k, v in state.items() if k.startswith('embeddings.')
-                    and not k.endswith('position_ids')}
-            for i in range(n):
-                keep.update({f'encoder.layer.{i}.{k}': v
-                             for k, v in strip_prefix(state, f'encoder.layer.{i}.').items()})
+            state = read_bert_state(self.pretrained)
+            keep = {k: v for k, v in state.items() if k.startswith('embeddings.')}
+            keep.update(select_layers(state, 0, len(self.encoder.layer)))
             load_into(self, keep, f'text backbone <- {self.pretrained}')
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:

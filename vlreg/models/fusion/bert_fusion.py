@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from vlreg.registry import FUSION_HEADS
 
 from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights
-from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
 
 @dataclass
@@ -68,15 +68,12 @@ class BertFusion(BaseModule):
         return len(self.layer)
 
     def init_weights(self) -> None:
+        """Load BERT layers ``layer_offset ..`` of ``pretrained`` into the fusion layers, strictly
+        (only the cross-attention may be absent: a plain BERT has none)."""
         if self.pretrained:
-            state = load_state_dict_file(self.pretrained)
-            if any(k.startswith('bert.') for k in state):
-                state = strip_prefix(state, 'bert.')
-            keep = {}
-            for i in range(len(self.layer)):
-                src = strip_prefix(state, f'encoder.layer.{self.layer_offset + i}.')
-                keep.update({f'layer.{i}.{k}': v for k, v in src.items()})
-            load_into(self, keep, f'fusion <- {self.pretrained}', expect_missing=('crossattention',))
+            state = select_layers(read_bert_state(self.pretrained), self.layer_offset,
+                                  len(self.layer), prefix='layer.')
+            load_into(self, state, f'fusion <- {self.pretrained}', expect_missing=('crossattention',))
 
     def forward(self, text_hidden: Tensor, text_mask: Tensor | None, image_tokens: Tensor,
                 image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:

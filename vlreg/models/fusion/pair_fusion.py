@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from vlreg.registry import FUSION_HEADS
 
 from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights
-from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+from ..utils.checkpoint import load_into, read_bert_state, select_layers
 from .bert_fusion import FusionOutput
 
 __all__ = ['BertPairFusion']
@@ -110,13 +110,8 @@ class BertPairFusion(BaseModule):
 
     def init_weights(self) -> None:
         if self.pretrained:
-            state = load_state_dict_file(self.pretrained)
-            if any(k.startswith('bert.') for k in state):
-                state = strip_prefix(state, 'bert.')
-            single = {}
-            for i in range(len(self.layer) // 2):
-                src = strip_prefix(state, f'encoder.layer.{self.layer_offset + i}.')
-                single.update({f'layer.{i}.{k}': v for k, v in src.items()})
+            single = select_layers(read_bert_state(self.pretrained), self.layer_offset,
+                                   len(self.layer) // 2, prefix='layer.')
             load_into(self, self.convert_single_state(single), f'pair fusion <- {self.pretrained}',
                       expect_missing=('crossattention',))
 

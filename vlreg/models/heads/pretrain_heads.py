@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vlreg.registry import HEADS
 
-from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
+from ..utils.checkpoint import load_into, read_bert_state, strip_prefix
 
 
 @HEADS.register_module()
@@ -67,13 +67,20 @@ class MLMHead(BaseModule):
         self.decoder.weight = word_embeddings.weight
 
     def init_weights(self) -> None:
+        """Load ``cls.predictions.*`` of the BERT file ``pretrained``, strictly (the decoder weight
+        is tied to the word embeddings and loads with them)."""
         if self.pretrained:
-            state = strip_prefix(load_state_dict_file(self.pretrained), 'cls.predictions.')
+            state = strip_prefix(read_bert_state(self.pretrained), 'cls.predictions.')
+            if not state:
+                raise KeyError(f'MLM head <- {self.pretrained}: the file has no cls.predictions.* '
+                               '(an MLM head); drop mlm_head.pretrained to start it random')
             state.pop('decoder.weight', None)  # tied to the word embeddings
             if 'decoder.bias' in state:
-                state.setdefault('bias', state.pop('decoder.bias'))
-            if state:
-                load_into(self, state, f'MLM head <- {self.pretrained}', expect_missing=('decoder',))
+                # Hugging Face ties decoder.bias to bias; files hold one or both
+                bias = state.pop('decoder.bias')
+                state.setdefault('bias', bias)
+            load_into(self, state, f'MLM head <- {self.pretrained}',
+                      expect_missing=('decoder.weight',))
 
     def forward(self, hidden: Tensor) -> Tensor:
         """Hidden states ``[..., D]`` -> vocabulary logits ``[..., V]``."""

@@ -1,8 +1,15 @@
-"""Reading weights from local files (never a hub), without ever turning ``weights_only`` off."""
+"""Reading weights from local files (never a hub), without ever turning ``weights_only`` off.
+
+Loading is strict by default: :func:`load_into` raises, naming the keys, when a key the module has is not in
+the file or a key handed to it fits nowhere, unless the key matches an entry of :data:`ALLOWED_MISSING`
+that the caller names (each entry says why leaving that key at its initial value is right). A pretrained
+file that silently half-loads is the worst failure a user can have.
+"""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 import torch
 from mmengine.logging import print_log
@@ -10,12 +17,65 @@ from torch import Tensor, nn
 
 from vlreg.utils.paths import resolve_path
 
+#: Legacy (TensorFlow-era) names of BERT LayerNorm parameters -> today's names. The original
+#: bert-base-uncased checkpoint uses the left-hand names; transformers renames them on load, and so do we
+#: (:func:`rename_legacy_keys`), otherwise every LayerNorm would stay at its initial 1 / 0.
+LEGACY_SUFFIXES: dict[str, str] = {
+    'LayerNorm.gamma': 'LayerNorm.weight',
+    'LayerNorm.beta': 'LayerNorm.bias',
+}
+
+#: The keys a module may lack after a load (matched as substrings of the module's key), each with the
+#: reason it is right to leave them at their initial value. A caller of :func:`load_into` names the
+#: entries that apply to it in ``expect_missing``; any other missing key is an error.
+ALLOWED_MISSING: dict[str, str] = {
+    'crossattention': 'a plain BERT has no cross-attention: the fusion encoder starts it from random '
+                      'weights, as ALBEF does',
+    'decoder.weight': "the MLM head's vocabulary projection is tied to the text backbone's word "
+                      'embeddings, which load with the text backbone',
+    'head.': 'a fine-tuning head (classifier, answer decoder) does not exist in a pre-training '
+             'checkpoint: it starts random or is initialised from the fusion layers afterwards',
+    '_m.': 'momentum copies (ALBEF distillation) are copied from the online model after loading',
+}
+
+#: Keys of a BERT file that no vlreg part reads, each with the reason (see :func:`read_bert_state`).
+#: ``embeddings.*`` and ``encoder.layer.N.*`` are read by the text backbone / the fusion encoder, and
+#: ``cls.predictions.*`` by :class:`~vlreg.models.heads.MLMHead`; layers outside a part's range belong
+#: to the other part or to none (ALBEF uses 6 + 6 of BERT-base's 12; a smaller model uses fewer).
+BERT_UNUSED: dict[str, str] = {
+    'pooler.': "BERT's tanh pooler on [CLS]: ALBEF projects [CLS] with its own heads instead",
+    'cls.seq_relationship.': "BERT's next-sentence head: ALBEF has no such objective",
+    'embeddings.position_ids': 'a constant buffer 0..max-1 in transformers; vlreg computes positions',
+}
+
+_BERT_KEY = re.compile(r'^(embeddings\.|encoder\.layer\.\d+\.|cls\.predictions\.)')
+
+
+def rename_legacy_keys(state: Mapping[str, Tensor], source: str = 'state dict') -> dict[str, Tensor]:
+    """Rename ``*.LayerNorm.gamma`` / ``*.LayerNorm.beta`` to ``weight`` / ``bias`` (:data:`LEGACY_SUFFIXES`).
+
+    Raises:
+        ValueError: the file holds a tensor under both the legacy and today's name.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        new = key
+        for old, repl in LEGACY_SUFFIXES.items():
+            if key.endswith(old):
+                new = key[:-len(old)] + repl
+                break
+        if new in out or (new != key and new in state):
+            raise ValueError(f'{source}: {key!r} and {new!r} name the same tensor')
+        out[new] = value
+    return out
+
 
 def load_state_dict_file(path: str) -> dict[str, Tensor]:
     """Read a state dict from a ``.safetensors`` / ``.bin`` / ``.pth`` file or a Hugging Face model folder.
 
-    Nested checkpoints (``{'model': ...}``, ``{'state_dict': ...}``) are unwrapped. ``torch.load`` runs with
-    ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
+    Nested checkpoints (``{'model': ...}``, ``{'state_dict': ...}``) are unwrapped and legacy LayerNorm
+    names renamed (:func:`rename_legacy_keys`). ``torch.load`` runs with ``weights_only=True``: a file
+    that needs arbitrary code to unpickle is refused.
     """
     path = resolve_path(path)
     if os.path.isdir(path):
@@ -39,7 +99,27 @@ def load_state_dict_file(path: str) -> dict[str, Tensor]:
             state = state[key]
     if not isinstance(state, Mapping):
         raise TypeError(f'{path}: expected a state dict, got {type(state).__name__}')
-    return dict(state)
+    return rename_legacy_keys(state, path)
+
+
+def read_bert_state(path: str) -> dict[str, Tensor]:
+    """A Hugging Face BERT file (or folder) with the ``bert.`` prefix removed, every key checked.
+
+    Each key must be one a vlreg part reads (``embeddings.*``, ``encoder.layer.N.*``,
+    ``cls.predictions.*``) or one of :data:`BERT_UNUSED`; the unused ones are dropped.
+
+    Raises:
+        KeyError: keys of another kind (e.g. a vlreg checkpoint given where a BERT file is expected),
+            named.
+    """
+    state = load_state_dict_file(path)
+    if any(k.startswith('bert.') for k in state):
+        state = {k.removeprefix('bert.'): v for k, v in state.items()}
+    unused = [k for k in state if any(k.startswith(u) for u in BERT_UNUSED)]
+    foreign = [k for k in state if k not in unused and not _BERT_KEY.match(k)]
+    if foreign:
+        raise KeyError(f'{path}: not a BERT checkpoint, keys no part can use: {_few(foreign)}')
+    return {k: v for k, v in state.items() if k not in unused}
 
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -47,22 +127,54 @@ def strip_prefix(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
-              expect_missing: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
-    """Load by name (non-strict), log what was missing / unexpected, and return both lists.
+def select_layers(state: Mapping[str, Tensor], first: int, count: int,
+                  prefix: str = 'encoder.layer.') -> dict[str, Tensor]:
+    """BERT layers ``first .. first+count-1`` of ``state``, renumbered from 0 under ``prefix``."""
+    out: dict[str, Tensor] = {}
+    for i in range(count):
+        out.update({f'{prefix}{i}.{k}': v
+                    for k, v in strip_prefix(state, f'encoder.layer.{first + i}.').items()})
+    return out
 
-    Keys whose name contains one of ``expect_missing`` (e.g. ``crossattention`` for a plain BERT) are not
-    reported as missing. Shape mismatches raise with the key named.
+
+def _few(keys: list[str], n: int = 8) -> str:
+    return f'{keys[:n]}{f" (and {len(keys) - n} more)" if len(keys) > n else ""}'
+
+
+def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
+              expect_missing: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``module`` by name and return the (allowed) missing keys and ``[]``.
+
+    Args:
+        module: what to fill.
+        state: the tensors selected for this module, already under the module's names.
+        source: names the module and the file in messages.
+        expect_missing: entries of :data:`ALLOWED_MISSING`; module keys containing one of them may be
+            absent from ``state``.
+
+    Raises:
+        KeyError: a module key missing from ``state`` that no entry allows, or a key of ``state`` the
+            module does not have; the message names them.
+        ValueError: a shape mismatch (the key named), or an ``expect_missing`` entry that is not in
+            :data:`ALLOWED_MISSING`.
     """
+    expect_missing = tuple(expect_missing)
+    unknown = [e for e in expect_missing if e not in ALLOWED_MISSING]
+    if unknown:
+        raise ValueError(f'{source}: {unknown} are not on the documented allow-list ALLOWED_MISSING')
     own = module.state_dict()
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
             raise ValueError(f'{source}: {k} has shape {tuple(v.shape)}, the model expects '
                              f'{tuple(own[k].shape)}')
-    result = module.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not any(e in k for e in expect_missing)]
-    if missing or result.unexpected_keys:
-        print_log(f'{source}: {len(state) - len(result.unexpected_keys)} tensors loaded; missing '
-                  f'{missing[:8]}{"..." if len(missing) > 8 else ""}; unexpected '
-                  f'{result.unexpected_keys[:8]}', logger='current')
-    return missing, list(result.unexpected_keys)
+    missing = [k for k in own if k not in state]
+    bad_missing = [k for k in missing if not any(e in k for e in expect_missing)]
+    unexpected = [k for k in state if k not in own]
+    if bad_missing or unexpected:
+        raise KeyError(f'{source}: the file does not fit the model; missing from the file: '
+                       f'{_few(bad_missing)}; in the file but not in the model: {_few(unexpected)}')
+    module.load_state_dict(state, strict=False)
+    print_log(f'{source}: {len(state)} tensors loaded'
+              + (f'; left at their initial values (allowed): {_few(missing)}' if missing else ''),
+              logger='current')
+    return missing, []

@@ -75,7 +75,9 @@ def test_mlp_head_shapes(mlp_hidden: int | None) -> None:
 @pytest.mark.parametrize('pair', [False, True])
 def test_loss_is_cross_entropy_and_predict(pair: bool) -> None:
     torch.manual_seed(0)
-    model = (_pair_classifier() if pair else _classifier()).eval()  # eval: no dropout, same logits
+    # distill=False: plain cross-entropy; eval: no dropout, same logits
+    model = (_pair_classifier(distill=False) if pair else _classifier(distill=False)).eval()
+    assert not any(n.endswith('_m') for n, _ in model.named_children())
     inputs = _batch(pair=pair)
     labels = [0, 1, 1, 0] if pair else [2, 0, 1, 2]
     samples = [DataSample(metainfo=dict(label=t)) for t in labels]
@@ -93,6 +95,96 @@ def test_loss_is_cross_entropy_and_predict(pair: bool) -> None:
         assert int(p.pred_label) == int(row.argmax())
     with pytest.raises(KeyError, match='label'):
         model(inputs, [DataSample() for _ in labels], mode='loss')
+
+
+def _no_dropout(build, **kwargs):
+    """A classifier whose training-mode forward is deterministic (no dropout anywhere)."""
+    text = dict(ENCODERS['text_backbone'], dropout=0.0, attn_dropout=0.0)
+    fusion = dict(FUSION, dropout=0.0, attn_dropout=0.0)
+    cls, kind, classes = ((ALBEFPairClassifier, 'BertPairFusion', 2) if build == 'pair'
+                          else (ALBEFClassifier, 'BertFusion', 3))
+    return cls(image_backbone=ENCODERS['image_backbone'], text_backbone=text,
+               fusion=dict(type=kind, **fusion), head=dict(type='MLPClassifierHead'),
+               num_classes=classes, **kwargs)
+
+
+@pytest.mark.parametrize('kind', ['single', 'pair'])
+def test_momentum_distillation_loss_and_ema(kind: str) -> None:
+    """ALBEF's model_ve.py / model_nlvr.py: EMA update first, then the momentum forward, then
+    (1 - alpha) CE + alpha soft-CE; checked against formulas and a separate teacher model."""
+    torch.manual_seed(0)
+    alpha, m = 0.4, 0.9
+    model = _no_dropout(kind, distill=True, alpha=alpha, momentum=m).train()
+    shadow = {n: p for n, p in model.named_parameters() if n.split('.')[0].endswith('_m')}
+    online = {n: p for n, p in model.named_parameters() if n not in shadow}
+    assert {n.split('.')[0] for n in shadow} == {'image_backbone_m', 'text_backbone_m', 'fusion_m',
+                                                 'head_m'}
+
+    def twin(name: str) -> str:
+        first, rest = name.split('.', 1)
+        return f'{first.removesuffix("_m")}.{rest}'
+
+    assert all(torch.equal(p, online[twin(n)]) and not p.requires_grad for n, p in shadow.items())
+    with torch.no_grad():  # momentum weights away from the online ones; confident logits
+        for p in shadow.values():
+            p.add_(0.05 * torch.randn_like(p))
+        model.head.mlp[-1].weight.mul_(40)
+        model.head_m.mlp[-1].weight.mul_(40)
+    before = {n: p.detach().clone() for n, p in shadow.items()}
+    now = {n: p.detach().clone() for n, p in online.items()}
+    inputs = _batch(pair=kind == 'pair')
+    labels = [0, 1, 1, 0] if kind == 'pair' else [2, 0, 1, 2]
+    out = model(inputs, [DataSample(metainfo=dict(label=t)) for t in labels], mode='loss')
+    # EMA, written out here
+    expected_m = {n: m * before[n] + (1 - m) * now[twin(n)] for n in shadow}
+    for n, p in shadow.items():
+        torch.testing.assert_close(p, expected_m[n], rtol=0, atol=1e-6)
+    # the teacher: a separate plain model holding the updated momentum weights
+    teacher = _no_dropout(kind, distill=False).train()
+    result = teacher.load_state_dict({twin(n): v for n, v in expected_m.items()}, strict=False)
+    # only the pair blocks' shared key / value projections are listed once
+    assert all('crossattention.self.key' in k or 'crossattention.self.value' in k
+               for k in result.missing_keys)
+    stale = _no_dropout(kind, distill=False).train()
+    stale.load_state_dict({twin(n): v for n, v in before.items()}, strict=False)
+    target = torch.tensor(labels)
+    with torch.no_grad():
+        student = model.logits(inputs)
+        log_p = student.log_softmax(-1)
+        ce = -log_p[torch.arange(4), target].mean()
+
+        def expected(teacher_logits: torch.Tensor) -> torch.Tensor:
+            soft = -(teacher_logits.softmax(-1) * log_p).sum(-1).mean()
+            return (1 - alpha) * ce + alpha * soft
+
+        want, stale_want = expected(teacher.logits(inputs)), expected(stale.logits(inputs))
+    torch.testing.assert_close(out['loss_cls'], want)
+    assert (want - ce).abs() > 1e-3 and (want - stale_want).abs() > 1e-4  # the checks can fail
+    out['loss_cls'].backward()
+    assert all(p.grad is None for p in shadow.values())
+    # alpha = 0 (the start of NLVR2's warm-up): plain CE, the EMA still moves
+    model.alpha = 0.0
+    out = model(inputs, [DataSample(metainfo=dict(label=t)) for t in labels], mode='loss')
+    torch.testing.assert_close(out['loss_cls'], F.cross_entropy(model.logits(inputs), target))
+    assert not torch.equal(next(iter(shadow.values())), next(iter(expected_m.values())))
+
+
+def test_distillation_config_defaults() -> None:
+    """ALBEF's VE.yaml / NLVR.yaml: distill True, alpha 0.4; warm-up for NLVR2 only."""
+    from mmengine.config import Config
+
+    for path, warm_up in (('configs/tasks/snli_ve/albef_vit-b16-bert-base_8xb32_snli-ve-5e.py',
+                           False),
+                          ('configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb16_nlvr2-10e.py', True),
+                          ('configs/tasks/snli_ve/albef_vit-t-bert-t_1xb8_snli-ve-samples.py', False),
+                          ('configs/tasks/nlvr2/albef_vit-t-bert-t_1xb4_nlvr2-samples.py', True)):
+        cfg = Config.fromfile(str(ROOT / path))
+        assert cfg.model.distill is True and cfg.model.alpha == 0.4, path
+        assert cfg.model.momentum == 0.995, path
+        hooks = [h for h in cfg.custom_hooks if h['type'] == 'AlphaWarmupHook']
+        assert (hooks == [dict(type='AlphaWarmupHook', alpha=0.4)]) is warm_up, path
+    ta = Config.fromfile(str(ROOT / 'configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb64_4m-ta-1e.py'))
+    assert ta.model.distill is False
 
 
 def test_pair_classifier_rejects_single_image_fusion() -> None:

@@ -42,6 +42,12 @@ model = dict(
     head=dict(type='MLPClassifierHead', mlp_hidden=768),
     num_classes=2,
     pretrained=pretrained_ckpt,
+    # ALBEF's NLVR.yaml: momentum distillation (EMA copies of encoders and head, momentum 0.995),
+    # loss (1 - alpha) CE + alpha soft-CE(momentum logits), alpha 0.4 ramped from 0 over the first
+    # epoch (warm_up: True; AlphaWarmupHook below)
+    distill=True,
+    momentum=0.995,
+    alpha=0.4,
     data_preprocessor=dict(type='VLDataPreprocessor'),
 )
 
@@ -97,7 +103,7 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-custom_hooks = [dict(type='RNGStateHook')]  # no distillation weight to warm up in fine-tuning
+custom_hooks = [dict(type='RNGStateHook'), dict(type='AlphaWarmupHook', alpha=0.4)]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='accuracy/acc', rule='greater'))
 auto_scale_lr = dict(base_batch_size=128, enable=False)

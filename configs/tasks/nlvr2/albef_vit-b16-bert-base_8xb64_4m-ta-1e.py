@@ -26,6 +26,7 @@ model = dict(
     num_classes=3,
     embed_dim=256,
     pretrained=pretrained_ckpt,
+    distill=False,  # ALBEF's TA step (model_pretrain_nlvr.py) has no momentum distillation
 )
 train_pipeline = [
     dict(type='LoadImage'),
@@ -52,6 +53,7 @@ val_cfg = None
 test_dataloader = None
 test_evaluator = None
 test_cfg = None
+custom_hooks = [dict(type='RNGStateHook')]  # no distillation weight to warm up
 default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
                                      max_keep_ckpts=1, save_last=True))
 auto_scale_lr = dict(base_batch_size=512, enable=False)

@@ -40,6 +40,12 @@ model = dict(
     head=dict(type='MLPClassifierHead', mlp_hidden=768),
     num_classes=3,
     pretrained=pretrained_ckpt,
+    # ALBEF's VE.yaml: momentum distillation (EMA copies of encoders and head, momentum 0.995),
+    # loss (1 - alpha) CE + alpha soft-CE(momentum logits), alpha 0.4 from the first step
+    # (warm_up: False, so no AlphaWarmupHook)
+    distill=True,
+    momentum=0.995,
+    alpha=0.4,
     data_preprocessor=dict(type='VLDataPreprocessor'),
 )
 
@@ -93,8 +99,7 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-# no distillation weight to warm up in fine-tuning (the runtime's AlphaWarmupHook is for
-# pre-training)
+# alpha is constant in ALBEF's SNLI-VE fine-tuning (warm_up: False): no AlphaWarmupHook
 custom_hooks = [dict(type='RNGStateHook')]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='accuracy/acc', rule='greater'))

@@ -1,25 +1,41 @@
 """ALBEF fine-tuned as a classifier over the fused [CLS] token (SNLI-VE; the base of NLVR2)."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from torch import Tensor
+from torch import Tensor, nn
 
 from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, MODELS, build_from_slot
 
 from ..backbones.vit import resize_pos_embed
 from ..base import VLBaseModel
 from ..utils.checkpoint import load_into, load_state_dict_file
+from ..utils.ema import copy_params, ema_update
 
-__all__ = ['ALBEFClassifier', 'labels_from_samples']
+__all__ = ['ALBEFClassifier', 'distillation_loss', 'labels_from_samples']
 
 #: parts of a vlreg / ALBEF checkpoint that a classifier keeps (everything else is pre-training
 #: only: momentum copies ``*_m``, projections, ITM / MLM heads, queues, temperature)
 ENCODER_PREFIXES = ('image_backbone.', 'text_backbone.', 'fusion.')
+#: the parts that have a momentum (EMA) copy under distillation, and the copies' names
+MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('text_backbone', 'text_backbone_m'),
+                  ('fusion', 'fusion_m'), ('head', 'head_m'))
+
+
+def distillation_loss(logits: Tensor, labels: Tensor, teacher: Tensor | None,
+                      alpha: float) -> Tensor:
+    """ALBEF's fine-tuning loss: ``(1 - alpha) * CE(logits, labels) + alpha * H(softmax(teacher),
+    logits)``, the soft cross-entropy with the momentum model's probabilities (plain CE without a
+    teacher or at ``alpha = 0``)."""
+    hard = F.cross_entropy(logits, labels)
+    if teacher is None or alpha == 0:
+        return hard
+    soft = -(teacher.softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()
+    return (1 - alpha) * hard + alpha * soft
 
 
 def labels_from_samples(data_samples: list | None, device: torch.device) -> Tensor:
@@ -48,9 +64,20 @@ class ALBEFClassifier(VLBaseModel):
     embedding to the model's resolution, lets the fusion remap its keys
     (:meth:`convert_pretrained`) and reads the file with ``torch.load(weights_only=True)``.
 
-    ``loss`` returns ``loss_cls`` (cross-entropy on the ``label`` metainfo) and ``acc`` (batch
-    accuracy, a diagnostic); ``predict`` sets ``pred_label`` (int64 scalar tensor) and
-    ``pred_score`` (softmax probabilities ``[num_classes]``) on each data sample.
+    ``loss`` returns ``loss_cls`` (cross-entropy on the ``label`` metainfo; with ``distill``,
+    ALBEF's :func:`distillation_loss`) and ``acc`` (batch accuracy, a diagnostic); ``predict`` sets
+    ``pred_label`` (int64 scalar tensor) and ``pred_score`` (softmax probabilities
+    ``[num_classes]``) on each data sample, from the online model.
+
+    Momentum distillation (``distill=True``, ALBEF's ``model_ve.py`` / ``model_nlvr.py`` with their
+    configs' ``distill: True``): the model keeps frozen EMA copies ``*_m`` of the encoders and the
+    head. Each training step first updates them (``p_m <- m p_m + (1 - m) p``), then runs the
+    momentum model on the batch without gradient, and the loss becomes ``(1 - alpha) CE + alpha
+    soft-CE(momentum logits)``. ALBEF keeps ``alpha`` at 0.4 for SNLI-VE (``warm_up: False``) and
+    ramps it from 0 over the first epoch for NLVR2 (``warm_up: True``; ``AlphaWarmupHook`` in the
+    NLVR2 config sets ``model.alpha``). The momentum copies restart from the online weights after
+    ``pretrained`` is loaded (ALBEF's fine-tuning loads the checkpoint's momentum encoders into
+    them: both are EMA-close to the online encoders at the end of pre-training).
 
     Args:
         image_backbone, text_backbone: ``BACKBONES`` configs.
@@ -59,11 +86,15 @@ class ALBEFClassifier(VLBaseModel):
         num_classes: set on the head config when given (ALBEF: 3 for SNLI-VE, 2 for NLVR2).
         pretrained: a local vlreg / ALBEF checkpoint loaded in ``init_weights`` (after the
             parts' own ``pretrained`` weights, which it overrides).
+        distill: momentum distillation (ALBEF's SNLI-VE / NLVR2 default: True).
+        momentum: EMA coefficient of the momentum copies (ALBEF: 0.995).
+        alpha: distillation weight (ALBEF: 0.4).
         data_preprocessor: defaults to ``VLDataPreprocessor``.
 
     Example:
         >>> dict(type='ALBEFClassifier', image_backbone=..., text_backbone=..., fusion=...,
-        ...      head=dict(type='MLPClassifierHead'), num_classes=3, pretrained='albef_4m.pth')
+        ...      head=dict(type='MLPClassifierHead'), num_classes=3, pretrained='albef_4m.pth',
+        ...      distill=True, momentum=0.995, alpha=0.4)
     """
 
     #: key prefixes read from a pre-training checkpoint by ``pretrained``
@@ -71,7 +102,8 @@ class ALBEFClassifier(VLBaseModel):
 
     def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
                  head: dict = dict(type='MLPClassifierHead'), num_classes: int | None = None,
-                 pretrained: str | None = None, data_preprocessor: dict | None = None,
+                 pretrained: str | None = None, distill: bool = True, momentum: float = 0.995,
+                 alpha: float = 0.4, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='VLDataPreprocessor')
@@ -87,6 +119,29 @@ class ALBEFClassifier(VLBaseModel):
             head['num_classes'] = num_classes
         self.head = build_from_slot(HEADS, head, 'head')
         self.pretrained = pretrained
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f'momentum must be in [0, 1), got {momentum}')
+        self.distill = bool(distill)
+        self.momentum = float(momentum)
+        self.alpha = float(alpha)
+        if self.distill:
+            for online, shadow in MOMENTUM_PAIRS:
+                twin = copy.deepcopy(getattr(self, online))
+                if hasattr(twin, 'pretrained'):
+                    twin.pretrained = None  # filled by copy_params in init_weights
+                setattr(self, shadow, twin)
+            copy_params(*self._momentum_modules())
+
+    # -- momentum copies
+    # ------------------------------------------------------------------------------
+    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        return ([getattr(self, a) for a, _ in MOMENTUM_PAIRS],
+                [getattr(self, b) for _, b in MOMENTUM_PAIRS])
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``p_m <- momentum * p_m + (1 - momentum) * p`` for the encoders and the head."""
+        ema_update(*self._momentum_modules(), self.momentum)
 
     # -- weights
     # --------------------------------------------------------------------------------------
@@ -114,30 +169,40 @@ class ALBEFClassifier(VLBaseModel):
             wanted = ' / '.join(p + '*' for p in self.pretrained_prefixes)
             raise KeyError(f'{path}: no {wanted} keys')
         missing, unexpected = load_into(self, state, f'{type(self).__name__} <- {path}',
-                                        expect_missing=('head.',))
+                                        expect_missing=('head.', '_m.'))
         print_log(f'{type(self).__name__}: {len(state)} encoder tensors from {path}',
                   logger='current')
         return missing, unexpected
 
     def init_weights(self) -> None:
+        """Parts' own weights, then ``pretrained``, then the momentum copies from the online model."""
         super().init_weights()
         if self.pretrained:
             self.load_pretrained(self.pretrained)
+        if self.distill:
+            copy_params(*self._momentum_modules())
 
     # -- the forward pieces
     # -------------------------------------------------------------------------
-    def fused_cls(self, inputs: dict[str, Tensor]) -> Tensor:
-        """Encode the batch and return the fused [CLS] ``[B, D]``."""
+    def part(self, name: str, momentum: bool = False) -> nn.Module:
+        """The online part ``name`` or, with ``momentum``, its EMA copy."""
+        if momentum and not self.distill:
+            raise RuntimeError('this model has no momentum copies (distill=False)')
+        return getattr(self, f'{name}_m' if momentum else name)
+
+    def fused_cls(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
+        """Encode the batch and return the fused [CLS] ``[B, D]`` (of the momentum model with
+        ``momentum``)."""
         for key in ('image', 'input_ids', 'attention_mask'):
             if key not in inputs:
                 raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
-        image_tokens = self.image_backbone(inputs['image'])
-        text = self.text_backbone(inputs['input_ids'], inputs['attention_mask'])
-        return self.fusion(text, inputs['attention_mask'], image_tokens).cls
+        image_tokens = self.part('image_backbone', momentum)(inputs['image'])
+        text = self.part('text_backbone', momentum)(inputs['input_ids'], inputs['attention_mask'])
+        return self.part('fusion', momentum)(text, inputs['attention_mask'], image_tokens).cls
 
-    def logits(self, inputs: dict[str, Tensor]) -> Tensor:
-        """Class logits ``[B, num_classes]``."""
-        return self.head(self.fused_cls(inputs))
+    def logits(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
+        """Class logits ``[B, num_classes]`` (of the momentum model with ``momentum``)."""
+        return self.part('head', momentum)(self.fused_cls(inputs, momentum))
 
     # -- BaseModel
     # ------------------------------------------------------------------------------------
@@ -146,10 +211,16 @@ class ALBEFClassifier(VLBaseModel):
 
     def loss(self, inputs: dict[str, Tensor],
              data_samples: list | None = None) -> dict[str, Tensor]:
+        if self.distill and self.training:
+            self.momentum_update()  # ALBEF: before the momentum forward of the same step
         logits = self.logits(inputs)
         labels = labels_from_samples(data_samples, logits.device)
+        teacher = None
+        if self.distill and self.alpha > 0:
+            with torch.no_grad():
+                teacher = self.logits(inputs, momentum=True)
         acc = (logits.detach().argmax(-1) == labels).float().mean() * 100
-        return {'loss_cls': F.cross_entropy(logits, labels), 'acc': acc}
+        return {'loss_cls': distillation_loss(logits, labels, teacher, self.alpha), 'acc': acc}
 
     @torch.no_grad()
     def predict(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> list:

@@ -41,19 +41,21 @@ class ALBEFPairClassifier(ALBEFClassifier):
             raise TypeError(f'ALBEFPairClassifier needs a pair fusion (e.g. BertPairFusion), got '
                             f'{type(self.fusion).__name__}')
 
-    def encode_pair(self, image0: Tensor, image1: Tensor) -> tuple[Tensor, Tensor]:
-        """Token sets of both images from one encoder pass."""
+    def encode_pair(self, image0: Tensor, image1: Tensor,
+                    momentum: bool = False) -> tuple[Tensor, Tensor]:
+        """Token sets of both images from one encoder pass (the momentum encoder's with
+        ``momentum``)."""
         if image0.shape != image1.shape:
             raise ValueError(f'the two images differ in shape: {tuple(image0.shape)} vs '
                              f'{tuple(image1.shape)}')
-        tokens = self.image_backbone(torch.cat([image0, image1], dim=0))
+        tokens = self.part('image_backbone', momentum)(torch.cat([image0, image1], dim=0))
         return tokens[: image0.shape[0]], tokens[image0.shape[0]:]
 
-    def fused_cls(self, inputs: dict[str, Tensor]) -> Tensor:
+    def fused_cls(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
         for key in ('image', self.second_image_key, 'input_ids', 'attention_mask'):
             if key not in inputs:
                 raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)} (NLVR2 needs '
                                'LoadImagePair)')
-        pair = self.encode_pair(inputs['image'], inputs[self.second_image_key])
-        text = self.text_backbone(inputs['input_ids'], inputs['attention_mask'])
-        return self.fusion(text, inputs['attention_mask'], pair).cls
+        pair = self.encode_pair(inputs['image'], inputs[self.second_image_key], momentum)
+        text = self.part('text_backbone', momentum)(inputs['input_ids'], inputs['attention_mask'])
+        return self.part('fusion', momentum)(text, inputs['attention_mask'], pair).cls

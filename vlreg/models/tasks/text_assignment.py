@@ -60,7 +60,8 @@ class ALBEFTextAssignmentPretrainer(ALBEFPairClassifier):
 
     Args:
         embed_dim: width of ``vision_proj``.
-        **kwargs: :class:`ALBEFPairClassifier`'s arguments (``num_classes`` is 3).
+        **kwargs: :class:`ALBEFPairClassifier`'s arguments (``num_classes`` is 3; ``distill``
+            defaults to False here: the TA loss is plain cross-entropy).
 
     Example:
         see ``configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb64_4m-ta-1e.py``.
@@ -70,6 +71,9 @@ class ALBEFTextAssignmentPretrainer(ALBEFPairClassifier):
 
     def __init__(self, *args: Any, embed_dim: int = 256, **kwargs: Any) -> None:
         kwargs['num_classes'] = 3
+        if kwargs.setdefault('distill', False):
+            raise ValueError('text-assignment pre-training has no momentum distillation (ALBEF): '
+                             'set distill=False')
         super().__init__(*args, **kwargs)
         self.vision_proj = nn.Linear(self.image_backbone.width, embed_dim)
 

@@ -1,7 +1,6 @@
 """ALBEF fine-tuned for VQA v2, with a pluggable answer head (decoder or classifier)."""
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import os
@@ -10,20 +9,16 @@ from typing import Any
 
 import torch
 from mmengine.logging import print_log
-from torch import Tensor, nn
+from torch import Tensor
 
 from vlreg.registry import HEADS, MODELS
 
 from ..heads.vqa import BaseVQAHead
 from ..utils.checkpoint import load_into, load_state_dict_file
-from ..utils.ema import copy_params, ema_update
+from ..utils.ema import copy_params
 from .classifier import ALBEFClassifier
 
 __all__ = ['ALBEFVQA', 'check_answer_list', 'read_answer_list']
-
-_MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('text_backbone', 'text_backbone_m'),
-                   ('fusion', 'fusion_m'), ('head', 'head_m'))
-
 
 def check_answer_list(answers: Any, source: str = 'answer_list') -> list[str]:
     """``answers`` as a list, checked: non-empty, distinct, non-empty strings."""
@@ -137,26 +132,16 @@ class ALBEFVQA(ALBEFClassifier):
             answer_list = check_answer_list(answer_list)
         head = _head_defaults(head, text_backbone, answer_list)
         super().__init__(image_backbone, text_backbone, fusion, head=head, num_classes=None,
-                         pretrained=pretrained, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         pretrained=pretrained, distill=distill, momentum=momentum, alpha=alpha,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not isinstance(self.head, BaseVQAHead):
             raise TypeError(f'ALBEFVQA needs a VQA answer head (AnswerDecoderHead, '
                             f'AnswerClassifierHead), got {type(self.head).__name__}')
         self.answer_file = answer_list if isinstance(answer_list, str) else None
         self._answers: list[str] | None = None if self.answer_file else list(answer_list)
-        self.distill = distill
-        self.momentum = momentum
-        self.alpha = float(alpha)
         self.init_head_from_fusion = init_head_from_fusion
-        if distill:
-            for online, shadow in _MOMENTUM_PAIRS:
-                twin = copy.deepcopy(getattr(self, online))
-                if hasattr(twin, 'pretrained'):
-                    twin.pretrained = None  # filled by copy_params in init_weights
-                setattr(self, shadow, twin)
-            if hasattr(self.head, 'tokenizer'):
-                self.head_m.tokenizer = self.head.tokenizer
-            copy_params(*self._momentum_modules())
+        if distill and hasattr(self.head, 'tokenizer'):
+            self.head_m.tokenizer = self.head.tokenizer
 
     # -- answers and weights
     # --------------------------------------------------------------------------
@@ -168,14 +153,6 @@ class ALBEFVQA(ALBEFClassifier):
         if self.head.answer_list is not self._answers:
             self.head.set_answer_list(self._answers)
         return self._answers
-
-    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        return ([getattr(self, a) for a, _ in _MOMENTUM_PAIRS],
-                [getattr(self, b) for _, b in _MOMENTUM_PAIRS])
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        ema_update(*self._momentum_modules(), self.momentum)
 
     def convert_pretrained(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The encoders (see :class:`ALBEFClassifier`) plus ``mlm_head.* -> head.lm_head.*``."""

@@ -49,3 +49,35 @@ def test_config_builds(path):
             assert model.losses['itc'].queue_size == 65536
     del model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+
+def _vit_configs(cfg: dict, where: str = 'model') -> list[tuple[str, dict]]:
+    """Every TimmViTBackbone config nested in ``cfg``, with where it sits."""
+    found = []
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            if value.get('type') == 'TimmViTBackbone':
+                found.append((f'{where}.{key}', value))
+            found += _vit_configs(value, f'{where}.{key}')
+    return found
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
+def test_albef_recipes_have_no_stochastic_depth(path):
+    """ALBEF's ViT (models/vit.py, built by every model_*.py without a drop_path_rate) runs with
+    drop_path_rate 0, and so does every shipped config (all follow ALBEF's recipe)."""
+    cfg = Config.fromfile(path)
+    vits = _vit_configs(cfg.model)
+    assert vits, f'{path}: no TimmViTBackbone found'
+    for where, vit in vits:
+        for key in ('drop_path_rate', 'drop_rate', 'attn_drop_rate', 'proj_drop_rate'):
+            assert vit.get(key, 0.0) == 0.0, f'{path}: {where}.{key} = {vit[key]} (ALBEF: 0)'
+
+
+def test_vit_backbone_default_has_no_stochastic_depth():
+    from vlreg.models.backbones import TimmViTBackbone
+
+    vit = TimmViTBackbone(model_name='vit_tiny_patch16_224', img_size=32, embed_dim=32, depth=2,
+                          num_heads=2).vit
+    assert all(isinstance(block.drop_path1, torch.nn.Identity)
+               and isinstance(block.drop_path2, torch.nn.Identity) for block in vit.blocks)

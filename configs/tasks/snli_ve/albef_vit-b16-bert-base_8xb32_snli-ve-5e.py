@@ -32,7 +32,7 @@ meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'a
 model = dict(
     type='ALBEFClassifier',
     image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
-                        img_size=image_size, drop_path_rate=0.1),
+                        img_size=image_size, drop_path_rate=0.0),  # as ALBEF: none
     text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
                        num_layers=6, num_heads=12, intermediate_size=3072),
     fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,

@@ -15,7 +15,13 @@ model = dict(
     fusion=dict(hidden_size=384, encoder_width=192, num_layers=3, num_heads=12,
                 intermediate_size=1536, layer_offset=3, pretrained=bert_path),
     embed_dim=embed_dim,
-    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=1024)),
+    # one sample per caption (5 per image; CaptionDataset's sample_per='caption'): captions of one
+    # image meet in a batch and in the queue, so the losses read the image ids (which PackInputs
+    # passes) and treat them as ITC positives, never as ITM negatives, as ALBEF's retrieval
+    # fine-tuning does (ALBEF's pre-training reads one random caption per entry instead:
+    # train_dataloader.dataset.sample_per='entry', with dataset.indices=800)
+    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=1024, use_image_ids=True),
+                itm=dict(use_image_ids=True)),
 )
 max_epochs = 10
 optim_wrapper = dict(

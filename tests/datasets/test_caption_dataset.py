@@ -240,3 +240,46 @@ def test_load_image_gives_rgb_uint8(tmp_path: Path, mode: str) -> None:
     expected = Image.open(path).convert('RGB')
     assert out['img'].shape == (5, 7, 3) and out['img'].dtype == np.uint8
     assert np.array_equal(out['img'], np.asarray(expected)) and out['ori_shape'] == (5, 7)
+
+
+# --- sampling: one sample per caption (default) or ALBEF's random caption per entry -------------
+def test_sample_per_caption_and_per_entry(tmp_path: Path) -> None:
+    import random
+
+    ann = _write_json(tmp_path / 'ann.json', [
+        {'image': 'a.png', 'caption': ['one dog', 'two dogs', 'three dogs'], 'image_id': 'a'},
+        {'image': 'b.png', 'caption': 'a cat'},
+        {'image': 'c.png', 'caption': ['red car', 'blue car'], 'image_id': 'c'}])
+    per_caption = CaptionDataset(ann_file=str(ann))
+    assert len(per_caption) == 6
+    assert [per_caption.get_data_info(i)['caption'] for i in range(6)] == [
+        'one dog', 'two dogs', 'three dogs', 'a cat', 'red car', 'blue car']
+    assert [per_caption.get_data_info(i)['image_id'] for i in range(6)] == [0, 0, 0, 1, 2, 2]
+    per_entry = CaptionDataset(ann_file=str(ann), sample_per='entry')
+    assert len(per_entry) == 3
+    random.seed(0)
+    draws = [per_entry.get_data_info(0)['caption'] for _ in range(60)]
+    assert set(draws) == {'one dog', 'two dogs', 'three dogs'}  # every caption, only its own
+    assert max(draws.count(c) for c in set(draws)) < 35  # drawn uniformly, not always the first
+    random.seed(0)  # Python's random (ALBEF's random.choice): reproducible from its seed
+    assert [per_entry.get_data_info(0)['caption'] for _ in range(60)] == draws
+    assert {per_entry.get_data_info(1)['caption'] for _ in range(10)} == {'a cat'}
+    info = per_entry.get_data_info(2)
+    assert info['caption'] in {'red car', 'blue car'} and info['image_id'] == 2
+    assert 'captions' not in info and info['ann_index'] == 2
+    with pytest.raises(ValueError, match='sample_per'):
+        CaptionDataset(ann_file=str(ann), sample_per='image')
+    with pytest.raises(ValueError, match='sample_per'):
+        RetrievalDataset(ann_file=str(ann), sample_per='entry')
+
+
+def test_flickr_per_entry_sampling() -> None:
+    root = shared_path('flickr8k_1k')
+    ds = CaptionDataset(data_root=str(root), ann_file='captions.json', sample_per='entry',
+                        indices=800)
+    entries = json.loads((root / 'captions.json').read_text())
+    assert len(ds) == 800
+    info = ds.get_data_info(3)
+    assert info['ori_image_id'] == entries[3]['image_id'] and info['image_id'] == 3
+    cleaned = {c.lower().rstrip(' .').replace('-', ' ') for c in entries[3]['caption']}
+    assert {ds.get_data_info(3)['caption'] for _ in range(40)} <= cleaned

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -183,14 +184,29 @@ class VLBaseDataset(BaseDataset):
                   f'far in this process): {err}', logger='current', level=logging.WARNING)
 
 
+#: How :class:`CaptionDataset` turns file entries into samples.
+SAMPLE_PER = ('caption', 'entry')
+
+
 @DATASETS.register_module()
 class CaptionDataset(VLBaseDataset):
-    """Image-caption pairs in ALBEF's format, one sample per caption (pre-training).
+    """Image-caption pairs in ALBEF's format (pre-training).
 
     Each sample (before the pipeline) holds ``img_path``, ``caption`` (str), ``image_id`` (a
     contiguous int, the same for every caption of an image: the file's ``image_id``, else the image
     path), ``ori_image_id`` (as in the file), ``ann_index`` (entry index in the file), ``ann_file``
     and ``sample_idx``.
+
+    Two ways to make samples of an entry with several captions (``sample_per``):
+
+    * ``'caption'`` (default): one sample per caption, so an epoch sees every caption once and an
+      image with 5 captions appears 5 times (as ALBEF's retrieval fine-tuning data, one json entry
+      per caption). Captions of one image can then meet in a batch: give the losses the image ids
+      (``use_image_ids=True`` on ITC / ITM, as the Flickr8k configs do) so that they are positives,
+      not negatives.
+    * ``'entry'``: ALBEF's pre-training ``pretrain_dataset``: one sample per file entry, its caption
+      drawn with Python's ``random.choice`` each time the sample is read (an epoch sees each image
+      once, with one of its captions). ``len`` is the number of entries.
 
     Args:
         ann_file: a ``.json`` list or a ``.jsonl`` file, relative to ``data_root`` unless absolute.
@@ -208,6 +224,8 @@ class CaptionDataset(VLBaseDataset):
             Entry ``i`` in messages is ``images[i]`` of the Karpathy file.
         merge_restval: ``split='train'`` also reads COCO's ``restval`` images (default, as ALBEF's
             and Karpathy's 113,287-image COCO training set); False reads ``train`` only.
+        sample_per: ``'caption'`` (one sample per caption, the default) or ``'entry'`` (ALBEF's
+            pre-training sampling: one sample per entry, a random caption each read); see above.
         **kwargs: forwarded to :class:`VLBaseDataset` / ``mmengine.dataset.BaseDataset``.
 
     Example:
@@ -220,7 +238,13 @@ class CaptionDataset(VLBaseDataset):
     def __init__(self, ann_file: str, data_root: str = '', image_root: str = '',
                  pipeline: Sequence[dict | Callable] = (), max_words: int | None = 30,
                  skip_bad_samples: bool = False, split: str | Sequence[str] | None = None,
-                 merge_restval: bool = True, **kwargs: Any) -> None:
+                 merge_restval: bool = True, sample_per: str = 'caption', **kwargs: Any) -> None:
+        if sample_per not in SAMPLE_PER:
+            raise ValueError(f'sample_per must be one of {SAMPLE_PER}, got {sample_per!r}')
+        if self.retrieval and sample_per != 'caption':
+            raise ValueError(f'{type(self).__name__} holds one sample per image with all its '
+                             'captions: sample_per does not apply')
+        self.sample_per = sample_per
         self.max_words = max_words
         self.split = split
         self.merge_restval = merge_restval
@@ -324,10 +348,20 @@ class CaptionDataset(VLBaseDataset):
         data_list = []
         for index, image, captions, id_key in self._read_entries():
             image_id = ids.setdefault(id_key, len(ids))
+            info = dict(img_path=self._image_path(image), image_id=image_id, ori_image_id=id_key,
+                        ann_index=index)
+            if self.sample_per == 'entry':
+                data_list.append(dict(info, captions=list(captions)))
+                continue
             for caption in captions:
-                data_list.append(dict(img_path=self._image_path(image), caption=caption,
-                                      image_id=image_id, ori_image_id=id_key, ann_index=index))
+                data_list.append(dict(info, caption=caption))
         return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        if 'captions' in info and not self.retrieval:  # sample_per='entry': ALBEF's random.choice
+            info['caption'] = random.choice(info.pop('captions'))
+        return info
 
 
 @DATASETS.register_module()

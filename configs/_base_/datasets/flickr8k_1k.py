@@ -1,6 +1,8 @@
 # Real photos: the 1,000-image Flickr8k subset in ../shared/data/flickr8k_1k (ALBEF retrieval format,
 # 5 captions per image). The first 800 images train (4,000 captions, one sample per caption), the last 200
 # are held out for retrieval evaluation (1,000 captions). Change data_root to use another copy.
+# Samples carry image ids (CaptionDataset; PackInputs keeps them): models that train on this set use
+# them so that the 5 captions of an image are not each other's negatives (see the model configs).
 data_root = '../shared/data/flickr8k_1k'
 ann_file = 'captions.json'
 image_size = 128
@@ -31,8 +33,9 @@ train_dataloader = dict(
     collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
     # CaptionDataset lists one sample per caption, images in file order: 4,000 = the first 800 images
+    # (sample_per='entry', ALBEF's pre-training sampling, lists one per image: indices=800)
     dataset=dict(type='CaptionDataset', data_root=data_root, ann_file=ann_file, max_words=30,
-                 indices=4000, pipeline=train_pipeline),
+                 sample_per='caption', indices=4000, pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=32,

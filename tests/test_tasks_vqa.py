@@ -431,3 +431,56 @@ def test_train_and_test_on_real_samples(head: str, tmp_path: Path) -> None:
     assert acc == pytest.approx(recomputed)
     expected = 'answer decoder' if head == 'decoder' else 'answer classifier'
     assert expected in metrics['vqa/protocol']
+
+
+# --- ALBEF's VQA learning-rate schedule ------------------------------------------------------------
+def _albef_vqa_lr(epoch: int, it: int) -> float:
+    """The rate ALBEF's VQA.py uses, written from timm's CosineLRScheduler as VQA.yaml configures it
+    (lr 2e-5, min_lr 1e-6, t_initial 8, warmup_lr 1e-5, warmup_t 4, warmup_prefix=True) and as
+    VQA.py steps it: t = i // 100 every 100 iterations of epoch 0 while i <= 400, t = epoch + 4 at
+    the start of every later epoch."""
+    import math
+
+    t = min(it // 100, 4) if epoch == 0 else epoch + 4
+    if t < 4:
+        return 1e-5 + t * (2e-5 - 1e-5) / 4
+    t -= 4  # the warm-up prefix
+    return 1e-6 + 0.5 * (2e-5 - 1e-6) * (1 + math.cos(math.pi * t / 8))
+
+
+def test_vqa_config_reproduces_albef_learning_rate() -> None:
+    """Each iteration's rate from the config's schedulers, stepped as MMEngine's ParamSchedulerHook
+    steps them (iteration-based ones after each iteration, epoch-based ones after each epoch)."""
+    from mmengine.config import Config
+    from mmengine.optim import OptimWrapper
+
+    from vlreg.registry import PARAM_SCHEDULERS
+
+    for name in ('albef', 'albef-cls'):
+        cfg = Config.fromfile(str(ROOT / f'configs/tasks/vqa/{name}_vit-b16-bert-base_8xb32_vqa-8e.py'))
+        assert cfg.optim_wrapper.optimizer.lr == 2e-5 and cfg.train_cfg.max_epochs == 8
+        optim = OptimWrapper(torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(),
+                                               lr=cfg.optim_wrapper.optimizer.lr))
+        iters = 450
+        schedulers = []
+        for s in cfg.param_scheduler:  # built as MMEngine's Runner builds them
+            s = dict(s)
+            kind = PARAM_SCHEDULERS.get(s.pop('type'))
+            if s.pop('convert_to_iter_based', False):
+                schedulers.append(kind.build_iter_from_epoch(optim, **s, epoch_length=iters))
+            else:
+                schedulers.append(kind(optim, **s))
+        for epoch in range(8):
+            for it in range(iters):
+                used = optim.param_groups[0]['lr']
+                assert abs(used - _albef_vqa_lr(epoch, it)) < 1e-12, (name, epoch, it, used)
+                optim.step()
+                for s in schedulers:
+                    if not s.by_epoch:
+                        s.step()
+            for s in schedulers:
+                if s.by_epoch:
+                    s.step()
+    # the numbers the formula gives, as ALBEF's run logs them
+    assert [round(_albef_vqa_lr(0, i) * 1e6, 2) for i in (0, 150, 399, 400)] == [10, 12.5, 17.5, 20]
+    assert [round(_albef_vqa_lr(e, 0) * 1e7) for e in (1, 2, 7)] == [193, 172, 17]

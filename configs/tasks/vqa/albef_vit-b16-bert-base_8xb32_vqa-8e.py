@@ -1,19 +1,21 @@
 # VQA v2 fine-tuning of a pre-trained ALBEF / soft-mask model with ALBEF's answer decoder
 # (PAPER.md "Downstream protocols"; ALBEF's configs/VQA.yaml, VQA.py, models/model_vqa.py):
-# 384 px, batch 32 per GPU x 8, AdamW lr 2e-5, weight decay 0.02, 8 epochs, cosine to 1e-6 after
-# ALBEF's warm-up from 1e-5 over the first 400 iterations; momentum distillation (alpha 0.4, warmed
-# up over the first epoch by the runtime's AlphaWarmupHook, EMA 0.995); a 6-layer answer decoder
+# 384 px, batch 32 per GPU x 8, AdamW, weight decay 0.02, 8 epochs; momentum distillation (alpha
+# 0.4 passed to the answer decoder's loss, as model_vqa.py does, warmed up over the first epoch
+# by the runtime's AlphaWarmupHook, VQA.yaml warm_up: True; EMA 0.995); a 6-layer answer decoder
 # initialised from the 6 fusion layers (decoder layer i <- fusion layer i, embeddings <- text
 # embeddings, LM head <- pre-trained MLM head); answers ranked among the candidate list: top-128
 # by the first token's probability, re-ranked by the full sequence's log-likelihood.
 #
+# Learning rate: the one ALBEF's VQA.py actually uses (param_scheduler below). VQA.yaml asks for
+# timm's CosineLRScheduler (lr 2e-5, min_lr 1e-6, epochs 8, warmup_lr 1e-5, warmup_epochs 4, and
+# warmup_prefix=True by default). VQA.py steps it with t = i // 100 every 100 iterations of epoch 0
+# (t = 0..4: 1e-5, 1.25e-5, 1.5e-5, 1.75e-5, then 2e-5 from iteration 400 to the end of the epoch)
+# and with t = epoch + 4 at the start of every later epoch; the warm-up prefix removes the 4, so
+# epoch e >= 1 runs at the constant 1e-6 + (2e-5 - 1e-6) (1 + cos(pi e / 8)) / 2: 1.93e-5,
+# 1.72e-5, 1.41e-5, 1.05e-5, 6.86e-6, 3.78e-6, 1.72e-6 for epochs 1-7.
+#
 # Where this differs from ALBEF's released scripts, on purpose (each is an option):
-# * its VQA.py steps timm's cosine scheduler with an offset of the 4 warm-up "epochs", so the
-#   rate actually used is ~1e-5 in epoch 0, 6.9e-6 / 3.8e-6 / 1.7e-6 in epochs 1-3 and 1e-6 after;
-#   here the schedule is the configured one (cosine 2e-5 -> 1e-6 over the 8 epochs);
-# * its model_vqa.py passes no alpha to the decoder (default 0): the distillation term has weight 0
-#   there. For that, set the AlphaWarmupHook's alpha to 0 (custom_hooks; the hook sets model.alpha
-#   every iteration) or, cheaper, model.distill=False.
 # * its rank_answer adds the first token's log-probability twice; head.count_first_token_twice
 #   =True reproduces it (default: the plain full-sequence log-likelihood).
 # * its training images are flipped without touching the text; here a flip swaps left / right in
@@ -128,11 +130,16 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
                        bypass_duplicate=True),
 )
+# ALBEF's VQA schedule (see the top): epoch 0 warms up from 1e-5 (0.5 x lr) in 4 steps of 100
+# iterations, each a ConstantLR factor (MMEngine's ConstantLR restores the rate at step end - 1,
+# hence end = begin + 101); the cosine then sets one rate per epoch (by_epoch, not converted to
+# iterations): 2e-5 for the rest of epoch 0, then 1.93e-5 ... 1.72e-6.
+warmup_factors = (0.5, 0.625, 0.75, 0.875)
 param_scheduler = [
-    # ALBEF: warm-up from warmup_lr 1e-5 (0.5 x lr) over 4 x 100 iterations
-    dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=400),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(type='ConstantLR', factor=f, by_epoch=False, begin=100 * k, end=100 * k + 101)
+    for k, f in enumerate(warmup_factors)
+] + [
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 test_cfg = dict(type='TestLoop')

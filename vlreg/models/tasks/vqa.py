@@ -90,12 +90,10 @@ class ALBEFVQA(ALBEFClassifier):
     maps ``mlm_head.*`` to ``head.lm_head.*`` when the head has one. With ``distill`` the model
     keeps momentum (EMA) copies of the encoders and the head (ALBEF's VQA momentum distillation):
     ``loss`` updates them first, as ALBEF's forward does, and the head distils from the momentum
-    copy's logits with weight ``alpha`` (``AlphaWarmupHook`` ramps it over the first epoch, as
-    ALBEF's ``warm_up``). The momentum copies restart from the online weights after loading (ALBEF
-    loads the checkpoint's momentum encoders into them). Note: ALBEF's released ``model_vqa.py``
-    passes no ``alpha`` to its decoder, whose default is 0, so there the distillation term has
-    weight 0; an alpha of 0 (set it in ``AlphaWarmupHook``, which overwrites ``model.alpha`` every
-    iteration) or, cheaper, ``distill=False`` reproduces that loss.
+    copy's logits with weight ``alpha``, as ALBEF's ``model_vqa.py`` passes ``alpha`` to its
+    decoder's loss (``AlphaWarmupHook`` ramps it over the first epoch, as ALBEF's ``warm_up``). The
+    momentum copies and the EMA update are :class:`ALBEFClassifier`'s; they restart from the online
+    weights after loading (ALBEF loads the checkpoint's momentum encoders into them).
 
     ``loss`` returns ``loss_vqa``; ``predict`` sets on each data sample ``pred_answer`` (str, read
     by :class:`~vlreg.evaluation.VQAAccuracyMetric`), ``pred_answer_index``, ``pred_score`` and

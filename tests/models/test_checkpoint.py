@@ -60,7 +60,11 @@ def _fusion(pretrained: str) -> BertFusion:
 
 
 def test_legacy_layernorm_names_load_the_same_tensors(minilm, tmp_path: Path) -> None:
-    legacy = _save(_legacy(minilm), tmp_path / 'legacy.bin')
+    # the original bert-base-uncased layout: bert.* (pooler included) beside the pre-training heads
+    state = _legacy(minilm)
+    state['cls.seq_relationship.weight'] = torch.zeros(2, 384)
+    state['cls.predictions.transform.LayerNorm.gamma'] = torch.ones(384)
+    legacy = _save(state, tmp_path / 'legacy.bin')
     assert any(k.endswith('LayerNorm.gamma') for k in torch.load(legacy, weights_only=True))
     for pretrained in (minilm_path(), legacy):
         text, fusion = _text(pretrained), _fusion(pretrained)

@@ -52,19 +52,21 @@ def cross_attention_gradcam(score: Tensor, probs: Tensor, text_mask: Tensor | No
     Returns:
         (Grad-CAM ``[B, L, N]``, the gradient ``[B, H, L, 1 + N]``, fp32 for fp16 inputs).
     """
-    if probs.dtype not in _LOW_PRECISION and score.dtype not in _LOW_PRECISION:
-        (grad,) = torch.autograd.grad(score.sum(), probs, retain_graph=retain_graph,
-                                      create_graph=create_graph)
-        return gradcam_from_attention(probs, grad, text_mask, head_reduction), grad
-    scale = _INIT_SCALE
-    while True:
-        last = scale <= _MIN_SCALE
-        (grad,) = torch.autograd.grad(score.float().sum() * scale, probs,
-                                      retain_graph=retain_graph or not last,
-                                      create_graph=create_graph)
-        if last or bool(torch.isfinite(grad).all()):
-            break
-        scale = max(scale * _BACKOFF, _MIN_SCALE)
+    # a backward run in the calling thread (CPU) under autocast would recast an fp32 graph to fp16
+    with torch.autocast(device_type=probs.device.type, enabled=False):
+        if probs.dtype not in _LOW_PRECISION and score.dtype not in _LOW_PRECISION:
+            (grad,) = torch.autograd.grad(score.sum(), probs, retain_graph=retain_graph,
+                                          create_graph=create_graph)
+            return gradcam_from_attention(probs, grad, text_mask, head_reduction), grad
+        scale = _INIT_SCALE
+        while True:
+            last = scale <= _MIN_SCALE
+            (grad,) = torch.autograd.grad(score.float().sum() * scale, probs,
+                                          retain_graph=retain_graph or not last,
+                                          create_graph=create_graph)
+            if last or bool(torch.isfinite(grad).all()):
+                break
+            scale = max(scale * _BACKOFF, _MIN_SCALE)
     grad = grad.float() / scale
     return gradcam_from_attention(probs, grad, text_mask, head_reduction), grad
 

@@ -164,16 +164,13 @@ def test_itm_masked_text_view_rows_are_positives_in_order(weights):
     def score(t, m, i):
         return model.itm_head(model.fuse(t[None], m[None], i[None]).cls)
 
-    rows, labels, w = [], [], []
     wo, wm = weights or (1.0, 1.0)
-    for b in range(4):
-        rows.append(_ce(score(txt[b], mask[b], img[b]), 1)); w.append(wo)
-    for b in range(4):
-        rows.append(_ce(score(txt_m[b], mask[b], img[b]), 1)); w.append(wm)
-    for b in range(4):
-        rows.append(_ce(score(txt[b], mask[b], img[img_neg[b]]), 0)); w.append(wo)
-    for b in range(4):
-        rows.append(_ce(score(txt[txt_neg[b]], mask[txt_neg[b]], img[b]), 0)); w.append(wo)
+    pairs = ([(txt[b], mask[b], img[b], 1, wo) for b in range(4)]            # original positives
+             + [(txt_m[b], mask[b], img[b], 1, wm) for b in range(4)]        # masked caption: positives
+             + [(txt[b], mask[b], img[img_neg[b]], 0, wo) for b in range(4)]  # text b, negative image
+             + [(txt[txt_neg[b]], mask[txt_neg[b]], img[b], 0, wo) for b in range(4)])
+    rows = [_ce(score(t, m, i), label) for t, m, i, label, _ in pairs]
+    w = [weight for *_, weight in pairs]
     w = torch.tensor(w)
     expected = (torch.cat(rows) * w).sum() / w.sum()
     assert torch.allclose(out['loss_itm'], expected, atol=1e-5), (out['loss_itm'], expected)

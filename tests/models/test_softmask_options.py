@@ -80,7 +80,12 @@ def test_eval_mode_mask_is_the_dropout_free_gradcam_and_train_mode_is_not():
 def test_train_mode_materialises_the_layer_in_the_itm_pass():
     model = softmask_model('train').train()
     assert model.itm_attn_layer == LAYER
-    assert softmask_model('eval').itm_attn_layer is None
+    model = softmask_model('eval').train()
+    assert model.itm_attn_layer is None
+    out = model(softmask_batch(), None, 'loss')  # a whole step: the separate pass, then the masked ITM
+    model.parse_losses(out)[0].backward()
+    assert out['softmask_mean'] < 1.0 and out['loss_itm_softmask'] > 0
+    assert model.fusion.layer[0].crossattention.self.query.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='gradcam_mode'):
         softmask_model('test')
 

@@ -1,6 +1,7 @@
 """Training-step time of the paper's components relative to the ALBEF baseline, side by side in one run.
 
     python benchmarks/softmask_overhead.py [--presets tiny small] [--batch-size 16] [--rounds 15]
+        [--lite] [--gradcam-eval]
 
 For each preset (tiny: the tests' model at 64 px; small: the CPU demo's model at 96 px) it builds the
 ablation variants (baseline, +soft mask, +focal, +augmentation, all) with identical weights, feeds them the
@@ -44,8 +45,10 @@ TINY = dict(  # tests/configs/tiny_synthetic.py's sizes
 
 
 def build(variant: str, preset: str):
-    name = variant.removesuffix('_lite')
+    name = variant.removesuffix('_lite').removesuffix('_eval')
     cfg = Config.fromfile(str(ROOT / f'configs/softmask/ablation/synthetic_{name}.py'))
+    if variant.endswith('_eval'):  # the soft mask's Grad-CAM from a separate dropout-free pass
+        cfg.model.losses.itm_softmask.gradcam_mode = 'eval'
     if variant.endswith('_lite'):
         for loss, options in LITE.items():
             cfg.model.losses[loss].update(options)
@@ -67,8 +70,11 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--lite', action='store_true',
                         help="also time 'all_lite': 'all' with soft mask prob 0.5 and no extra ITM view")
+    parser.add_argument('--gradcam-eval', action='store_true',
+                        help="also time 'softmask_eval': +soft mask with gradcam_mode='eval'")
     args = parser.parse_args()
-    variants = VARIANTS + (('all_lite',) if args.lite else ())
+    variants = VARIANTS + (('all_lite',) if args.lite else ()) + \
+        (('softmask_eval',) if args.gradcam_eval else ())
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, '
           f'{args.rounds} interleaved rounds after {args.warmup} warm-up rounds')
     for preset in args.presets:

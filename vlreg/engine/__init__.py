@@ -1,5 +1,5 @@
 from .grounding_loop import GradCAMGroundingLoop, GradCAMGroundingValLoop
-from .hooks import AlphaWarmupHook, RNGStateHook, unwrap
+from .hooks import AlphaWarmupHook, RNGStateHook, SoftMaskWarmupHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
 from .optim import VLOptimWrapperConstructor
 from .pointing_loop import GradCAMPointingLoop, GradCAMPointingValLoop
@@ -7,5 +7,5 @@ from .visualization_hook import SoftMaskVisualizationHook
 
 __all__ = ['AlphaWarmupHook', 'GradCAMGroundingLoop', 'GradCAMGroundingValLoop',
            'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'RNGStateHook',
-           'RetrievalTestLoop', 'RetrievalValLoop', 'SoftMaskVisualizationHook',
+           'RetrievalTestLoop', 'RetrievalValLoop', 'SoftMaskVisualizationHook', 'SoftMaskWarmupHook',
            'VLOptimWrapperConstructor', 'unwrap']

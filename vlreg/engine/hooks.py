@@ -1,4 +1,4 @@
-"""Hooks of pre-training: the distillation warm-up and exact resumption of random state."""
+"""Hooks of pre-training: the distillation and soft-mask warm-ups, exact resumption of random state."""
 from __future__ import annotations
 
 import random
@@ -41,6 +41,59 @@ class AlphaWarmupHook(Hook):
         alpha = self.value(runner.iter, len(runner.train_dataloader))
         unwrap(runner.model).alpha = alpha
         runner.message_hub.update_scalar('train/alpha', alpha)
+
+
+@HOOKS.register_module()
+class SoftMaskWarmupHook(Hook):
+    """Warm up the soft-masked ITM: start it after ``start_iter`` iterations and/or ramp its probability.
+
+    The factor at iteration ``t`` (0-based, ``runner.iter``) is ``0`` for ``t < start_iter``, then
+    ``min(1, (t - start_iter) / ramp_iters)`` (``1`` when ``ramp_iters`` is 0); every
+    ``SoftMaskITMLoss`` of the model applies itself with probability ``prob * factor``. Set before
+    every training iteration from ``runner.iter`` (so a resumed run continues the schedule) and logged as
+    ``softmask_warmup``. Without this hook the factor is 1 (the soft mask from the first step).
+
+    Args:
+        start_iter: iterations without the soft mask (0: from the start).
+        ramp_iters: iterations over which the factor rises linearly from 0 to 1 after ``start_iter``
+            (0: a step).
+
+    Example:
+        ``custom_hooks = [dict(type='SoftMaskWarmupHook', start_iter=1000, ramp_iters=2000)]``
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, start_iter: int = 0, ramp_iters: int = 0) -> None:
+        if start_iter < 0 or ramp_iters < 0:
+            raise ValueError(f'SoftMaskWarmupHook: start_iter ({start_iter}) and ramp_iters '
+                             f'({ramp_iters}) must be >= 0')
+        self.start_iter = int(start_iter)
+        self.ramp_iters = int(ramp_iters)
+
+    def value(self, it: int) -> float:
+        if it < self.start_iter:
+            return 0.0
+        if self.ramp_iters == 0:
+            return 1.0
+        return min(1.0, (it - self.start_iter) / self.ramp_iters)
+
+    @staticmethod
+    def targets(model: Any) -> list:
+        from vlreg.models.losses.softmask_itm import SoftMaskITMLoss
+
+        return [m for m in unwrap(model).modules() if isinstance(m, SoftMaskITMLoss)]
+
+    def before_train(self, runner) -> None:
+        if not self.targets(runner.model):
+            raise ValueError('SoftMaskWarmupHook is configured but the model has no SoftMaskITMLoss '
+                             '(custom_hooks of the config)')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        factor = self.value(runner.iter)
+        for loss in self.targets(runner.model):
+            loss.warmup_factor = factor
+        runner.message_hub.update_scalar('train/softmask_warmup', factor)
 
 
 @HOOKS.register_module()

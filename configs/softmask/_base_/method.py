@@ -4,13 +4,21 @@
 # class defaults documented in each loss.
 # 1. soft-masked ITM: Grad-CAM of the ITM score on the 3rd fusion layer's cross-attention (index 2), one
 #    random content word per sample, m = 1 - g_hat on the patch tokens fed to the fusion encoder, label 1.
+#    gradcam_mode='train' reuses ITM's training-mode positive pass ('eval': a dropout-free fp32 pass,
+#    docs/softmask.md). Warm-up (off by default): custom_hooks += [dict(type='SoftMaskWarmupHook',
+#    start_iter=N, ramp_iters=M)].
 softmask_method = dict(type='SoftMaskITMLoss', layer=2, head_reduction='mean', label=1, prob=1.0,
-                       apply_to='fusion_tokens')
+                       apply_to='fusion_tokens', gradcam_mode='train')
 # 2. focal ITC: (1 - p)^gamma modulation of ALBEF's soft-target cross-entropy.
 focal_method = dict(type='FocalITCLoss', gamma=2.0, modulate='all')
-# 3. multi-modal augmentation: the distorted image view and the masked caption are extra positives for
-#    ITC; the distorted view is an extra positive for ITM.
+# 3. multi-modal augmentation (PAPER.md): the distorted image view and the masked caption are extra
+#    positives for ITC and for ITM. ITC: the views' two-way losses averaged (each 1/3: every positive
+#    row weighs the same); ITM: every row of the cross-entropy weighs 1 (B + 2B positives, 2B negatives).
+#    Alternatives: itc_view_weights = [1.0, w, w] keeps ALBEF's ITC at full weight; ITM without the
+#    masked caption: itm_views = [('image', 'text'), ('image_aug', 'text')] (vlreg before issue 7).
 itc_views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
-itm_views = [('image', 'text'), ('image_aug', 'text')]
-itc_method = dict(focal_method, views=itc_views)
-itm_method = dict(views=itm_views)
+itc_view_weights = [1 / 3, 1 / 3, 1 / 3]
+itm_views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
+itm_view_weights = [1.0, 1.0, 1.0]
+itc_method = dict(focal_method, views=itc_views, view_weights=itc_view_weights)
+itm_method = dict(views=itm_views, view_weights=itm_view_weights)

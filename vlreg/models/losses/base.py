@@ -57,3 +57,16 @@ def check_views(views: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
     if not out:
         raise ValueError('a loss needs at least one (image view, text view) pair')
     return out
+
+
+def check_view_weights(weights: Sequence[float] | None,
+                       views: tuple[tuple[str, str], ...], owner: str) -> tuple[float, ...] | None:
+    """Validate one non-negative weight per view (None: the loss's default weighting)."""
+    if weights is None:
+        return None
+    out = tuple(float(w) for w in weights)
+    if len(out) != len(views):
+        raise ValueError(f'{owner}: {len(out)} view_weights for {len(views)} views {list(views)}')
+    if any(w < 0 for w in out) or sum(out) <= 0:
+        raise ValueError(f'{owner}: view_weights must be >= 0 and not all 0, got {list(out)}')
+    return out

@@ -37,8 +37,8 @@ class FocalITCLoss(ITCLoss):
     def __init__(self, gamma: float = 2.0, modulate: str = 'all', embed_dim: int = 256,
                  queue_size: int = 65536, use_image_ids: bool = False,
                  views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0) -> None:
-        super().__init__(embed_dim, queue_size, use_image_ids, views, loss_weight)
+                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
+        super().__init__(embed_dim, queue_size, use_image_ids, views, loss_weight, view_weights)
         if gamma < 0:
             raise ValueError(f'gamma must be >= 0, got {gamma}')
         if modulate not in ('all', 'positive'):

@@ -11,7 +11,7 @@ from torch import Tensor
 from vlreg.registry import LOSSES
 
 from ..utils.dist import gather_no_grad, gather_with_grad, rank_and_world
-from .base import BaseVLLoss, check_views, view_key
+from .base import BaseVLLoss, check_view_weights, check_views, view_key
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -38,10 +38,14 @@ class ITCLoss(BaseVLLoss):
         embed_dim: width of the projected features (queue rows).
         queue_size: number of queued momentum features (0 = no queue); a multiple of the global batch.
         use_image_ids: same-image-id pairs are positives (and the queue stores ids).
-        views: (image view, text view) pairs whose rows are contrasted, averaged: ``('image', 'text')``
-            is ALBEF's; the multi-modal augmentation adds e.g. ``('image_aug', 'text')`` (a distorted
+        views: (image view, text view) pairs whose rows are contrasted: ``('image', 'text')`` is
+            ALBEF's; the multi-modal augmentation adds e.g. ``('image_aug', 'text')`` (a distorted
             image) and ``('image', 'text_masked')`` (the masked caption) as extra positives. Columns and
             distillation targets always come from the original pair's momentum features.
+        view_weights: one weight per view, ``loss = sum_k w_k * L_k`` with ``L_k`` view k's two-way
+            loss. None (default): ``w_k = 1 / len(views)``, the mean over views (every positive row
+            weighs the same, as extra rows of one batch); e.g. ``[1, w, w]`` keeps ALBEF's ITC at full
+            weight and adds the extra views on top.
         loss_weight: weight of ``loss_itc``.
 
     Example:
@@ -52,9 +56,10 @@ class ITCLoss(BaseVLLoss):
 
     def __init__(self, embed_dim: int = 256, queue_size: int = 65536, use_image_ids: bool = False,
                  views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
         super().__init__(loss_weight)
         self.views = check_views(views)
+        self.view_weights = check_view_weights(view_weights, self.views, type(self).__name__)
         self.embed_dim = embed_dim
         self.queue_size = queue_size
         self.use_image_ids = use_image_ids
@@ -117,7 +122,11 @@ class ITCLoss(BaseVLLoss):
         if momentum and self.queue_size and model.training:
             ids = gather_no_grad(features['image_ids']) if self.use_image_ids else None
             self._enqueue(v_all, t_all, ids)
-        return {'loss_itc': torch.stack(losses).mean() * self.loss_weight}
+        if self.view_weights is None:
+            loss = torch.stack(losses).mean()
+        else:
+            loss = sum(w * view_loss for w, view_loss in zip(self.view_weights, losses))
+        return {'loss_itc': loss * self.loss_weight}
 
     def _positives(self, features: dict[str, Any], n: int, rank: int, num_cols: int) -> Tensor:
         device = features['image_embed'].device

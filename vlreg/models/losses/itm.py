@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vlreg.registry import LOSSES
 
-from .base import BaseVLLoss, check_views, view_key
+from .base import BaseVLLoss, check_view_weights, check_views, view_key
 
 
 @torch.no_grad()
@@ -49,8 +49,9 @@ def sample_hard_negatives(sim_i2t: Tensor, sim_t2i: Tensor,
 class ITMLoss(BaseVLLoss):
     """Binary matching on B positive pairs and 2B hard negatives: CE over 3B pairs.
 
-    Negatives, in ALBEF's order: (text b, image ``image_neg_idx[b]``) then (text ``text_neg_idx[b]``,
-    image b). The positive-pair fusion output is left in ``features['itm_pos']`` for later losses (the
+    Rows, labels: the B original pairs (1), the B pairs of each extra view in ``views`` order (1), then
+    the negatives in ALBEF's order: (text b, image ``image_neg_idx[b]``) then (text ``text_neg_idx[b]``,
+    image b) (0). The positive-pair fusion output is left in ``features['itm_pos']`` for later losses (the
     soft-masked ITM reuses it instead of running it twice).
 
     Reads ``image_tokens``, ``text_tokens``, ``text_mask``, ``sim_i2t_batch``, ``sim_t2i_batch`` (written by
@@ -63,6 +64,9 @@ class ITMLoss(BaseVLLoss):
         views: (image view, text view) pairs scored as positives; ``('image', 'text')`` is ALBEF's and
             must be present; e.g. ``('image_aug', 'text')`` and ``('image', 'text_masked')`` add the
             multi-modal augmentation's views as extra positive pairs (negatives stay ALBEF's 2B).
+        view_weights: one weight per view for its rows of the cross-entropy (the original view's weight
+            also weighs the 2B negatives): ``loss = sum_i w_i CE_i / sum_i w_i``. None (default): every
+            row weighs 1, the plain mean over all rows.
         loss_weight: weight of ``loss_itm``.
 
     Example:
@@ -73,10 +77,11 @@ class ITMLoss(BaseVLLoss):
 
     def __init__(self, use_image_ids: bool = False,
                  views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
         super().__init__(loss_weight)
         self.use_image_ids = use_image_ids
         self.views = check_views(views)
+        self.view_weights = check_view_weights(view_weights, self.views, type(self).__name__)
         if ('image', 'text') not in self.views:
             raise ValueError("ITMLoss views must include ('image', 'text'): hard negatives are mined "
                              'for the original pairs')
@@ -110,6 +115,15 @@ class ITMLoss(BaseVLLoss):
         labels = torch.cat([torch.ones(n_pos, dtype=torch.long),
                             torch.zeros(2 * b, dtype=torch.long)]).to(logits.device)
         features['itm_logits_pos'] = logits[:b]
-        loss = F.cross_entropy(logits, labels)
+        if self.view_weights is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            weights = dict(zip(self.views, self.view_weights))
+            per_view = [weights[('image', 'text')]] + [weights[v] for v in extra] \
+                + [weights[('image', 'text')]] * 2
+            per_row = F.cross_entropy(logits, labels, reduction='none')
+            rows = torch.tensor(per_view, dtype=per_row.dtype,
+                                device=per_row.device).repeat_interleave(b)
+            loss = (rows * per_row).sum() / rows.sum()
         acc = (logits.argmax(dim=1) == labels).float().mean().detach()
         return {'loss_itm': loss * self.loss_weight, 'itm_acc': acc}

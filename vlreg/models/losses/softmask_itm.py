@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 from vlreg.registry import LOSSES
 
-from ..utils.gradcam import cross_attention_gradcam
+from ..utils.gradcam import cross_attention_gradcam, dropout_off
 from ..utils.softmask import soft_mask_from_cam
 from .base import BaseVLLoss
 
@@ -49,7 +49,10 @@ class SoftMaskITMLoss(BaseVLLoss):
     1. Word-conditional Grad-CAM: the gradient of the positive-pair ITM "match" logit w.r.t. the
        cross-attention probabilities of fusion layer ``layer`` (``torch.autograd.grad``: parameter
        gradients are untouched), ReLU, times the probabilities, reduced over heads, image [CLS] dropped.
-       The positive-pair fusion pass of the ITM loss is reused (only that layer computes probabilities).
+       ``gradcam_mode='train'`` reuses the positive-pair fusion pass of the ITM loss (training mode,
+       dropout on; only that layer computes probabilities); ``'eval'`` runs a separate dropout-free
+       pass of the fusion encoder and ITM head on the same (detached) unimodal tokens, in fp32 also
+       under autocast, as ALBEF's Grad-CAM recipe runs in eval mode.
     2. One content word per sample at random (``word_ids`` / ``content_mask`` from ``AnnotateWords``).
     3. ``m = 1 - strength * g_hat ** sharpness`` (min-max normalised map, clamped at ``floor``), detached.
     4. The image patch tokens (not [CLS]) fed to the fusion encoder are multiplied by ``m``
@@ -66,7 +69,10 @@ class SoftMaskITMLoss(BaseVLLoss):
         head_reduction: ``'mean'`` or ``'max'`` over attention heads.
         floor, sharpness, strength: shape of the mask (see :func:`soft_mask_from_cam`).
         label: ITM label of the soft-masked pairs (1 positive, 0 negative).
-        prob: probability of applying the loss at a step (1.0: every step).
+        prob: probability of applying the loss at a step (1.0: every step). ``SoftMaskWarmupHook``
+            multiplies it by a warm-up factor (``warmup_factor``, 1 without the hook).
+        gradcam_mode: ``'train'`` (reuse the ITM training pass; default) or ``'eval'`` (a separate
+            dropout-free fp32 pass: one more fusion forward on B pairs and its backward to ``layer``).
         apply_to: ``'fusion_tokens'`` or ``'pixels'``.
         loss_weight: weight of ``loss_itm_softmask``.
 
@@ -78,7 +84,8 @@ class SoftMaskITMLoss(BaseVLLoss):
 
     def __init__(self, layer: int = 2, head_reduction: str = 'mean', floor: float = 0.0,
                  sharpness: float = 1.0, strength: float = 1.0, label: int = 1, prob: float = 1.0,
-                 apply_to: str = 'fusion_tokens', loss_weight: float = 1.0) -> None:
+                 apply_to: str = 'fusion_tokens', gradcam_mode: str = 'train',
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
         if label not in (0, 1):
             raise ValueError(f'label must be 0 or 1, got {label}')
@@ -86,13 +93,29 @@ class SoftMaskITMLoss(BaseVLLoss):
             raise ValueError(f"apply_to must be 'fusion_tokens' or 'pixels', got {apply_to!r}")
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f'prob must be in [0, 1], got {prob}')
+        if gradcam_mode not in ('train', 'eval'):
+            raise ValueError(f"gradcam_mode must be 'train' or 'eval', got {gradcam_mode!r}")
         self.cross_attn_layer = layer
         self.head_reduction = head_reduction
         self.floor, self.sharpness, self.strength = floor, sharpness, strength
         self.label, self.prob, self.apply_to = label, prob, apply_to
+        self.gradcam_mode = gradcam_mode
+        self.warmup_factor = 1.0  # set every iteration by SoftMaskWarmupHook when it is configured
+
+    @property
+    def reuses_itm_pass(self) -> bool:
+        """Whether the ITM loss's positive pass must materialise this layer's probabilities."""
+        return self.gradcam_mode == 'train'
+
+    @property
+    def current_prob(self) -> float:
+        """The probability of applying the loss at this step: ``prob * warmup_factor``."""
+        return self.prob * self.warmup_factor
 
     def positive_pass(self, features: dict[str, Any], model: Any) -> tuple[Any, Tensor]:
         """The positive pairs' fusion output (with this layer's probabilities) and ITM logits."""
+        if self.gradcam_mode == 'eval':
+            return self.eval_pass(features, model)
         pos = features.get('itm_pos')
         if pos is None or pos.cross_attn is None or features.get('gradcam_layer') != self.cross_attn_layer:
             pos = model.fuse(features['text_tokens'], features['text_mask'], features['image_tokens'],
@@ -103,6 +126,16 @@ class SoftMaskITMLoss(BaseVLLoss):
             if logits is None:
                 logits = model.itm_head(pos.cls)
         return pos, logits
+
+    def eval_pass(self, features: dict[str, Any], model: Any) -> tuple[Any, Tensor]:
+        """A dropout-free fp32 pass of the fusion encoder and ITM head on the detached tokens."""
+        dtype = next(model.fusion.parameters()).dtype  # fp32 under autocast
+        text = features['text_tokens'].detach().to(dtype)
+        image = features['image_tokens'].detach().to(dtype)
+        with dropout_off(model.fusion, model.itm_head), torch.enable_grad(), \
+                torch.autocast(device_type=image.device.type, enabled=False):
+            pos = model.fuse(text, features['text_mask'], image, attn_layer=self.cross_attn_layer)
+            return pos, model.itm_head(pos.cls)
 
     def soft_masks(self, features: dict[str, Any], model: Any) -> tuple[Tensor, Tensor, Tensor]:
         """``(mask [B, N], valid [B], word [B])`` for the batch (mask detached)."""
@@ -119,7 +152,8 @@ class SoftMaskITMLoss(BaseVLLoss):
 
     def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
         image_tokens = features['image_tokens']
-        if self.prob < 1.0 and float(torch.rand(())) >= self.prob:
+        prob = self.current_prob
+        if prob < 1.0 and float(torch.rand(())) >= prob:
             zero = image_tokens.sum() * 0.0  # keeps the graph (and DDP) consistent on skipped steps
             return {'loss_itm_softmask': zero, 'softmask_mean': zero.detach() + 1.0}
         mask, valid, _ = self.soft_masks(features, model)

@@ -116,6 +116,11 @@ class ALBEFPretrainer(VLBaseModel):
         if len(layers) > 1:
             raise ValueError(f'losses ask for Grad-CAM on different fusion layers {sorted(layers)}')
         self.gradcam_layer = layers.pop() if layers else None
+        # the ITM positive pass materialises that layer's probabilities only for a loss that reuses it
+        # (SoftMaskITMLoss(gradcam_mode='train')); gradcam_mode='eval' runs its own pass
+        self.itm_attn_layer = self.gradcam_layer if any(
+            getattr(loss, 'reuses_itm_pass', True) for loss in self.losses.values()
+            if getattr(loss, 'cross_attn_layer', None) is not None) else None
         n_fusion = len(getattr(self.fusion, 'layer', ()))
         if self.gradcam_layer is not None and n_fusion:
             if not -n_fusion <= self.gradcam_layer < n_fusion:
@@ -325,8 +330,8 @@ class ALBEFPretrainer(VLBaseModel):
             features['image_tokens_m'], features['image_embed_m'], features['text_embed_m'] = \
                 self.encode_momentum(inputs['image'], inputs['input_ids'], inputs['attention_mask'])
         features.update(view_features)
-        if self.gradcam_layer is not None:
-            features['gradcam_layer'] = self.gradcam_layer
+        if self.itm_attn_layer is not None:
+            features['gradcam_layer'] = self.itm_attn_layer
         ids = _image_ids(data_samples, image_embed.device)
         if ids is not None:
             features['image_ids'] = ids

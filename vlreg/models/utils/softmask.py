@@ -29,15 +29,17 @@ SPECIAL_TOKENS = frozenset({'[CLS]', '[SEP]', '[PAD]', '[MASK]', '[UNK]'})
 _PUNCT = re.compile(r'^[\W_]+$')
 
 
-def minmax_normalise(x: Tensor, eps: float = 1e-12) -> Tensor:
+def minmax_normalise(x: Tensor, eps: float = 1e-6) -> Tensor:
     """Min-max normalise along the last dimension: ``(x - min) / (max - min)`` in ``[0, 1]``.
 
-    A row whose range is at most ``eps`` (a constant map, e.g. an all-zero Grad-CAM) becomes all
-    zeros, never NaN. NaN entries of ``x`` are treated as 0.
+    A row whose range is at most ``eps`` times its largest magnitude (a constant map up to rounding,
+    e.g. an all-zero Grad-CAM) becomes all zeros, never NaN. The threshold is relative, so a map of
+    tiny values (a small ITM logit gives Grad-CAM values of 1e-13) is normalised like any other.
+    NaN entries of ``x`` are treated as 0.
 
     Args:
         x: ``[..., N]``.
-        eps: smallest range that is normalised.
+        eps: smallest range, relative to the row's largest magnitude, that is normalised.
 
     Returns:
         ``[..., N]``, same dtype as ``x``.
@@ -45,7 +47,7 @@ def minmax_normalise(x: Tensor, eps: float = 1e-12) -> Tensor:
     x = torch.nan_to_num(x, nan=0.0)
     lo = x.amin(dim=-1, keepdim=True)
     span = x.amax(dim=-1, keepdim=True) - lo
-    valid = span > eps
+    valid = span > eps * x.abs().amax(dim=-1, keepdim=True)
     out = (x - lo) / torch.where(valid, span, torch.ones_like(span))
     return torch.where(valid, out, torch.zeros_like(out)).clamp_(0.0, 1.0)
 

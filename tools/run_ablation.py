@@ -138,6 +138,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(results, args.dataset) + '\n')
     out.with_suffix('.json').write_text(json.dumps(results, indent=2))
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from plot_results import plot_recall  # tools/plot_results.py
+
+    plot_recall(results, str(out.with_suffix('.png')), title=f'{args.dataset}: r_mean per variant')
     print(table(results, args.dataset))
 
 

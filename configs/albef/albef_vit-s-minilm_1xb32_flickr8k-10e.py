@@ -42,3 +42,9 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
 val_cfg = dict(type='RetrievalValLoop', k=32, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=32, score='itm')
+# TensorBoard: after each validation, 4 fixed caption queries and their top-5 images (correct one in green)
+custom_hooks = [
+    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='RNGStateHook'),
+    dict(type='RetrievalGridHook', num_queries=4, top=5),
+]

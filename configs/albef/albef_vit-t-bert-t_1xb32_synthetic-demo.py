@@ -35,3 +35,9 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 val_cfg = dict(type='RetrievalValLoop', k=16, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=16, score='itm')
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
+# TensorBoard: after each validation, 4 fixed caption queries and their top-5 images (correct one in green)
+custom_hooks = [
+    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='RNGStateHook'),
+    dict(type='RetrievalGridHook', num_queries=4, top=5, k=16),
+]

@@ -9,4 +9,5 @@ custom_hooks = [
     dict(type='AlphaWarmupHook', alpha=0.4),
     dict(type='RNGStateHook'),
     dict(type='SoftMaskVisualizationHook', interval=200, num_samples=4, layer=0),
+    dict(type='RetrievalGridHook', num_queries=4, top=5, k=16),
 ]

@@ -1,31 +1,49 @@
 """A small inference API: build a model from a config, load a checkpoint, score and explain pairs."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
 from vlreg.models.utils.checkpoint import load_state_dict_file
+from vlreg.models.utils.ema import copy_params
 from vlreg.registry import MODELS
+
+from .export import MOMENTUM, QUEUE
 
 
 def init_model(config: str | Config, checkpoint: str | None = None,
                device: str = 'cpu') -> torch.nn.Module:
-    """Build ``config.model`` (scope vlreg), load ``checkpoint`` (weights-only) and switch to eval."""
+    """Build ``config.model`` (scope vlreg), load ``checkpoint`` and switch to eval.
+
+    ``checkpoint`` is a Runner checkpoint, a state dict, or an export of ``tools/export.py``
+    (``.safetensors``, no momentum encoders or queues: the momentum copies are then set to the
+    online weights, the queues keep their initialisation; neither is used at inference). Any
+    other missing or unexpected tensor is an error naming them.
+    """
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     init_default_scope(cfg.get('default_scope', 'vlreg'))
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         state = load_state_dict_file(checkpoint)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.endswith('decoder.weight')]:
+        absent = [k for k in missing if not (k.endswith('decoder.weight') or MOMENTUM.match(k)
+                                             or QUEUE.match(k) or k.startswith('mlm_head.'))]
+        if unexpected or absent:
             raise KeyError(f'{checkpoint} does not fit {type(model).__name__}: missing '
-                           f'{list(missing)[:5]}, unexpected {list(unexpected)[:5]}')
+                           f'{absent[:5]}, unexpected {list(unexpected)[:5]}')
+        if any(MOMENTUM.match(k) for k in missing) and hasattr(model, '_momentum_modules'):
+            copy_params(*model._momentum_modules())
+        if any(k.startswith('mlm_head.') for k in missing):
+            print_log(f'{checkpoint} has no MLM head (a retrieval export): it stays random',
+                      logger='current', level=logging.WARNING)
     model.cfg = cfg
     return model.to(device).eval()
 

@@ -13,10 +13,13 @@ PREFIX = 'pkg://'
 
 
 def resolve_path(path: str) -> str:
-    """Expand ``~`` and ``pkg://`` paths; other paths are returned unchanged."""
+    """Expand ``~`` and ``pkg://`` paths and model names of the local Hugging Face cache
+    (:mod:`vlreg.utils.hub_cache`); other paths are returned unchanged."""
     path = os.path.expanduser(str(path))
     if not path.startswith(PREFIX):
-        return path
+        from .hub_cache import looks_like_model_name, resolve_model_name
+
+        return resolve_model_name(path) if looks_like_model_name(path) else path
     package, _, rest = path[len(PREFIX):].partition('/')
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

@@ -78,14 +78,29 @@ class BertFusion(BaseModule):
                 keep.update({f'layer.{i}.{k}': v for k, v in src.items()})
             load_into(self, keep, f'fusion <- {self.pretrained}', expect_missing=('crossattention',))
 
-    def forward(self, text_hidden: Tensor, text_mask: Tensor | None, image_tokens: Tensor,
-                image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
+    def image_key_values(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Every layer's cross-attention keys and values of ``image_tokens`` ``[B, N, D_v]``.
+
+        Returns:
+            one ``(keys, values)`` pair of ``[B, heads, N, head_dim]`` per layer; row ``b`` may be
+            repeated (indexed) for every text scored against image ``b`` and passed as
+            ``image_kv`` to :meth:`forward`, so an image's projections are computed once.
+        """
+        return [layer.crossattention.self.key_value(image_tokens) for layer in self.layer]
+
+    def forward(self, text_hidden: Tensor, text_mask: Tensor | None, image_tokens: Tensor | None,
+                image_mask: Tensor | None = None, attn_layer: int | None = None,
+                image_kv: list[tuple[Tensor, Tensor]] | None = None) -> FusionOutput:
         """Fuse text ``[B, L, D]`` with image tokens ``[B, N, D_v]``.
 
         Args:
             attn_layer: index (within the fusion layers, may be negative) whose cross-attention
                 probabilities are returned; None returns none and every layer stays on SDPA.
+            image_kv: :meth:`image_key_values` of the images (one row per text), used instead of
+                ``image_tokens``.
         """
+        if image_kv is not None and len(image_kv) != len(self.layer):
+            raise ValueError(f'image_kv holds {len(image_kv)} layers, the fusion has {len(self.layer)}')
         if attn_layer is not None and not -len(self.layer) <= attn_layer < len(self.layer):
             raise IndexError(f'attn_layer {attn_layer} is out of range for {len(self.layer)} fusion layers')
         want = None if attn_layer is None else attn_layer % len(self.layer)
@@ -93,7 +108,8 @@ class BertFusion(BaseModule):
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
         for i, layer in enumerate(self.layer):
-            hidden, p = layer(hidden, mask, image_tokens, ctx_mask, return_cross_probs=(i == want))
+            hidden, p = layer(hidden, mask, image_tokens, ctx_mask, return_cross_probs=(i == want),
+                              context_kv=None if image_kv is None else image_kv[i])
             if i == want:
                 probs = p
         return FusionOutput(hidden, probs)

@@ -258,8 +258,18 @@ class ALBEFPretrainer(VLBaseModel):
              image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
         return self.fusion(text_tokens, text_mask, image_tokens, image_mask, attn_layer)
 
-    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor) -> Tensor:
+    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor | None,
+                   image_cache: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """ITM logits ``[B, 2]``; ``image_cache`` (rows of :meth:`itm_image_cache`, one per text)
+        replaces ``image_tokens`` so that each image's cross-attention keys / values are reused."""
+        if image_cache is not None:
+            return self.itm_head(self.fusion(text_tokens, text_mask, None,
+                                             image_kv=image_cache).cls)
         return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens).cls)
+
+    def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per fusion layer, the cross-attention (keys, values) ``[B, h, N, d]`` of the images."""
+        return self.fusion.image_key_values(image_tokens)
 
     @torch.no_grad()
     def momentum_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor,

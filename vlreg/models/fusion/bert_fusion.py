@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vlreg.registry import FUSION_HEADS
 
-from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights
+from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights, run_layer
 from ..utils.checkpoint import load_into, load_state_dict_file, strip_prefix
 
 
@@ -43,6 +43,8 @@ class BertFusion(BaseModule):
         num_layers, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout: BERT sizes.
         layer_offset: index of the first fusion layer in the source BERT (for loading weights).
         pretrained: local BERT checkpoint, loaded in ``init_weights``.
+        grad_checkpointing: recompute each layer's activations in the backward pass (less
+            memory; the Grad-CAM layer's probabilities stay differentiable; default off).
 
     Example:
         ``dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
@@ -52,9 +54,10 @@ class BertFusion(BaseModule):
     def __init__(self, hidden_size: int = 768, encoder_width: int = 768, num_layers: int = 6,
                  num_heads: int = 12, intermediate_size: int = 3072, layer_norm_eps: float = 1e-12,
                  dropout: float = 0.1, attn_dropout: float = 0.1, layer_offset: int = 6,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, grad_checkpointing: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.grad_checkpointing = grad_checkpointing
         self.layer_offset = layer_offset
         self.pretrained = pretrained
         self.layer = nn.ModuleList([
@@ -108,8 +111,9 @@ class BertFusion(BaseModule):
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
         for i, layer in enumerate(self.layer):
-            hidden, p = layer(hidden, mask, image_tokens, ctx_mask, return_cross_probs=(i == want),
-                              context_kv=None if image_kv is None else image_kv[i])
+            hidden, p = run_layer(layer, self.grad_checkpointing, hidden, mask, image_tokens,
+                                  ctx_mask, return_cross_probs=(i == want),
+                                  context_kv=None if image_kv is None else image_kv[i])
             if i == want:
                 probs = p
         return FusionOutput(hidden, probs)

@@ -361,8 +361,24 @@ class ALBEFPretrainer(VLBaseModel):
             texts.append(inputs['mlm_input_ids'])
         return images, texts
 
+    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, Tensor]:
+        """MMEngine's step, with the EMA once per optimizer step under gradient accumulation.
+
+        With ``accumulative_counts = n`` the momentum encoders are updated at the first of the
+        ``n`` micro-batches only (from the weights of the last optimizer step, as one step at
+        ``n`` times the batch does); the queues take every micro-batch in order, so after the
+        ``n`` micro-batches they hold what one ``n``-times-larger batch would have put there.
+        """
+        counts = int(getattr(optim_wrapper, '_accumulative_counts', 1))
+        inner = int(getattr(optim_wrapper, '_inner_count', 0))
+        self._ema_now = inner % counts == 0
+        try:
+            return super().train_step(data, optim_wrapper)
+        finally:
+            self._ema_now = True
+
     def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
-        if self.training and self.has_momentum:
+        if self.training and self.has_momentum and getattr(self, '_ema_now', True):
             self.momentum_update()
         features = self.extract_features(inputs, data_samples)
         out: dict[str, Tensor] = {}

@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 # ALBEF adds -10000 to padded keys; any large negative gives the same fp32 probabilities unless a whole row
@@ -179,6 +180,17 @@ class BertLayer(nn.Module):
             hidden, probs = self.crossattention(hidden, context_mask, context, return_cross_probs,
                                                 context_kv)
         return self.output(self.intermediate(hidden), hidden), probs
+
+
+def run_layer(layer: BertLayer, checkpointed: bool, *args: object,
+              **kwargs: object) -> tuple[Tensor, Tensor | None]:
+    """``layer(*args, **kwargs)``, under activation checkpointing when ``checkpointed`` and
+    gradients are being recorded (its activations are recomputed in the backward pass, with the
+    same dropout draws). The module called is the one given, so a deep-copied (momentum) encoder
+    recomputes with its own weights."""
+    if checkpointed and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False, **kwargs)
+    return layer(*args, **kwargs)
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -222,8 +222,27 @@ def child_vlreg_retrieval(args) -> dict:
                 peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
 
 
+def child_albef_retrieval(args) -> None:
+    """Run under the peer's python: the harness's ``retrieval`` sub-command. The peer subset lacks
+    ALBEF's ``vqaTools`` (VQA metric code that ``dataset/utils.py`` imports at module level and
+    retrieval never calls); an empty stand-in module is registered so the import succeeds."""
+    import types
+
+    for name in ('vqaTools', 'vqaTools.vqa', 'vqaTools.vqaEval'):
+        module = types.ModuleType(name)
+        module.VQA = module.VQAEval = None
+        sys.modules.setdefault(name, module)
+    sys.path.insert(0, str(HARNESS.parent))
+    import albef_bench as hb
+    sys.argv = [str(HARNESS), '--albef-src', args.albef_src, '--vocab-dir', args.vocab_dir,
+                '--work', args.work, '--threads', str(args.threads), 'retrieval', '--size',
+                'tiny', '--image-res', str(args.res), '--n', str(args.n), '--k', str(args.k)]
+    hb.main()
+
+
 CHILDREN = dict(matmul=child_matmul, vlreg_train=child_vlreg_train,
-                albef_flops=child_albef_flops, vlreg_retrieval=child_vlreg_retrieval)
+                albef_flops=child_albef_flops, vlreg_retrieval=child_vlreg_retrieval,
+                albef_retrieval=child_albef_retrieval)
 
 
 # --------------------------------------------------------------------------------------- parent
@@ -258,7 +277,9 @@ def main() -> None:
     p.add_argument('--n', type=int, default=200)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(CHILDREN[args.child](args)), flush=True)
+        result = CHILDREN[args.child](args)
+        if result is not None:
+            print(json.dumps(result), flush=True)
         return
     me = [sys.executable, __file__, '--peer-python', args.peer_python, '--albef-src',
           args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work, '--res',
@@ -294,8 +315,11 @@ def main() -> None:
     if args.retrieval_n:
         records += run(me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k',
                              str(args.k)])
-        records += run(harness + ['retrieval', '--size', 'tiny', '--image-res', str(args.res),
-                                  '--n', str(args.retrieval_n), '--k', str(args.k)])
+        records += run([args.peer_python, __file__, '--child', 'albef_retrieval', '--albef-src',
+                        args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work,
+                        '--res', str(args.res), '--threads', str(args.threads), '--n',
+                        str(args.retrieval_n), '--k', str(args.k), '--peer-python',
+                        args.peer_python])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'results.json').write_text(json.dumps(records, indent=1))

@@ -224,13 +224,15 @@ def child_vlreg_retrieval(args) -> dict:
 
 def child_albef_retrieval(args) -> None:
     """Run under the peer's python: the harness's ``retrieval`` sub-command. The peer subset lacks
-    ALBEF's ``vqaTools`` (VQA metric code that ``dataset/utils.py`` imports at module level and
-    retrieval never calls); an empty stand-in module is registered so the import succeeds."""
+    ALBEF's ``vqaTools`` / ``refTools`` (VQA and grounding metric code that ``dataset/utils.py``
+    imports at module level and retrieval never calls); empty stand-in modules are registered so
+    the import succeeds."""
     import types
 
-    for name in ('vqaTools', 'vqaTools.vqa', 'vqaTools.vqaEval'):
+    for name in ('vqaTools', 'vqaTools.vqa', 'vqaTools.vqaEval', 'refTools',
+                 'refTools.evaluation', 'refTools.evaluation.refEvaluation'):
         module = types.ModuleType(name)
-        module.VQA = module.VQAEval = None
+        module.VQA = module.VQAEval = module.RefEvaluation = None
         sys.modules.setdefault(name, module)
     sys.path.insert(0, str(HARNESS.parent))
     import albef_bench as hb

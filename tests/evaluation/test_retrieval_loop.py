@@ -140,7 +140,9 @@ def expected_scores(k: int | None, score: str) -> dict:
     txt2img = batch['caption_image_index'].tolist()
     img2txt = [[t for t in range(n_txt) if txt2img[t] == i] for i in range(n_img)]
 
-    def rerank(s: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    wanted: set[tuple[int, int]] = set()  # the distinct (image, text) pairs both directions want
+
+    def rerank(s: torch.Tensor, pair: torch.Tensor, images: bool) -> torch.Tensor:
         if k == 0:
             return s.clone()
         out = torch.full_like(s, -100.0)
@@ -148,10 +150,11 @@ def expected_scores(k: int | None, score: str) -> dict:
             row = s[q].tolist()
             for c in sorted(range(len(row)), key=lambda c: (-row[c], c))[:k]:
                 out[q, c] = pair[q, c] + (s[q, c] if score == 'itm+itc' else 0)
+                wanted.add((q, c) if images else (c, q))
         return out
 
-    return dict(scores_i2t=rerank(sim, itm), scores_t2i=rerank(sim.t(), itm.t()), sim=sim,
-                img2txt=img2txt, txt2img=txt2img)
+    return dict(scores_i2t=rerank(sim, itm, True), scores_t2i=rerank(sim.t(), itm.t(), False),
+                sim=sim, img2txt=img2txt, txt2img=txt2img, pairs=len(wanted))
 
 
 class CountingHook(Hook):
@@ -229,10 +232,12 @@ def test_val_loop_matches_direct_scores(tmp_path, captured, k, score, batch_size
     metrics = make_runner(str(tmp_path), loop, model, loader, hook).val()
     (got,) = captured
     check_result(got, metrics, k, score)
-    kk = 16 if k is None else k
-    expected_calls = 0 if k == 0 else (math.ceil(7 * min(kk, 16) / batch_size)
-                                       + math.ceil(16 * min(kk, 7) / batch_size))
-    assert len(model.itm_pairs) == expected_calls
+    # each distinct pair scored once, in full batches: fewer than the two directions' k each
+    pairs = expected_scores(k, score)['pairs']
+    assert sum(model.itm_pairs) == pairs
+    assert len(model.itm_pairs) == math.ceil(pairs / batch_size)
+    if k is not None and k > 0:
+        assert pairs < 7 * k + 16 * k
     assert all(n <= batch_size for n in model.itm_pairs)
     assert hook.events == ['before_val_epoch'] + ['after_val_iter'] * 3 + ['after_val_epoch']
     assert hook.metrics == metrics
@@ -290,6 +295,8 @@ def test_val_loop_distributed_two_ranks() -> None:
     for out in outs:  # every rank holds the full matrices and reports the same metrics
         assert out['rows'] == 4
         check_result(out['got'], out['metrics'], 3, 'itm+itc')
-    # each rank re-ranked its own slice of the queries: 4 + 3 images, 8 + 8 texts, k = 3 pairs each
-    assert [sum(o['itm_pairs']) for o in outs] == [4 * 3 + 8 * 3, 3 * 3 + 8 * 3]
-    assert [len(o['itm_pairs']) for o in outs] == [3 + 6, 3 + 6]
+    # each rank scored its own half of the distinct pairs, in batches of 4
+    pairs = expected_scores(3, 'itm+itc')['pairs']
+    share = [math.ceil(pairs / 2), pairs - math.ceil(pairs / 2)]
+    assert [sum(o['itm_pairs']) for o in outs] == share
+    assert [len(o['itm_pairs']) for o in outs] == [math.ceil(n / 4) for n in share]

@@ -10,7 +10,7 @@ VOCAB = 120
 
 def tiny_model(losses: dict | None = None, momentum: float | None = 0.995, queue_size: int = 16,
                itm: bool = True, mlm: bool = True, seed: int = 0,
-               dropout: float = 0.1) -> ALBEFPretrainer:
+               dropout: float = 0.1, grad_checkpointing: bool = False) -> ALBEFPretrainer:
     torch.manual_seed(seed)
     if losses is None:
         losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=queue_size))
@@ -20,13 +20,15 @@ def tiny_model(losses: dict | None = None, momentum: float | None = 0.995, queue
             losses['mlm'] = dict(type='MLMLoss')
     return ALBEFPretrainer(
         image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=64,
-                            embed_dim=64, depth=2, num_heads=2),
+                            embed_dim=64, depth=2, num_heads=2,
+                            grad_checkpointing=grad_checkpointing),
         text_backbone=dict(type='BertTextBackbone', vocab_size=VOCAB, hidden_size=64, num_layers=2,
                            num_heads=2, intermediate_size=128, max_position_embeddings=32,
-                           dropout=dropout, attn_dropout=dropout),
+                           dropout=dropout, attn_dropout=dropout,
+                           grad_checkpointing=grad_checkpointing),
         fusion=dict(type='BertFusion', hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
                     intermediate_size=128, layer_offset=2, dropout=dropout,
-                    attn_dropout=dropout),
+                    attn_dropout=dropout, grad_checkpointing=grad_checkpointing),
         embed_dim=32, losses=losses, momentum=momentum,
         itm_head=dict(type='ITMHead') if itm else None,
         mlm_head=dict(type='MLMHead') if mlm else None)

@@ -2,8 +2,10 @@
 
 The loop drives a model through four methods only (see docs/architecture.md, "The model"):
 ``data_preprocessor``, ``encode_image``, ``encode_text`` and ``itm_logits``. The ranking itself
-is the pure :func:`vlreg.evaluation.retrieval.topk_rerank`; the metric gets one dict with the
-full score matrices.
+uses the chunked functions of :mod:`vlreg.evaluation.sparse_retrieval` (each query's ITC top-k,
+the distinct pairs both directions want, scored once by :func:`vlreg.engine.pair_scoring.score_pairs`
+with each image's cross-attention keys / values computed once); the metric gets one dict with
+the full score matrices or, with ``dense_scores=False``, the top-k lists and ITC ranks.
 
 Distribution (``mmengine.dist``; one process is the world-size-1 case of the same code):
 
@@ -11,8 +13,9 @@ Distribution (``mmengine.dist``; one process is the world-size-1 case of the sam
 2. every feature is gathered to every rank in bounded chunks (row counts may differ between
    ranks), then images are ordered by ``sample_idx`` and texts by their global ``text_index``;
    the copies a padding sampler adds are dropped by keeping the first occurrence;
-3. each rank re-ranks a contiguous slice of the queries, in both directions, and the score rows
-   are gathered, so every rank ends with the full matrices (the metric keeps one copy).
+3. every rank selects the same top-k candidates; each rank scores a contiguous share of the
+   distinct (image, text) pairs (sorted by image) and the pair scores are gathered, so every
+   rank ends with the same results (the metric keeps one copy).
 """
 from __future__ import annotations
 
@@ -30,10 +33,15 @@ from mmengine.runner.amp import autocast
 from torch import Tensor, nn
 
 from vlreg.evaluation.metrics import describe_protocol
-from vlreg.evaluation.retrieval import topk_rerank
+from vlreg.evaluation.retrieval import TIES
+from vlreg.evaluation.sparse_retrieval import (chunked_itc_ranks, chunked_topk, lookup_pairs,
+                                               union_pairs)
 from vlreg.registry import LOOPS
 
+from .pair_scoring import PairWork, score_pairs
+
 SCORES = ('itm', 'itm+itc')
+FILL = -100.0  # the score of a candidate outside the top-k (ALBEF)
 
 
 def all_gather_rows(local: Tensor | None, device: torch.device | str = 'cpu',
@@ -167,7 +175,8 @@ class _RetrievalLoopMixin:
     fp16: bool
 
     def _init_protocol(self, k: int | None, score: str, itm_batch_size: int,
-                       offload_features: bool) -> None:
+                       offload_features: bool, dense_scores: bool = True,
+                       chunk_size: int = 1024) -> None:
         if score not in SCORES:
             raise ValueError(f'score must be one of {SCORES}, got {score!r}')
         if k is not None and k < 0:
@@ -175,7 +184,11 @@ class _RetrievalLoopMixin:
         if itm_batch_size < 1:
             raise ValueError(f'itm_batch_size must be >= 1, got {itm_batch_size}')
         self.k, self.score, self.itm_batch_size = k, score, itm_batch_size
+        if chunk_size < 1:
+            raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
         self.offload_features = offload_features
+        self.dense_scores, self.chunk_size = dense_scores, chunk_size
+        self.work = PairWork()
 
     def _run(self, mode: str) -> dict:
         runner = self.runner
@@ -271,39 +284,74 @@ class _RetrievalLoopMixin:
                          img_rows_t, txt_rows_t, img2txt, txt2img)
 
     def _score(self, model: nn.Module, feats: _Features, device: torch.device) -> dict:
-        sim = feats.image_embed @ feats.text_embed.t()
+        img_embed, txt_embed = feats.image_embed, feats.text_embed
+        n_img, n_txt = img_embed.shape[0], txt_embed.shape[0]
         _, world = get_dist_info()
-        print_log(f'retrieval: {sim.shape[0]} images x {sim.shape[1]} texts, '
+        print_log(f'retrieval: {n_img} images x {n_txt} texts, '
                   f'{describe_protocol(self.k, self.score)}, {world} rank(s)', logger='current')
         result = dict(img2txt=feats.img2txt, txt2img=feats.txt2img,
                       protocol=dict(k=self.k, score=self.score))
+        self.work = PairWork()
         if self.k == 0:
-            return dict(result, scores_i2t=sim.cpu(), scores_t2i=sim.t().cpu())
+            if self.dense_scores:
+                sim = img_embed @ txt_embed.t()
+                return dict(result, scores_i2t=sim.cpu(), scores_t2i=sim.t().cpu())
+            return dict(result, itc_ranks=self._itc_ranks(feats))
+        k_i = n_txt if self.k is None else min(self.k, n_txt)
+        k_t = n_img if self.k is None else min(self.k, n_img)
+        cand_i2t, sim_i2t = chunked_topk(img_embed, txt_embed, k_i, self.chunk_size)
+        cand_t2i, sim_t2i = chunked_topk(txt_embed, img_embed, k_t, self.chunk_size)
+        keys = union_pairs(cand_i2t, cand_t2i, n_txt)
+        pair_scores = self._score_share(model, feats, keys, n_txt, device)
+        s_i2t = lookup_pairs(keys, pair_scores, cand_i2t, n_txt, image_query=True)
+        s_t2i = lookup_pairs(keys, pair_scores, cand_t2i, n_txt, image_query=False)
+        if self.score == 'itm+itc':
+            s_i2t, s_t2i = s_i2t + sim_i2t, s_t2i + sim_t2i
+        print_log(f'retrieval re-rank: {self.work.pairs} distinct pairs scored on this rank '
+                  f'({keys.numel()} in all, {n_img * k_i + n_txt * k_t} wanted by the two '
+                  f'directions), {self.work.calls} fusion calls, '
+                  f'{self.work.image_kv_rows} image key/value projections', logger='current')
+        if not self.dense_scores:
+            return dict(result, topk_i2t=(cand_i2t.cpu(), s_i2t.cpu()),
+                        topk_t2i=(cand_t2i.cpu(), s_t2i.cpu()), fill=FILL,
+                        itc_ranks=self._itc_ranks(feats))
+        scores_i2t = torch.full((n_img, n_txt), FILL, device=device)
+        scores_i2t.scatter_(1, cand_i2t, s_i2t)
+        scores_t2i = torch.full((n_txt, n_img), FILL, device=device)
+        scores_t2i.scatter_(1, cand_t2i, s_t2i)
+        return dict(result, scores_i2t=scores_i2t.cpu(), scores_t2i=scores_t2i.cpu(),
+                    itc_i2t=(img_embed @ txt_embed.t()).cpu())
+
+    def _itc_ranks(self, feats: _Features) -> dict[str, tuple[Tensor, Tensor]]:
+        """ITC ranks of both directions under both tie rules, chunk by chunk (sparse mode)."""
+        out = {}
+        for ties in TIES:
+            txt = chunked_itc_ranks(feats.image_embed, feats.text_embed, feats.img2txt, ties,
+                                    self.chunk_size)
+            img = chunked_itc_ranks(feats.text_embed, feats.image_embed,
+                                    [[i] for i in feats.txt2img], ties, self.chunk_size)
+            out[ties] = (txt.cpu(), img.cpu())
+        return out
+
+    def _score_share(self, model: nn.Module, feats: _Features, keys: Tensor, n_txt: int,
+                     device: torch.device) -> Tensor:
+        """This rank's contiguous share of the sorted pairs, scored, then every rank's scores."""
+        rank, world = get_dist_info()
+        per_rank = math.ceil(keys.numel() / world)
+        mine = keys[rank * per_rank:(rank + 1) * per_rank]
         store = feats.img_rows.device
 
-        def itm(img_pos: Tensor, txt_pos: Tensor) -> Tensor:
-            image_tokens = _take(feats.image_tokens, feats.img_rows[img_pos.to(store)], device)
-            txt_rows = feats.txt_rows[txt_pos.to(store)]
-            mask = _take(feats.text_mask, txt_rows, device)
-            # drop the columns that are padding for every pair of this batch
-            length = int(mask.any(0).nonzero().max()) + 1
-            text_tokens = _take(feats.text_tokens, txt_rows, device)[:, :length]
-            with autocast(enabled=self.fp16):
-                logits = model.itm_logits(text_tokens, mask[:, :length], image_tokens)
-            return logits[:, 1].float()
+        def rows(src: Tensor, index: Tensor, pos: Tensor) -> Tensor:
+            return _take(src, index[pos.to(store)], device)
 
-        scores_i2t = self._rerank(sim, itm, 'image->text')
-        scores_t2i = self._rerank(sim.t().contiguous(), lambda q, c: itm(c, q), 'text->image')
-        return dict(result, scores_i2t=scores_i2t.cpu(), scores_t2i=scores_t2i.cpu(),
-                    itc_i2t=sim.cpu())
-
-    def _rerank(self, sim: Tensor, pair_scores: Any, what: str) -> Tensor:
-        rank, world = get_dist_info()
-        per_rank = math.ceil(sim.shape[0] / world)
-        rows = torch.arange(rank * per_rank, min(sim.shape[0], (rank + 1) * per_rank))
-        local = topk_rerank(sim, self.k, pair_scores, self.itm_batch_size,
-                            add_sim=self.score == 'itm+itc', rows=rows, progress=_Progress(what))
-        return all_gather_rows(local, sim.device)
+        local = score_pairs(
+            model, mine // n_txt, mine % n_txt, self.itm_batch_size,
+            image_tokens=lambda p: rows(feats.image_tokens, feats.img_rows, p),
+            text_tokens=lambda p: rows(feats.text_tokens, feats.txt_rows, p),
+            text_mask=lambda p: rows(feats.text_mask, feats.txt_rows, p),
+            autocast_ctx=lambda: autocast(enabled=self.fp16), work=self.work,
+            progress=_Progress('pairs'))
+        return all_gather_rows(local if local.numel() else None, keys.device)
 
 
 @LOOPS.register_module()
@@ -328,6 +376,12 @@ class RetrievalValLoop(_RetrievalLoopMixin, ValLoop):
         fp16: autocast the encoders and the ITM head, and keep the tokens in half precision.
         offload_features: keep the gathered tokens in CPU memory instead of on the model's device
             (slower: every ITM batch is copied over).
+        dense_scores: hand the metric full ``[N_img, N_txt]`` score matrices (``scores_i2t``,
+            ``scores_t2i``, ``itc_i2t``; what metrics reading matrices need). ``False`` hands it
+            each query's top-k (``topk_i2t`` / ``topk_t2i`` = (indices, scores)) and the ITC ranks
+            (``itc_ranks``) instead, so that nothing of size ``N_img * N_txt`` is ever held
+            (COCO 5K: 125 M entries per matrix); ``RetrievalMetric`` reads either form.
+        chunk_size: queries whose full similarity row is held at once.
 
     Example:
         >>> val_cfg = dict(type='RetrievalValLoop', k=256, score='itm', itm_batch_size=256)
@@ -335,9 +389,10 @@ class RetrievalValLoop(_RetrievalLoopMixin, ValLoop):
 
     def __init__(self, runner: Any, dataloader: Any, evaluator: Any, k: int | None = 256,
                  score: str = 'itm', itm_batch_size: int = 256, fp16: bool = False,
-                 offload_features: bool = False) -> None:
+                 offload_features: bool = False, dense_scores: bool = True,
+                 chunk_size: int = 1024) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._init_protocol(k, score, itm_batch_size, offload_features)
+        self._init_protocol(k, score, itm_batch_size, offload_features, dense_scores, chunk_size)
 
     def run(self) -> dict:
         """Encode, score, re-rank and evaluate; returns the metrics."""
@@ -357,6 +412,8 @@ class RetrievalTestLoop(_RetrievalLoopMixin, TestLoop):
         itm_batch_size: pairs per ``itm_logits`` call.
         fp16: autocast and half-precision tokens.
         offload_features: keep the gathered tokens in CPU memory.
+        dense_scores: full score matrices (True) or top-k lists and ITC ranks (False).
+        chunk_size: queries whose similarity row is held at once.
 
     Example:
         >>> test_cfg = dict(type='RetrievalTestLoop', k=128, score='itm+itc')
@@ -364,9 +421,10 @@ class RetrievalTestLoop(_RetrievalLoopMixin, TestLoop):
 
     def __init__(self, runner: Any, dataloader: Any, evaluator: Any, k: int | None = 256,
                  score: str = 'itm', itm_batch_size: int = 256, fp16: bool = False,
-                 offload_features: bool = False) -> None:
+                 offload_features: bool = False, dense_scores: bool = True,
+                 chunk_size: int = 1024) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._init_protocol(k, score, itm_batch_size, offload_features)
+        self._init_protocol(k, score, itm_batch_size, offload_features, dense_scores, chunk_size)
 
     def run(self) -> dict:
         """Encode, score, re-rank and evaluate; returns the metrics."""

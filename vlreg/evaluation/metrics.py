@@ -13,6 +13,7 @@ from vlreg.registry import METRICS
 
 from .retrieval import (TIES, chance_recall, image_retrieval_ranks, metrics_from_ranks,
                         text_retrieval_ranks)
+from .sparse_retrieval import sparse_ground_truth_ranks
 
 
 def describe_protocol(k: int | None, score: str) -> str:
@@ -40,6 +41,15 @@ class RetrievalMetric(BaseMetric):
         txt2img     list[int]        ground-truth image of each text
         protocol    dict(k=..., score=...) or str   (optional) how the scores were made
         itc_i2t     [N_img, N_txt]   (optional) ITC similarities, for ITC-only recalls
+
+    or, from a loop with ``dense_scores=False`` (memory linear in N), instead of the matrices::
+
+        topk_i2t    ([N_img, k], [N_img, k])  each image's candidate texts and their scores
+        topk_t2i    ([N_txt, k], [N_txt, k])  each text's candidate images and their scores
+        fill        float                     the score of every other candidate (-100)
+        itc_ranks   {ties: (txt_ranks, img_ranks)}  ITC ranks under each tie rule
+
+    (ITC only: ``itc_ranks`` alone.)
 
     and stores only the rank vectors (``N_img + N_txt`` integers), so the results gathered across
     ranks stay small. Every rank of a retrieval loop holds the same full matrices; the loop
@@ -85,24 +95,47 @@ class RetrievalMetric(BaseMetric):
             data_samples: dicts with the keys listed in the class docstring.
         """
         for sample in data_samples:
-            scores_i2t, scores_t2i = sample['scores_i2t'], sample['scores_t2i']
             img2txt, txt2img = sample['img2txt'], sample['txt2img']
             protocol = sample.get('protocol', 'unknown')
             if isinstance(protocol, dict):
                 protocol = describe_protocol(protocol.get('k'), protocol.get('score', 'itm'))
             result = {
-                'txt_ranks': self._ranks(text_retrieval_ranks(scores_i2t, img2txt, self.ties)),
-                'img_ranks': self._ranks(image_retrieval_ranks(scores_t2i, txt2img, self.ties)),
                 'protocol': f'{protocol}, {len(img2txt)} images x {len(txt2img)} texts, '
                             f'ties {self.ties}',
                 'chance': self._chance(img2txt, txt2img),
             }
-            itc = sample.get('itc_i2t')
-            if self.itc_metrics and itc is not None and itc is not scores_i2t:
-                result['itc_txt_ranks'] = self._ranks(text_retrieval_ranks(itc, img2txt, self.ties))
-                result['itc_img_ranks'] = self._ranks(image_retrieval_ranks(itc.t(), txt2img,
-                                                                            self.ties))
+            if 'scores_i2t' in sample:
+                scores_i2t, scores_t2i = sample['scores_i2t'], sample['scores_t2i']
+                txt = text_retrieval_ranks(scores_i2t, img2txt, self.ties)
+                img = image_retrieval_ranks(scores_t2i, txt2img, self.ties)
+                itc = sample.get('itc_i2t')
+                itc_ranks = None
+                if itc is not None and itc is not scores_i2t:
+                    itc_ranks = (text_retrieval_ranks(itc, img2txt, self.ties),
+                                 image_retrieval_ranks(itc.t(), txt2img, self.ties))
+            else:
+                txt, img, itc_ranks = self._sparse_ranks(sample)
+            result.update(txt_ranks=self._ranks(txt), img_ranks=self._ranks(img))
+            if self.itc_metrics and itc_ranks is not None:
+                result['itc_txt_ranks'] = self._ranks(itc_ranks[0])
+                result['itc_img_ranks'] = self._ranks(itc_ranks[1])
             self.results.append(result)
+
+    def _sparse_ranks(self, sample: dict) -> tuple[Any, Any, Any]:
+        """Ranks from the top-k form (``topk_i2t``, ``topk_t2i``, ``fill``, ``itc_ranks``)."""
+        if 'itc_ranks' not in sample:
+            raise KeyError('RetrievalMetric needs scores_i2t / scores_t2i or itc_ranks (with '
+                           f'topk_i2t / topk_t2i when re-ranked); got {sorted(sample)}')
+        itc = sample['itc_ranks'][self.ties]
+        if 'topk_i2t' not in sample:  # ITC only
+            return itc[0], itc[1], None
+        img2txt, txt2img = sample['img2txt'], sample['txt2img']
+        fill = float(sample.get('fill', -100.0))
+        (cand_i, score_i), (cand_t, score_t) = sample['topk_i2t'], sample['topk_t2i']
+        txt = sparse_ground_truth_ranks(cand_i, score_i, img2txt, len(txt2img), fill, self.ties)
+        img = sparse_ground_truth_ranks(cand_t, score_t, [[int(i)] for i in txt2img],
+                                        len(img2txt), fill, self.ties)
+        return txt, img, itc
 
     def _chance(self, img2txt: Sequence[Sequence[int]], txt2img: Sequence[int]) -> str:
         """Recall@K of a random ranking, so that every logged result can be read against it."""

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 from vlreg.registry import BACKBONES
 
-from ..utils.bert_layers import BertEmbeddings, BertLayer, additive_mask, init_bert_weights
+from ..utils.bert_layers import (BertEmbeddings, BertLayer, additive_mask, init_bert_weights,
+                                 run_layer)
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
 
@@ -35,6 +36,8 @@ class BertTextBackbone(BaseModule):
         layer_norm_eps: LayerNorm epsilon.
         dropout: hidden dropout; ``attn_dropout``: attention dropout.
         pretrained: local BERT checkpoint (folder or file), loaded in ``init_weights``.
+        grad_checkpointing: recompute each layer's activations in the backward pass instead of
+            storing them (less memory, about one more forward of compute; default off).
 
     Example:
         ``dict(type='BertTextBackbone', vocab_size=30522, hidden_size=768, num_layers=6, num_heads=12,
@@ -45,9 +48,10 @@ class BertTextBackbone(BaseModule):
                  num_heads: int = 12, intermediate_size: int = 3072, max_position_embeddings: int = 512,
                  type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
                  attn_dropout: float = 0.1, pad_token_id: int = 0,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, grad_checkpointing: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.grad_checkpointing = grad_checkpointing
         self.pretrained = pretrained
         self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
                                          type_vocab_size, layer_norm_eps, dropout, pad_token_id)
@@ -78,7 +82,7 @@ class BertTextBackbone(BaseModule):
         hidden = self.embeddings(input_ids)
         mask = additive_mask(attention_mask, hidden.dtype)
         for layer in self.encoder.layer:
-            hidden, _ = layer(hidden, mask)
+            hidden, _ = run_layer(layer, self.grad_checkpointing, hidden, mask)
         return hidden
 
 

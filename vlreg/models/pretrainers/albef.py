@@ -263,8 +263,18 @@ class ALBEFPretrainer(VLBaseModel):
              image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
         return self.fusion(text_tokens, text_mask, image_tokens, image_mask, attn_layer)
 
-    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor) -> Tensor:
+    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor | None,
+                   image_cache: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """ITM logits ``[B, 2]``; ``image_cache`` (rows of :meth:`itm_image_cache`, one per text)
+        replaces ``image_tokens`` so that each image's cross-attention keys / values are reused."""
+        if image_cache is not None:
+            return self.itm_head(self.fusion(text_tokens, text_mask, None,
+                                             image_kv=image_cache).cls)
         return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens).cls)
+
+    def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per fusion layer, the cross-attention (keys, values) ``[B, h, N, d]`` of the images."""
+        return self.fusion.image_key_values(image_tokens)
 
     @torch.no_grad()
     def momentum_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor,
@@ -356,8 +366,24 @@ class ALBEFPretrainer(VLBaseModel):
             texts.append(inputs['mlm_input_ids'])
         return images, texts
 
+    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, Tensor]:
+        """MMEngine's step, with the EMA once per optimizer step under gradient accumulation.
+
+        With ``accumulative_counts = n`` the momentum encoders are updated at the first of the
+        ``n`` micro-batches only (from the weights of the last optimizer step, as one step at
+        ``n`` times the batch does); the queues take every micro-batch in order, so after the
+        ``n`` micro-batches they hold what one ``n``-times-larger batch would have put there.
+        """
+        counts = int(getattr(optim_wrapper, '_accumulative_counts', 1))
+        inner = int(getattr(optim_wrapper, '_inner_count', 0))
+        self._ema_now = inner % counts == 0
+        try:
+            return super().train_step(data, optim_wrapper)
+        finally:
+            self._ema_now = True
+
     def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
-        if self.training and self.has_momentum:
+        if self.training and self.has_momentum and getattr(self, '_ema_now', True):
             self.momentum_update()
         features = self.extract_features(inputs, data_samples)
         out: dict[str, Tensor] = {}

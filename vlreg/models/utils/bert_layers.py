@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 # ALBEF adds -10000 to padded keys; any large negative gives the same fp32 probabilities unless a whole row
@@ -73,11 +74,21 @@ class BertSelfAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
+    def key_value(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The keys and values of ``context`` ``[B, N, D_kv]``, split in heads: 2 x ``[B, h, N, d]``.
+
+        A cross-attention layer scoring many texts against one image computes them once and
+        passes them as ``kv`` to every call (retrieval re-ranking).
+        """
+        return self._split(self.key(context)), self._split(self.value(context))
+
     def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``mask`` is additive ``[B, 1, 1, L_k]``; returns (output, probs or None)."""
-        kv = hidden if context is None else context
-        q, k, v = self._split(self.query(hidden)), self._split(self.key(kv)), self._split(self.value(kv))
+                return_probs: bool = False,
+                kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        """``mask`` is additive ``[B, 1, 1, L_k]``; ``kv`` precomputed :meth:`key_value` (then
+        ``context`` is unused); returns (output, probs or None)."""
+        q = self._split(self.query(hidden))
+        k, v = kv if kv is not None else self.key_value(hidden if context is None else context)
         if return_probs:
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
             if mask is not None:
@@ -116,8 +127,9 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(hidden_size, layer_norm_eps, dropout)
 
     def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
-        out, probs = self.self(hidden, mask, context, return_probs)
+                return_probs: bool = False,
+                kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        out, probs = self.self(hidden, mask, context, return_probs, kv)
         return self.output(out, hidden), probs
 
 
@@ -158,15 +170,27 @@ class BertLayer(nn.Module):
         self.output = BertOutput(intermediate_size, hidden_size, layer_norm_eps, dropout)
 
     def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                context_mask: Tensor | None = None,
-                return_cross_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+                context_mask: Tensor | None = None, return_cross_probs: bool = False,
+                context_kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
         hidden, _ = self.attention(hidden, mask)
         probs = None
         if self.crossattention is not None:
-            if context is None:
+            if context is None and context_kv is None:
                 raise ValueError('a fusion layer needs image tokens (context)')
-            hidden, probs = self.crossattention(hidden, context_mask, context, return_cross_probs)
+            hidden, probs = self.crossattention(hidden, context_mask, context, return_cross_probs,
+                                                context_kv)
         return self.output(self.intermediate(hidden), hidden), probs
+
+
+def run_layer(layer: BertLayer, checkpointed: bool, *args: object,
+              **kwargs: object) -> tuple[Tensor, Tensor | None]:
+    """``layer(*args, **kwargs)``, under activation checkpointing when ``checkpointed`` and
+    gradients are being recorded (its activations are recomputed in the backward pass, with the
+    same dropout draws). The module called is the one given, so a deep-copied (momentum) encoder
+    recomputes with its own weights."""
+    if checkpointed and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False, **kwargs)
+    return layer(*args, **kwargs)
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -1,0 +1,367 @@
+"""vlreg beside ALBEF's own code on this machine: training step and retrieval evaluation, one run.
+
+    python benchmarks/peer_albef.py --peer-python $P/venv/bin/python --albef-src $P/albef-src \\
+        --vocab-dir $P/vocab [--batches 16,32] [--rounds 4] [--steps 7] [--warmup 2] \\
+        [--retrieval-n 200] [--k 128] [--threads 2] [--out work_dirs/peer_albef]
+
+(``$P``: the peer's scratch folder, set up as ``../shared/peer/README.md`` says.)
+
+Training step (ALBEF's tiny preset of the harness: ViT 4 x 192, 3 heads, patch 16, 224 px; BERT
+width 256, 4 heads, FFN 1024, 4 text + 4 fusion layers, vocabulary 30,522; embed 256, queue
+65,536, momentum 0.995, alpha 0.4; AdamW lr 1e-4, weight decay 0.02 off biases and norms):
+
+* ``albef``: ``../shared/peer/albef_bench.py train`` (ALBEF's ``model_pretrain.ALBEF``, ITC + ITM
+  + MLM, captions tokenized to at most 25 tokens, padded to the batch's longest);
+* ``vlreg_baseline``: vlreg's ALBEF (``configs/softmask/ablation/synthetic_baseline.py`` at the
+  same sizes) through ``model.train_step`` on batches of its synthetic pipeline at the same
+  resolution (captions at most 25 tokens, padded to the batch's longest);
+* ``vlreg_softmask``: the paper's recipe (``synthetic_all.py``: soft-masked ITM, focal ITC, both
+  augmented views) at the same sizes.
+
+Every round runs each configuration once, each in a fresh process (so peak RSS, ``ru_maxrss``,
+is per configuration), in an order that alternates between rounds; each process reports the
+median of ``--steps`` steps after ``--warmup``. The report gives, per configuration, the median
+over rounds of those medians, images/s, peak RSS, and the ratio ALBEF / vlreg per round.
+
+Retrieval evaluation (same tiny model sizes, ``--retrieval-n`` random images x 5 captions each,
+``k``): ALBEF's ``Retrieval.evaluation()`` through the harness, and vlreg's retrieval scoring (the
+loop's encode -> ITC top-k -> distinct-pair ITM path) on random inputs of the same shapes; both
+report the ITM-scored pairs (ALBEF: ``6 N k``; vlreg: the distinct pairs the two directions want).
+
+FLOPs and the distance to the limit: a separate process measures this machine's fp32 matmul rate
+(``torch.mm`` of 2048 x 2048 matrices, best of 5 runs of 10) in every round; the FLOPs of one step
+are counted with ``torch.utils.flop_counter.FlopCounterMode`` (2 x multiply-adds of every matrix
+product, convolution and attention op, forward and backward, plus the SDPA CPU kernels, which the
+counter does not know, with torch's own SDPA formulas; element-wise work is not counted). Each
+step's achieved FLOP/s = counted FLOPs / median step time, reported as a fraction of the matmul
+rate.
+
+Writes ``results.json`` (every process's record) and ``results.md`` (the tables) under ``--out``.
+Never time anything while another heavy job runs: two CPU-heavy processes at once slow both by far
+more than 2x. Smoke run: ``--rounds 1 --steps 1 --warmup 0 --batches 4 --retrieval-n 8 --k 4``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = ROOT.parent / 'shared' / 'peer' / 'albef_bench.py'
+PEER_SIZES = dict(  # the harness's 'tiny' size, in vlreg's config keys
+    image_backbone=dict(model_name='vit_tiny_patch16_224', embed_dim=192, depth=4, num_heads=3),
+    text_backbone=dict(vocab_size=30522, hidden_size=256, num_layers=4, num_heads=4,
+                       intermediate_size=1024, max_position_embeddings=512),
+    fusion=dict(hidden_size=256, encoder_width=192, num_layers=4, num_heads=4,
+                intermediate_size=1024, layer_offset=4),
+    embed_dim=256, momentum=0.995, alpha=0.4)
+VARIANTS = dict(vlreg_baseline='synthetic_baseline.py', vlreg_softmask='synthetic_all.py')
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------ child processes
+def flop_counter():
+    """A FlopCounterMode that also counts the CPU SDPA kernels."""
+    import torch
+    from torch.utils.flop_counter import (FlopCounterMode, sdpa_backward_flop_count,
+                                          sdpa_flop_count)
+
+    def fwd(query, key, value, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(query, key, value)
+
+    def bwd(grad, query, key, value, *args, out_shape=None, **kwargs):
+        return sdpa_backward_flop_count(grad, query, key, value)
+
+    aten = torch.ops.aten
+    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: fwd,
+               aten._scaled_dot_product_flash_attention_for_cpu_backward: bwd}
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
+def child_matmul(args) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float('inf')
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - t0) / 10)
+    return dict(kind='matmul', flops_per_s=2 * 2048 ** 3 / best, threads=torch.get_num_threads())
+
+
+def build_vlreg(variant: str, res: int, queue: int, batch: int):
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import vlreg  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    from vlreg.registry import DATASETS, MODELS
+
+    cfg = Config.fromfile(str(ROOT / 'configs/softmask/ablation' / VARIANTS[variant]))
+    cfg.merge_from_dict(dict(model=PEER_SIZES))
+    cfg.model.image_backbone.img_size = res
+    cfg.model.losses.itc.update(embed_dim=256, queue_size=queue)
+    cfg.train_dataloader.dataset.image_size = res
+    cfg.optim_wrapper.optimizer.update(lr=1e-4, weight_decay=0.02)
+    init_default_scope('vlreg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).train()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    batches = [pseudo_collate([dataset[(i * batch + j) % len(dataset)] for j in range(batch)])
+               for i in range(3)]
+    return model, optim, batches
+
+
+def child_vlreg_train(args) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, optim, batches = build_vlreg(args.variant, args.res, args.queue, args.batch)
+    times = []
+    for i in range(args.warmup + args.steps):
+        data = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        model.train_step(data, optim)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    with flop_counter() as fc:
+        model.train_step(batches[0], optim)
+    med = statistics.median(times)
+    return dict(kind='train', side=args.variant, batch=args.batch, image_res=args.res,
+                queue=args.queue, median_step_s=med, img_per_s=args.batch / med,
+                peak_rss_mb=peak_rss_mb(), step_flops=fc.get_total_flops(),
+                threads=torch.get_num_threads(), steps=len(times))
+
+
+def child_albef_flops(args) -> dict:
+    """Run under the peer's python: FLOPs of one ALBEF step built by the harness's functions."""
+    import random
+    import types
+
+    sys.path.insert(0, str(HARNESS.parent))
+    import albef_bench as hb
+    hb.setup(args.albef_src)
+    import torch
+    from optim import create_optimizer
+
+    ns = types.SimpleNamespace(albef_src=args.albef_src, vocab_dir=args.vocab_dir, work=args.work)
+    model, tok, _ = hb.build_pretrain(ns, 'tiny', args.res, args.queue)
+    model.train()
+    optimizer = create_optimizer(types.SimpleNamespace(opt='adamW', lr=1e-4, weight_decay=0.02),
+                                 model)
+    rng = random.Random(0)
+    image = torch.randn(args.batch, 3, args.res, args.res)
+    text = tok([rng.choice(hb.CAPTIONS) for _ in range(args.batch)], padding='longest',
+               truncation=True, max_length=25, return_tensors='pt')
+    with flop_counter() as fc:
+        optimizer.zero_grad()
+        sum(model(image, text, alpha=0.4)).backward()
+        optimizer.step()
+    return dict(kind='flops', side='albef', batch=args.batch, step_flops=fc.get_total_flops(),
+                text_len=int(text.input_ids.shape[1]))
+
+
+def child_vlreg_retrieval(args) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, _, _ = build_vlreg('vlreg_baseline', args.res, args.queue, 2)
+    from vlreg.engine.loops import RetrievalValLoop, _Features
+    model.eval()
+    n_img, n_txt = args.n, 5 * args.n
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (n_txt, 25), generator=g)
+    ids[:, 0] = 101
+    lengths = torch.randint(8, 26, (n_txt,), generator=g)
+    mask = (torch.arange(25)[None] < lengths[:, None]).long()
+    ids = ids * mask
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        img_tok, img_emb, txt_tok, txt_emb = [], [], [], []
+        for s in range(0, n_img, 64):
+            image = torch.randn(min(64, n_img - s), 3, args.res, args.res, generator=g)
+            tok, emb = model.encode_image(image)
+            img_tok.append(tok)
+            img_emb.append(emb)
+        for s in range(0, n_txt, 256):
+            tok, emb = model.encode_text(ids[s:s + 256], mask[s:s + 256])
+            txt_tok.append(tok)
+            txt_emb.append(emb)
+        feats = _Features(torch.cat(img_tok), torch.cat(txt_tok), mask, torch.cat(img_emb),
+                          torch.cat(txt_emb), torch.arange(n_img), torch.arange(n_txt),
+                          [list(range(5 * i, 5 * i + 5)) for i in range(n_img)],
+                          [t // 5 for t in range(n_txt)])
+        t1 = time.perf_counter()
+        loop = object.__new__(RetrievalValLoop)
+        loop.fp16 = False
+        loop._init_protocol(args.k, 'itm', 256, False, True)
+        with flop_counter() as fc:
+            loop._score(model, feats, torch.device('cpu'))
+    total = time.perf_counter() - t0
+    return dict(kind='retrieval', side='vlreg', n_images=n_img, n_texts=n_txt, k=args.k,
+                total_s=total, encode_s=t1 - t0, rerank_s=total - (t1 - t0),
+                itm_pairs_scored=loop.work.pairs, fusion_calls=loop.work.calls,
+                image_kv_projections=loop.work.image_kv_rows, rerank_flops=fc.get_total_flops(),
+                peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
+
+
+def child_albef_retrieval(args) -> None:
+    """Run under the peer's python: the harness's ``retrieval`` sub-command. The peer subset lacks
+    ALBEF's ``vqaTools`` / ``refTools`` (VQA and grounding metric code that ``dataset/utils.py``
+    imports at module level and retrieval never calls); empty stand-in modules are registered so
+    the import succeeds."""
+    import types
+
+    for name in ('vqaTools', 'vqaTools.vqa', 'vqaTools.vqaEval', 'refTools',
+                 'refTools.evaluation', 'refTools.evaluation.refEvaluation'):
+        module = types.ModuleType(name)
+        module.VQA = module.VQAEval = module.RefEvaluation = None
+        sys.modules.setdefault(name, module)
+    sys.path.insert(0, str(HARNESS.parent))
+    import albef_bench as hb
+    sys.argv = [str(HARNESS), '--albef-src', args.albef_src, '--vocab-dir', args.vocab_dir,
+                '--work', args.work, '--threads', str(args.threads), 'retrieval', '--size',
+                'tiny', '--image-res', str(args.res), '--n', str(args.n), '--k', str(args.k)]
+    hb.main()
+
+
+CHILDREN = dict(matmul=child_matmul, vlreg_train=child_vlreg_train,
+                albef_flops=child_albef_flops, vlreg_retrieval=child_vlreg_retrieval,
+                albef_retrieval=child_albef_retrieval)
+
+
+# --------------------------------------------------------------------------------------- parent
+def run(cmd: list[str]) -> list[dict]:
+    env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',
+               NO_ALBUMENTATIONS_UPDATE='1', PYTHONPATH=str(ROOT))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{res.stderr[-3000:]}')
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith('{')]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--peer-python', required=True)
+    p.add_argument('--albef-src', required=True)
+    p.add_argument('--vocab-dir', required=True)
+    p.add_argument('--work', default='/tmp/albef-bench-work')
+    p.add_argument('--batches', default='16,32')
+    p.add_argument('--rounds', type=int, default=4)
+    p.add_argument('--steps', type=int, default=7)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--res', type=int, default=224)
+    p.add_argument('--queue', type=int, default=65536)
+    p.add_argument('--retrieval-n', type=int, default=200, help='images (captions: 5 each); 0 = skip')
+    p.add_argument('--k', type=int, default=128)
+    p.add_argument('--threads', type=int, default=0)
+    p.add_argument('--out', default='work_dirs/peer_albef')
+    p.add_argument('--child', choices=list(CHILDREN))
+    p.add_argument('--variant', default='vlreg_baseline')
+    p.add_argument('--batch', type=int, default=16)
+    p.add_argument('--n', type=int, default=200)
+    args = p.parse_args()
+    if args.child:
+        result = CHILDREN[args.child](args)
+        if result is not None:
+            print(json.dumps(result), flush=True)
+        return
+    me = [sys.executable, __file__, '--peer-python', args.peer_python, '--albef-src',
+          args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work, '--res',
+          str(args.res), '--queue', str(args.queue), '--threads', str(args.threads),
+          '--steps', str(args.steps), '--warmup', str(args.warmup)]
+    harness = [args.peer_python, str(HARNESS), '--albef-src', args.albef_src, '--vocab-dir',
+               args.vocab_dir, '--work', args.work, '--threads', str(args.threads)]
+    records: list[dict] = []
+    batches = [int(b) for b in args.batches.split(',')]
+    sides = ['albef', *VARIANTS]
+    for rnd in range(args.rounds):
+        records += [dict(r, round=rnd) for r in run(me + ['--child', 'matmul'])]
+        for batch in batches:
+            order = sides if rnd % 2 == 0 else sides[::-1]
+            for side in order:
+                if side == 'albef':
+                    out = run(harness + ['train', '--size', 'tiny', '--batch', str(batch),
+                                         '--image-res', str(args.res), '--queue', str(args.queue),
+                                         '--steps', str(args.steps), '--warmup',
+                                         str(args.warmup)])
+                    out = [dict(o, side='albef', peak_rss_mb=o['peak_rss_mb']) for o in out]
+                else:
+                    out = run(me + ['--child', 'vlreg_train', '--variant', side, '--batch',
+                                    str(batch)])
+                records += [dict(r, round=rnd) for r in out]
+                print(f'round {rnd} batch {batch} {side}: {out[-1]["median_step_s"]:.3f} s',
+                      flush=True)
+    for batch in batches:  # ALBEF's FLOPs, counted once per batch (they do not change)
+        records += run([args.peer_python, __file__, '--child', 'albef_flops', '--albef-src',
+                        args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work,
+                        '--res', str(args.res), '--queue', str(args.queue), '--batch',
+                        str(batch), '--peer-python', args.peer_python])
+    if args.retrieval_n:
+        records += run(me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k',
+                             str(args.k)])
+        records += run([args.peer_python, __file__, '--child', 'albef_retrieval', '--albef-src',
+                        args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work,
+                        '--res', str(args.res), '--threads', str(args.threads), '--n',
+                        str(args.retrieval_n), '--k', str(args.k), '--peer-python',
+                        args.peer_python])
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'results.json').write_text(json.dumps(records, indent=1))
+    table = report(records, batches, sides)
+    (out_dir / 'results.md').write_text(table)
+    print(table)
+
+
+def report(records: list[dict], batches: list[int], sides: list[str]) -> str:
+    rate = statistics.median(r['flops_per_s'] for r in records if r['kind'] == 'matmul')
+    lines = [f'fp32 matmul rate (2048^3 torch.mm, median of rounds): {rate / 1e9:.1f} GFLOP/s', '',
+             '| batch | side | median step (s) | images/s | peak RSS (MB) | ALBEF / side '
+             '(per round) | GFLOP per step | fraction of matmul rate |',
+             '|---|---|---|---|---|---|---|---|']
+    for batch in batches:
+        train = [r for r in records if r['kind'] == 'train' and r['batch'] == batch]
+        albef = {r['round']: r['median_step_s'] for r in train if r['side'] == 'albef'}
+        for side in sides:
+            mine = [r for r in train if r['side'] == side]
+            med = statistics.median(r['median_step_s'] for r in mine)
+            ratios = [albef[r['round']] / r['median_step_s'] for r in mine]
+            flops = [r['step_flops'] for r in records if r.get('step_flops') and r['side'] == side
+                     and r['batch'] == batch]
+            gflop = flops[0] / 1e9 if flops else float('nan')
+            lines.append(f'| {batch} | {side} | {med:.3f} | {batch / med:.2f} | '
+                         f'{max(r["peak_rss_mb"] for r in mine):.0f} | '
+                         f'{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) '
+                         f'| {gflop:.1f} | {gflop * 1e9 / med / rate:.3f} |')
+    ret = [r for r in records if r['kind'] == 'retrieval']
+    if ret:
+        lines += ['', '| retrieval | images x texts | k | total (s) | ITM-scored pairs | peak RSS (MB) |',
+                  '|---|---|---|---|---|---|']
+        for r in ret:
+            side = r.get('side', 'albef')
+            pairs = r.get('itm_pairs_scored', r.get('itm_pairs'))
+            lines.append(f'| {side} | {r["n_images"]} x {r["n_texts"]} | '
+                         f'{r.get("k", r.get("k_used"))} | {r["total_s"]:.2f} | {pairs} | '
+                         f'{r["peak_rss_mb"]:.0f} |')
+    return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+    main()

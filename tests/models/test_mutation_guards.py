@@ -220,3 +220,32 @@ def test_temperature_clamped_before_use(value, clamped):
     assert out['temp'].item() == pytest.approx(clamped, abs=1e-9)
     ref = itc_formula(model, batch, clamped, model.alpha)
     assert abs(out['loss_itc'].item() - ref) < ATOL + 1e-6 * abs(ref)
+
+
+def test_train_step_distils_from_the_updated_teacher():
+    """The EMA update runs before the momentum forward: a train step with coefficient 0.5 gives the ITC of
+    an eval pass whose momentum weights were set to ``0.5 * p_m + 0.5 * p`` here, and enqueues that
+    teacher's features."""
+    model = perturbed_momentum_model(mlm=False, itm=False)
+    model.alpha = 0.4
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = perturbed_momentum_model(mlm=False, itm=False)
+    expected.alpha = 0.4
+    pairs = {}
+    for key in state:
+        head, _, rest = key.partition('.')
+        if head.endswith('_m') and f'{head[:-2]}.{rest}' in state and state[key].is_floating_point():
+            pairs[key] = 0.5 * state[key] + 0.5 * state[f'{head[:-2]}.{rest}']
+    expected.load_state_dict(pairs, strict=False)
+    batch = tiny_batch(4, seed=2)
+    want = expected(batch, None, 'loss')['loss_itc'].item()
+    assert abs(want - model(batch, None, 'loss')['loss_itc'].item()) > 1e-4  # the update matters
+    model.train()
+    model.momentum = 0.5
+    got = model(batch, None, 'loss')['loss_itc'].item()
+    assert abs(got - want) < ATOL
+    with torch.no_grad():
+        _, v_m, t_m = expected.encode_momentum(batch['image'], batch['input_ids'],
+                                               batch['attention_mask'])
+    assert torch.allclose(model.losses['itc'].image_queue[:, :4], v_m.t(), atol=1e-6)
+    assert torch.allclose(model.losses['itc'].text_queue[:, :4], t_m.t(), atol=1e-6)

@@ -1,12 +1,11 @@
 """vlreg against ALBEF's own outputs on the *momentum* fixture of ../shared/data/albef_reference.
-
-In ``albef_micro_momentum.pth`` the momentum encoders differ from the online ones (perturbed by ALBEF's
-fixture script) and the temperature is 0.2, so an ITC or MLM that distilled from the online model, ignored
-the temperature, ignored the model's ``alpha`` or enqueued the wrong features cannot reproduce
-``outputs_momentum.pt`` (ALBEF's ``ALBEF.forward`` with the hard negatives and MLM masks pinned and EMA
-momentum 1.0). Every check goes through the model's public entry points: ``forward(mode='loss')`` (the
-train step's losses), the ITM loss with given negatives, and ``gradcam``. Tolerance: the fixture README's
-1e-5 absolute.
+ In ``albef_micro_momentum.pth`` the momentum encoders differ from the online ones (perturbed by
+ALBEF's fixture script) and the temperature is 0.2, so an ITC or MLM that distilled from the online
+model, ignored the temperature, ignored the model's ``alpha`` or enqueued the wrong features cannot
+reproduce ``outputs_momentum.pt`` (ALBEF's ``ALBEF.forward`` with the hard negatives and MLM masks
+pinned and EMA momentum 1.0). Every check goes through the model's public entry points:
+``forward(mode='loss')`` (the train step's losses), the ITM loss with given negatives, and
+``gradcam``. Tolerance: the fixture README's 1e-5 absolute.
 """
 from __future__ import annotations
 
@@ -25,7 +24,8 @@ ALPHAS = (0.0, 0.4)
 
 
 def micro_model() -> ALBEFPretrainer:
-    """The fixture's sizes (albef_micro_config.json), dropout 0 so that a train step is deterministic."""
+    """The fixture's sizes (albef_micro_config.json), dropout 0 so that a train step is
+    deterministic."""
     return ALBEFPretrainer(
         image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224', img_size=64,
                             embed_dim=64, depth=2, num_heads=2, mlp_ratio=4),
@@ -78,8 +78,9 @@ def fresh(model: ALBEFPretrainer) -> ALBEFPretrainer:
 
 @pytest.mark.parametrize('alpha', ALPHAS)
 def test_forward_losses_equal_albef_with_distinct_momentum_model(fixture, alpha):
-    """``forward(mode='loss')`` at the model's ``alpha``: ITC and MLM distil from the momentum model at
-    temperature 0.2 (alpha 0 and 0.4 give different ALBEF values, so an alpha that is ignored fails)."""
+    """``forward(mode='loss')`` at the model's ``alpha``: ITC and MLM distil from the momentum model
+    at temperature 0.2 (alpha 0 and 0.4 give different ALBEF values, so an alpha that is ignored
+    fails)."""
     base, inp, out, _ = fixture
     model = fresh(base).eval()
     model.alpha = alpha
@@ -99,8 +100,9 @@ def test_forward_losses_equal_albef_with_distinct_momentum_model(fixture, alpha)
 
 @pytest.mark.parametrize('alpha', ALPHAS)
 def test_train_step_enqueues_the_momentum_features_like_albef(fixture, alpha):
-    """A training step with EMA coefficient 1.0 (as the fixture ran ALBEF.forward): same ITC / MLM losses,
-    and the queues and pointer after the step equal ALBEF's after ``_dequeue_and_enqueue``."""
+    """A training step with EMA coefficient 1.0 (as the fixture ran ALBEF.forward): same ITC / MLM
+    losses, and the queues and pointer after the step equal ALBEF's after
+    ``_dequeue_and_enqueue``."""
     base, inp, out, _ = fixture
     model = fresh(base).train()
     model.momentum = 1.0
@@ -126,9 +128,9 @@ def _momentum_pairs(state: dict) -> dict[str, str]:
 
 
 def test_ema_update_comes_before_the_teacher_forward(fixture):
-    """ALBEF updates the momentum encoders first, then computes the distillation targets and the enqueued
-    features with the updated teacher: a train step with EMA coefficient 0.5 equals an eval pass of a copy
-    whose momentum weights were set to ``0.5 * p_m + 0.5 * p`` here."""
+    """ALBEF updates the momentum encoders first, then computes the distillation targets and the
+    enqueued features with the updated teacher: a train step with EMA coefficient 0.5 equals an eval
+    pass of a copy whose momentum weights were set to ``0.5 * p_m + 0.5 * p`` here."""
     base, inp, _, _ = fixture
     m = 0.5
     model = fresh(base).train()
@@ -140,7 +142,8 @@ def test_ema_update_comes_before_the_teacher_forward(fixture):
     pairs = _momentum_pairs(state)
     assert len(pairs) > 100 and any(k.startswith('fusion_m.') for k in pairs)
     with torch.no_grad():
-        updated = {k: m * state[k] + (1 - m) * state[o] if state[k].is_floating_point() else state[k]
+        updated = {k: m * state[k] + (1 - m) * state[o] if state[k].is_floating_point()
+                   else state[k]
                    for k, o in pairs.items()}
     expected.load_state_dict(updated, strict=False)
     want = expected(batch(inp), None, 'loss')
@@ -151,7 +154,7 @@ def test_ema_update_comes_before_the_teacher_forward(fixture):
     stale = fresh(base).eval()
     stale.alpha = 0.4
     assert abs(stale(batch(inp), None, 'loss')['loss_itc'] - want['loss_itc']) > 1e-3
-    # the momentum weights after the step, and what the step enqueued (the updated teacher's features)
+    # the momentum weights after the step, and what it enqueued (the updated teacher's features)
     after = model.state_dict()
     for k in pairs:
         if state[k].is_floating_point():
@@ -164,9 +167,10 @@ def test_ema_update_comes_before_the_teacher_forward(fixture):
 
 
 def test_model_gradcam_equals_albef_notebook_gradcam(fixture):
-    """``model.gradcam`` (grounding, pointing and the visualisation use it) is the Grad-CAM of the ITM
-    *match* logit (column 1): ALBEF's ``gradcam`` output of outputs.pt (the momentum fixture changed only
-    momentum weights and the temperature, which ITM does not read)."""
+    """``model.gradcam`` (grounding, pointing and the visualisation use it) is the Grad-CAM of the
+    ITM
+    *match* logit (column 1): ALBEF's ``gradcam`` output of outputs.pt (the momentum fixture changed
+    only momentum weights and the temperature, which ITM does not read)."""
     base, inp, _, first = fixture
     model = fresh(base).eval()
     cam, logits = model.gradcam(inp['image'], inp['input_ids'], inp['attention_mask'], layer=0)
@@ -179,8 +183,9 @@ def test_model_gradcam_equals_albef_notebook_gradcam(fixture):
 
 @pytest.mark.parametrize('value,clamped', [(0.9, 0.5), (1e-5, 0.001)])
 def test_temperature_is_clamped_to_albef_range(fixture, value, clamped):
-    """ALBEF clamps the temperature to [0.001, 0.5] before every use: a temperature set outside gives the
-    loss of the clamped one (ITC at alpha 0 written out here from the model's encoders and queues)."""
+    """ALBEF clamps the temperature to [0.001, 0.5] before every use: a temperature set outside
+    gives the loss of the clamped one (ITC at alpha 0 written out here from the model's encoders and
+    queues)."""
     base, inp, _, _ = fixture
     model = fresh(base).eval()
     model.alpha = 0.0

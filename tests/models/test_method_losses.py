@@ -193,7 +193,7 @@ def test_softmask_reuses_the_itm_positive_pass(monkeypatch):
 
     monkeypatch.setattr(type(model.fusion), 'forward', counting)
     out = model(softmask_batch(), None, 'loss')
-    assert torch.isfinite(out['loss_itm_softmask']) and out['loss_itm_softmask'] > 0
+    # (the loss's value against the formula: tests/models/test_mutation_guards.py)
     # ITM positives (with layer 0's probabilities), ITM negatives, soft-masked pairs: three passes of
     # the online fusion encoder, the first the only one materialising probabilities
     online = calls[:3]
@@ -226,6 +226,6 @@ def test_extra_views_feed_itc_and_itm_as_positives():
     batch['image_aug'] = batch['image'].flip(-1)
     out = model(batch, None, 'loss')
     assert model.image_views == ['image_aug'] and model.text_views == ['text_masked']
-    assert torch.isfinite(out['loss_itc']) and torch.isfinite(out['loss_itm'])
+    # (the values with extra views against formulas: tests/models/test_mutation_guards.py)
     model.parse_losses(out)[0].backward()
     assert model.image_backbone.vit.patch_embed.proj.weight.grad is not None

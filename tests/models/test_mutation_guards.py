@@ -1,6 +1,6 @@
-"""Value checks of the core against formulas written independently here, each one failing on a plausible
-single-line bug that the rest of the suite let through (soft-masked ITM's label, [CLS] and sample weights,
-the order of the ITM rows of extra views, the Grad-CAM logit, the model's alpha).
+"""Value checks of the core against formulas written independently here, each one failing on a
+plausible single-line bug that the rest of the suite let through (soft-masked ITM's label, [CLS] and
+sample weights, the order of the ITM rows of extra views, the Grad-CAM logit, the model's alpha).
 
 Everything goes through public entry points: ``model(batch, mode='loss')``, a loss's return values,
 ``ITMLoss.loss_with_negatives`` and ``model.gradcam``; the references use only ``encode_image`` /
@@ -30,7 +30,8 @@ def one_word_batch() -> dict:
     """
     batch = tiny_batch(4, length=9, seed=5)
     ids, mask = batch['input_ids'], batch['attention_mask']
-    word_ids = torch.where(mask.bool(), torch.arange(ids.shape[1])[None] - 1, torch.full_like(ids, -1))
+    word_ids = torch.where(mask.bool(), torch.arange(ids.shape[1])[None] - 1,
+                           torch.full_like(ids, -1))
     word_ids[:, 0] = -1
     word_ids[0, 3] = word_ids[0, 2]
     content = torch.zeros_like(ids)
@@ -41,9 +42,11 @@ def one_word_batch() -> dict:
     return batch
 
 
-def reference_gradcam(model, image, input_ids, mask, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """ALBEF's recipe by hand: d(ITM match logit, column 1)/d(cross-attention probabilities of ``layer``),
-    ReLU, times the probabilities, image [CLS] column dropped, mean over heads, padded rows zeroed."""
+def reference_gradcam(model, image, input_ids, mask,
+                      layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ALBEF's recipe by hand: d(ITM match logit, column 1)/d(cross-attention probabilities of
+    ``layer``), ReLU, times the probabilities, image [CLS] column dropped, mean over heads, padded
+    rows zeroed."""
     with torch.enable_grad():
         image_tokens, _ = model.encode_image(image)
         text_tokens, _ = model.encode_text(input_ids, mask)
@@ -56,11 +59,12 @@ def reference_gradcam(model, image, input_ids, mask, layer: int) -> tuple[torch.
 
 
 def test_model_gradcam_is_the_match_logit_gradcam():
-    """``model.gradcam`` (used by grounding, pointing and the visualisation) against the recipe by hand;
-    the map of the other logit (column 0) is different, so a wrong column fails."""
+    """``model.gradcam`` (used by grounding, pointing and the visualisation) against the recipe by
+    hand; the map of the other logit (column 0) is different, so a wrong column fails."""
     model = tiny_model(mlm=False, dropout=0.0).eval()
     batch = tiny_batch(4, seed=3)
-    cam, logits = model.gradcam(batch['image'], batch['input_ids'], batch['attention_mask'], layer=0)
+    cam, logits = model.gradcam(batch['image'], batch['input_ids'], batch['attention_mask'],
+                                layer=0)
     ref, ref_logits = reference_gradcam(model, batch['image'], batch['input_ids'],
                                         batch['attention_mask'], layer=0)
     assert torch.allclose(logits, ref_logits, atol=1e-6)
@@ -69,8 +73,9 @@ def test_model_gradcam_is_the_match_logit_gradcam():
 
 
 def expected_softmask_loss(model, batch: dict, label: int = 1) -> torch.Tensor:
-    """The soft-masked ITM loss of PAPER.md written out: mask ``1 - minmax(word map)`` on the patch tokens
-    only, the pair scored with ``label``, averaged over the samples that have a content word."""
+    """The soft-masked ITM loss of PAPER.md written out: mask ``1 - minmax(word map)`` on the patch
+    tokens only, the pair scored with ``label``, averaged over the samples that have a content
+    word."""
     image, ids, mask = batch['image'], batch['input_ids'], batch['attention_mask']
     cam, _ = reference_gradcam(model, image, ids, mask, layer=0)
     with torch.no_grad():
@@ -96,8 +101,8 @@ def expected_softmask_loss(model, batch: dict, label: int = 1) -> torch.Tensor:
 
 @pytest.mark.parametrize('label', [1, 0])
 def test_softmask_itm_loss_equals_the_formula(label):
-    """Label 1 by default (soft-masked pairs stay matches), the image [CLS] is not masked, and a sample
-    without a content word (sample 3) does not count."""
+    """Label 1 by default (soft-masked pairs stay matches), the image [CLS] is not masked, and a
+    sample without a content word (sample 3) does not count."""
     model = softmask_model() if label == 1 else softmask_model(label=label)
     batch = one_word_batch()
     out = model(batch, None, 'loss')
@@ -112,7 +117,8 @@ def test_softmask_mean_diagnostic_is_the_mean_mask_of_valid_samples():
     model = softmask_model()
     batch = one_word_batch()
     out = model(batch, None, 'loss')
-    cam, _ = reference_gradcam(model, batch['image'], batch['input_ids'], batch['attention_mask'], 0)
+    cam, _ = reference_gradcam(model, batch['image'], batch['input_ids'],
+                               batch['attention_mask'], 0)
     masks = []
     for b in range(3):
         g = cam[b, batch['content_mask'][b].bool()].mean(0)
@@ -121,11 +127,11 @@ def test_softmask_mean_diagnostic_is_the_mean_mask_of_valid_samples():
 
 
 def test_itm_extra_view_rows_are_labelled_as_positives():
-    """ITM with the distorted image and the masked caption as extra positives, negatives pinned: the CE of
-    every pair against its own label, each pair scored by its own fusion call here."""
+    """ITM with the distorted image and the masked caption as extra positives, negatives pinned: the
+    CE of every pair against its own label, each pair scored by its own fusion call here."""
     views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
     losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16,
-                           views=[('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]),
+                           views=views),
                   itm=dict(type='ITMLoss', views=views))
     model = tiny_model(losses=losses, mlm=False, dropout=0.0).eval()
     batch = tiny_batch(4, seed=7)
@@ -152,7 +158,8 @@ def test_itm_extra_view_rows_are_labelled_as_positives():
 
 
 def test_itm_accuracy_is_the_share_of_correct_pairs():
-    """ALBEF's ITM, negatives pinned: ``itm_acc`` is the share of the 3B pairs whose argmax is the label."""
+    """ALBEF's ITM, negatives pinned: ``itm_acc`` is the share of the 3B pairs whose argmax is the
+    label."""
     model = tiny_model(mlm=False, dropout=0.0).eval()
     batch = tiny_batch(4, seed=9)
     image_neg, text_neg = torch.tensor([1, 2, 3, 0]), torch.tensor([3, 2, 0, 1])
@@ -182,8 +189,8 @@ def perturbed_momentum_model(**kwargs) -> torch.nn.Module:
 
 
 def itc_formula(model, batch: dict, temp: float, alpha: float) -> float:
-    """ALBEF's ITC in float64: rows online, columns [momentum batch ; queue], targets
-    ``alpha * softmax(momentum rows @ columns / temp) + (1 - alpha) * one-hot``, directions averaged."""
+    """ALBEF's ITC in float64: rows online, columns [momentum batch ; queue], targets ``alpha *
+    softmax(momentum rows @ columns / temp) + (1 - alpha) * one-hot``, directions averaged."""
     with torch.no_grad():
         _, v = model.encode_image(batch['image'])
         _, t = model.encode_text(batch['input_ids'], batch['attention_mask'])
@@ -196,7 +203,8 @@ def itc_formula(model, batch: dict, temp: float, alpha: float) -> float:
     total = 0.0
     for rows, rows_m, cols in ((v, v_m, cols_t), (t, t_m, cols_v)):
         target = alpha * torch.softmax(rows_m.double() @ cols.t() / temp, 1) + (1 - alpha) * onehot
-        total += -(torch.log_softmax(rows.double() @ cols.t() / temp, 1) * target).sum(1).mean().item()
+        logp = torch.log_softmax(rows.double() @ cols.t() / temp, 1)
+        total += -(logp * target).sum(1).mean().item()
     return total / 2
 
 
@@ -223,9 +231,9 @@ def test_temperature_clamped_before_use(value, clamped):
 
 
 def test_train_step_distils_from_the_updated_teacher():
-    """The EMA update runs before the momentum forward: a train step with coefficient 0.5 gives the ITC of
-    an eval pass whose momentum weights were set to ``0.5 * p_m + 0.5 * p`` here, and enqueues that
-    teacher's features."""
+    """The EMA update runs before the momentum forward: a train step with coefficient 0.5 gives the
+    ITC of an eval pass whose momentum weights were set to ``0.5 * p_m + 0.5 * p`` here, and
+    enqueues that teacher's features."""
     model = perturbed_momentum_model(mlm=False, itm=False)
     model.alpha = 0.4
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -234,8 +242,9 @@ def test_train_step_distils_from_the_updated_teacher():
     pairs = {}
     for key in state:
         head, _, rest = key.partition('.')
-        if head.endswith('_m') and f'{head[:-2]}.{rest}' in state and state[key].is_floating_point():
-            pairs[key] = 0.5 * state[key] + 0.5 * state[f'{head[:-2]}.{rest}']
+        online = f'{head[:-2]}.{rest}'
+        if head.endswith('_m') and online in state and state[key].is_floating_point():
+            pairs[key] = 0.5 * state[key] + 0.5 * state[online]
     expected.load_state_dict(pairs, strict=False)
     batch = tiny_batch(4, seed=2)
     want = expected(batch, None, 'loss')['loss_itc'].item()

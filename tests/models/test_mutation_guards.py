@@ -258,3 +258,55 @@ def test_train_step_distils_from_the_updated_teacher():
                                                batch['attention_mask'])
     assert torch.allclose(model.losses['itc'].image_queue[:, :4], v_m.t(), atol=1e-6)
     assert torch.allclose(model.losses['itc'].text_queue[:, :4], t_m.t(), atol=1e-6)
+
+
+def test_itc_writes_the_batch_similarities_itm_mines_from():
+    """ITC leaves ``sim_i2t_batch`` = online image x momentum text / temp and ``sim_t2i_batch`` = online
+    text x momentum image / temp (the batch columns) for the ITM's hard negatives."""
+    model = perturbed_momentum_model(mlm=False, itm=False)
+    batch = tiny_batch(4, seed=4)
+    with torch.no_grad():
+        feats = model.extract_features(batch)
+        model.losses['itc'](feats, model)
+        _, v = model.encode_image(batch['image'])
+        _, t = model.encode_text(batch['input_ids'], batch['attention_mask'])
+        _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
+                                            batch['attention_mask'])
+    temp = model.temp.item()
+    assert torch.allclose(feats['sim_i2t_batch'], v @ t_m.t() / temp, atol=1e-5)
+    assert torch.allclose(feats['sim_t2i_batch'], t @ v_m.t() / temp, atol=1e-5)
+
+
+@pytest.mark.parametrize('view', [('image_aug', 'text'), ('image', 'text_masked')])
+def test_itc_extra_view_rows_against_original_columns(view):
+    """An ITC on one extra view alone: its rows are the view's online features, its columns and
+    distillation targets the original pair's momentum features (so no weighting of views is involved)."""
+    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16, views=[view]))
+    model = tiny_model(losses=losses, itm=False, mlm=False, dropout=0.0).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split('.', 1)[0].endswith('_m'):
+                p.add_(0.5 * p.std().nan_to_num() * torch.randn(p.shape, generator=g))
+    model.alpha = 0.4
+    batch = tiny_batch(4, seed=6)
+    batch['image_aug'] = batch['image'].flip(-1)
+    out = model(batch, None, 'loss')
+    with torch.no_grad():
+        image = batch['image_aug'] if view[0] == 'image_aug' else batch['image']
+        ids = batch['mlm_input_ids'] if view[1] == 'text_masked' else batch['input_ids']
+        _, v = model.encode_image(image)
+        _, t = model.encode_text(ids, batch['attention_mask'])
+        _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
+                                            batch['attention_mask'])
+    itc = model.losses['itc']
+    temp, alpha = model.temp.item(), 0.4
+    cols_t = torch.cat([t_m, itc.text_queue.t()]).double()
+    cols_v = torch.cat([v_m, itc.image_queue.t()]).double()
+    onehot = torch.eye(4, cols_t.shape[0], dtype=torch.float64)
+    total = 0.0
+    for rows, rows_m, cols in ((v, v_m, cols_t), (t, t_m, cols_v)):
+        target = alpha * torch.softmax(rows_m.double() @ cols.t() / temp, 1) + (1 - alpha) * onehot
+        logp = torch.log_softmax(rows.double() @ cols.t() / temp, 1)
+        total += -(logp * target).sum(1).mean().item()
+    assert abs(out['loss_itc'].item() - total / 2) < ATOL

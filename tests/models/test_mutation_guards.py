@@ -261,8 +261,8 @@ def test_train_step_distils_from_the_updated_teacher():
 
 
 def test_itc_writes_the_batch_similarities_itm_mines_from():
-    """ITC leaves ``sim_i2t_batch`` = online image x momentum text / temp and ``sim_t2i_batch`` = online
-    text x momentum image / temp (the batch columns) for the ITM's hard negatives."""
+    """ITC leaves ``sim_i2t_batch`` = online image x momentum text / temp and ``sim_t2i_batch`` =
+    online text x momentum image / temp (the batch columns) for the ITM's hard negatives."""
     model = perturbed_momentum_model(mlm=False, itm=False)
     batch = tiny_batch(4, seed=4)
     with torch.no_grad():
@@ -280,7 +280,8 @@ def test_itc_writes_the_batch_similarities_itm_mines_from():
 @pytest.mark.parametrize('view', [('image_aug', 'text'), ('image', 'text_masked')])
 def test_itc_extra_view_rows_against_original_columns(view):
     """An ITC on one extra view alone: its rows are the view's online features, its columns and
-    distillation targets the original pair's momentum features (so no weighting of views is involved)."""
+    distillation targets the original pair's momentum features (so no weighting of views is
+    involved)."""
     losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16, views=[view]))
     model = tiny_model(losses=losses, itm=False, mlm=False, dropout=0.0).eval()
     g = torch.Generator().manual_seed(1)

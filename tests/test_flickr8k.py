@@ -50,8 +50,11 @@ def test_flickr8k_trains_and_evaluates(tmp_path):
     val = [json.loads(s) for s in scalars if 'retrieval/txt_r1' in s]
     assert len(val) == 1
     assert '40 images x 200 texts' in next(work.glob('*/*.log')).read_text()
-    for key in ('retrieval/txt_r10', 'retrieval/img_r10'):
-        assert 0.0 <= val[0][key] <= 100.0
+    for d in ('txt', 'img'):  # recall at k never decreases with k
+        r1, r5, r10 = (val[0][f'retrieval/{d}_r{k}'] for k in (1, 5, 10))
+        assert r1 <= r5 <= r10
+    recalls = [val[0][f'retrieval/{d}_r{k}'] for d in ('txt', 'img') for k in (1, 5, 10)]
+    assert val[0]['retrieval/r_mean'] == pytest.approx(sum(recalls) / 6)
 
 
 # --- same-image captions: positives for ITC, never ITM negatives ---------------------------------

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tests.models.test_mutation_guards import reference_gradcam
 from vlreg.evaluation.pointing import PointingMetric, box_chance, peak_location, pointing_hit
 from vlreg.models.utils.softmask import (apply_soft_mask, content_words, minmax_normalise,
                                          resolve_fusion_layer, soft_mask_from_cam, upsample_map,
@@ -242,7 +243,6 @@ def test_pointing_loop_matches_direct_recomputation(tmp_path, word_ids):
     cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    assert 0.0 <= metrics['pointing/acc'] <= 100.0
     assert 0.0 < metrics['pointing/chance'] < 100.0
 
     # the same numbers, pair by pair, without the loop's batching
@@ -258,7 +258,7 @@ def test_pointing_loop_matches_direct_recomputation(tmp_path, word_ids):
             ids = inputs['caption_ids'][j:j + 1]
             mask = inputs['caption_attention_mask'][j:j + 1]
             length = int(mask.sum())
-            cam, _ = model.gradcam(inputs['image'], ids[:, :length], mask[:, :length], layer=0)
+            cam, _ = reference_gradcam(model, inputs['image'], ids[:, :length], mask[:, :length], 0)
             for k, words in enumerate(sample.gt_word_indices[j]):
                 rows = [w + 1 for w in words]  # word-level tokenizer: [CLS] first
                 word_map = cam[0, rows].mean(0).reshape(model.image_backbone.grid_size)

@@ -38,7 +38,8 @@ def test_focal_gamma_zero_is_exactly_albef_itc(alpha):
 @pytest.mark.parametrize('modulate', ['all', 'positive'])
 def test_focal_against_numpy_formula(modulate):
     torch.manual_seed(0)
-    loss = FocalITCLoss(gamma=2.0, modulate=modulate, embed_dim=8, queue_size=12).eval()
+    # the documented default gamma = 2.0 (not passed: a changed default fails)
+    loss = FocalITCLoss(modulate=modulate, embed_dim=8, queue_size=12).eval()
     f = itc_features(alpha=0.4)
     out = loss(dict(f), torch.nn.Module().eval())['loss_itc'].item()
     q_img, q_txt = loss.image_queue.double().numpy(), loss.text_queue.double().numpy()
@@ -193,7 +194,7 @@ def test_softmask_reuses_the_itm_positive_pass(monkeypatch):
 
     monkeypatch.setattr(type(model.fusion), 'forward', counting)
     out = model(softmask_batch(), None, 'loss')
-    assert torch.isfinite(out['loss_itm_softmask']) and out['loss_itm_softmask'] > 0
+    # (the loss's value against the formula: tests/models/test_mutation_guards.py)
     # ITM positives (with layer 0's probabilities), ITM negatives, soft-masked pairs: three passes of
     # the online fusion encoder, the first the only one materialising probabilities
     online = calls[:3]
@@ -226,6 +227,6 @@ def test_extra_views_feed_itc_and_itm_as_positives():
     batch['image_aug'] = batch['image'].flip(-1)
     out = model(batch, None, 'loss')
     assert model.image_views == ['image_aug'] and model.text_views == ['text_masked']
-    assert torch.isfinite(out['loss_itc']) and torch.isfinite(out['loss_itm'])
+    # (the values with extra views against formulas: tests/models/test_mutation_guards.py)
     model.parse_losses(out)[0].backward()
     assert model.image_backbone.vit.patch_embed.proj.weight.grad is not None

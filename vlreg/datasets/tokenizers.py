@@ -24,6 +24,8 @@ import numpy as np
 from vlreg.registry import TOKENIZERS
 from vlreg.utils.paths import resolve_path
 
+from .synthetic_grammar import synthetic_vocabulary
+
 __all__ = ['BertTokenizer', 'SyntheticTokenizer', 'build_tokenizer']
 
 
@@ -222,8 +224,6 @@ class SyntheticTokenizer(_TokenizerBase):
     def vocab(self) -> dict[str, int]:
         """Token -> id, built on first use."""
         if self._vocab is None:
-            from .synthetic import synthetic_vocabulary  # late: synthetic imports the transforms
-
             words = list(synthetic_vocabulary())
             words += [w for w in self.extra_words if w not in words]
             self._tokens = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]

@@ -122,7 +122,7 @@ class CaptionDataset(VLBaseDataset):
     def _load_entries(self) -> list[tuple[int, Any]]:
         """``(entry index, ALBEF-format entry)`` pairs of an ALBEF or a Karpathy file."""
         data, self._problems = read_document(self.ann_file, self.skip_bad_samples)
-        if isinstance(data, dict) and isinstance(data.get('images'), list):
+        if isinstance(data, dict) and (self.split is not None or 'images' in data):
             if self.split is None:
                 raise ValueError(f'{self.ann_file!r} is a Karpathy split file (all splits in one '
                                  "file): set split='train', 'val' or 'test'")

@@ -137,7 +137,8 @@ class GroundingDataset(VLBaseDataset):
 
     def _info(self, index: int, image: str, ori_image_id: Any, text: str, gt: list[list[float]],
               proposals: list[list[float]], **extra: Any) -> dict:
-        return dict(img_path=os.path.join(self.data_prefix.get('img_path', ''), image),
+        img_path = self.image_path(image, f'{self.ann_file!r}: entry {index}')
+        return dict(img_path=img_path,
                     caption=text, gt_bboxes=box_array(gt), ori_gt_bboxes=box_array(gt),
                     proposals=box_array(proposals),
                     image_id=self._ids.setdefault(ori_image_id, len(self._ids)),
@@ -155,16 +156,17 @@ class GroundingDataset(VLBaseDataset):
         if not isinstance(entry['boxes'], list) or not entry['boxes']:
             raise ValueError(f'{where}: "boxes" must be a non-empty list')
         boxes, names = [], []
+        size = dict(width=entry.get('width'), height=entry.get('height'))
         for j, box in enumerate(entry['boxes']):
             require_keys(f'{where}, box {j}', box, ('bbox', 'category'))
-            boxes.append(xywh_to_xyxy(f'{where}, box {j}', box['bbox']))
+            boxes.append(xywh_to_xyxy(f'{where}, box {j}', box['bbox'], **size))
             names.append(text_field(f'{where}, box {j}', box['category'], 'category'))
         ori_id = entry.get('image_id', image)
-        size = dict(width=entry.get('width'), height=entry.get('height'))
         if self.expressions == 'captions':
-            return [self._info(index, image, ori_id, text_field(f'{where}, caption {j}', c, 'caption'),
-                               boxes, boxes, categories=names, ref_id=None, split=self.split,
-                               **size) for j, c in enumerate(captions)]
+            texts = [text_field(f'{where}, caption {j}', c, 'caption')
+                     for j, c in enumerate(captions)]
+            return [self._info(index, image, ori_id, text, boxes, boxes, categories=names,
+                               ref_id=None, split=self.split, **size) for text in texts]
         out = []
         for name in dict.fromkeys(names):
             mine = [b for b, n in zip(boxes, names) if n == name]
@@ -223,7 +225,8 @@ class GroundingDataset(VLBaseDataset):
             raise ValueError(f'{where}: ref_id {ref_id} is not in {self.refs_file!r}')
         image_id = entry.get('image_id', ref.get('image_id', _coco_image_id(image)))
         box = entry.get('bbox', ref.get('bbox'))
-        gt = [] if box is None else [xywh_to_xyxy(f'{where}, bbox', box)]
+        size = dict(width=entry.get('width'), height=entry.get('height'))
+        gt = [] if box is None else [xywh_to_xyxy(f'{where}, bbox', box, **size)]
         proposals: list[list[float]] = []
         if self._proposals is not None:
             key = ref_id if self.proposal_key == 'ref_id' else image_id
@@ -236,4 +239,4 @@ class GroundingDataset(VLBaseDataset):
         return [self._info(index, image, image_id if image_id is not None else image, text, gt,
                            proposals, categories=[category] * len(gt) if category else [],
                            ref_id=ref_id, split=entry.get('split', ref.get('split', self.split)),
-                           width=entry.get('width'), height=entry.get('height'))]
+                           **size)]

@@ -97,7 +97,7 @@ class NLVR2Dataset(RecordDataset):
             if not (isinstance(images, list) and len(images) == 2
                     and all(isinstance(p, str) and p for p in images)):
                 raise ValueError(f'{where}: "images" must list two paths, got {images!r}')
-            left, right = (os.path.join(root, p) for p in images)
+            left, right = (self.image_path(p, where) for p in images)
             pair, identifier = tuple(images), entry.get('identifier')
         else:
             require_keys(where, entry, ('identifier', 'sentence', 'label'))
@@ -109,7 +109,7 @@ class NLVR2Dataset(RecordDataset):
             pair = match.group('pair')
             folder = root
             if self.use_directory and entry.get('directory') is not None:
-                folder = os.path.join(root, str(entry['directory']))
+                folder = self.image_path(str(entry['directory']), where)
             left, right = (os.path.join(folder, f'{pair}-img{i}.png') for i in (0, 1))
         sentence = text_field(where, entry['sentence'], 'sentence')
         label = _binary_label(where, entry['label'])

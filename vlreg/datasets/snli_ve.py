@@ -78,7 +78,11 @@ class SNLIVEDataset(RecordDataset):
         where = f'{self.ann_file!r}: entry {index}'
         if isinstance(entry, dict) and 'Flickr30K_ID' in entry:
             require_keys(where, entry, ('sentence2', 'gold_label'))
-            flickr_id = str(entry['Flickr30K_ID']).strip()
+            flickr_id = entry['Flickr30K_ID']
+            if isinstance(flickr_id, bool) or not isinstance(flickr_id, (str, int)):
+                raise ValueError(f'{where}: "Flickr30K_ID" must be a string or an integer, got '
+                                 f'{flickr_id!r}')
+            flickr_id = str(flickr_id).strip()
             image, hypothesis = f'{flickr_id}.jpg', entry['sentence2']
             label, name = self._label(where, entry['gold_label'])
         else:
@@ -89,7 +93,7 @@ class SNLIVEDataset(RecordDataset):
             label, name = self._label(where, entry['label'])
         if not flickr_id:
             raise ValueError(f'{where}: empty image id')
-        return [dict(img_path=os.path.join(self.data_prefix.get('img_path', ''), image),
+        return [dict(img_path=self.image_path(image, where),
                      caption=text_field(where, hypothesis, 'hypothesis'), label=label,
                      gold_label=name, premise=entry.get('sentence1'), pair_id=entry.get('pairID'),
                      image_id=self._ids.setdefault(flickr_id, len(self._ids)),

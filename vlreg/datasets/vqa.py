@@ -19,7 +19,7 @@ from typing import Any
 
 from vlreg.registry import DATASETS
 
-from .base import EntryCollector, VLBaseDataset, join_root
+from .base import EntryCollector, VLBaseDataset, join_image_path, join_root
 from .fields import as_int, require_keys, text_field
 from .reader import read_json
 from .transforms.formatting import DEFAULT_META_KEYS
@@ -166,9 +166,10 @@ class VQADataset(VLBaseDataset):
                 raise ValueError(f'{where}: "answers" must be a non-empty list')
             texts = []
             for j, answer in enumerate(answers):
-                if not isinstance(answer, dict) or not isinstance(answer.get('answer'), str):
-                    raise ValueError(f'{where}: answer {j} must be an object with an "answer" '
-                                     f'string, got {answer!r}')
+                if not isinstance(answer, dict) or not isinstance(answer.get('answer'), str) \
+                        or not answer['answer'].strip():
+                    raise ValueError(f'{where}: answer {j} must be an object with a non-empty '
+                                     f'"answer" string, got {answer!r}')
                 texts.append(answer['answer'])
             by_id[qid] = dict(ann, answer_texts=texts)
             return []
@@ -214,7 +215,8 @@ class VQADataset(VLBaseDataset):
             if name is None:
                 name = self._resolve_image_name(split, image_id)
             try:
-                img_path = os.path.join(root, name.format(split=split, image_id=image_id))
+                img_path = join_image_path(root, name.format(split=split, image_id=image_id),
+                                           where, self.allow_paths_outside_root)
             except (KeyError, ValueError, IndexError) as err:
                 raise ValueError(f'{where}: image_name {name!r} does not format ({err})') from err
             answers = list(ann['answer_texts']) if ann is not None else []
@@ -229,10 +231,13 @@ class VQADataset(VLBaseDataset):
         qid = as_int(where, entry['question_id'], 'question_id')
         question = text_field(where, entry['question'], 'question')
         image = text_field(where, entry['image'], 'image')
-        answers = entry.get('answer', [])
+        answers = entry.get('answer', [])  # absent on test files
         answers = [answers] if isinstance(answers, str) else answers
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             raise ValueError(f'{where}: "answer" must be a string or a list of strings, got '
                              f'{entry.get("answer")!r}')
-        img_path = os.path.join(self.data_prefix.get('img_path', ''), image)
+        if 'answer' in entry and (not answers or not all(a.strip() for a in answers)):
+            raise ValueError(f'{where}: "answer" is empty or holds an empty answer '
+                             f'({entry["answer"]!r}); leave the key out for unanswered questions')
+        img_path = self.image_path(image, where)
         return [self._sample(index, qid, question, img_path, image, answers, entry)]

@@ -16,7 +16,8 @@ from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 from .vqa import VQADataset
 
-__all__ = ['BertTokenizer', 'CaptionDataset', 'EntryCollector', 'GroundingDataset', 'LinkCategoryWords',
+__all__ = ['BertTokenizer', 'CaptionDataset', 'EntryCollector', 'GroundingDataset',
+           'LinkCategoryWords',
            'find_category_mentions', 'NLVR2Dataset', 'SNLIVEDataset',
            'VQADataset', 'RetrievalDataset', 'KarpathyEntries', 'is_karpathy_file', 'load_karpathy',
            'read_karpathy', 'SyntheticShapesDataset',

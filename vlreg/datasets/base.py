@@ -161,7 +161,8 @@ class VLBaseDataset(BaseDataset):
             try:
                 data = self.prepare_data(idx)
                 if data is None:
-                    raise BadSampleError(f'{type(self).__name__}: the pipeline dropped sample {idx}')
+                    raise BadSampleError(f'{type(self).__name__}: the pipeline dropped sample '
+                                         f'{idx}')
                 return data
             except BadSampleError as err:
                 if not self.skip_bad_samples:

@@ -4,7 +4,9 @@ Annotation file: a JSON list (``.json``) or one JSON object per line (``.jsonl``
 ``{"image": "<path>", "caption": "<text>" | ["<text>", ...], "image_id": <str | int>?}``,
 or one of Karpathy's split files (``dataset_coco.json`` / ``dataset_flickr30k.json``, read with a
 ``split``; see :mod:`vlreg.datasets.karpathy`).
-Image paths are relative to ``image_root``, itself relative to ``data_root``.
+Image paths are relative to ``image_root``, itself relative to ``data_root`` (absolute paths are
+kept; relative paths may not climb out of the root: :mod:`vlreg.datasets.base`). Files are read by
+:mod:`vlreg.datasets.reader` (errors name the file and where: line / column, or byte offset).
 """
 from __future__ import annotations
 

@@ -65,6 +65,11 @@ class GroundingDataset(VLBaseDataset):
         training entries, whose supervision is the text only;
       - the split: the entry's ``split``, else the refs file's, else ``split``.
 
+    Boxes must be ``[x, y, w, h]`` numbers with ``w, h > 0``; ground-truth boxes of an entry that
+    gives ``width`` / ``height`` must lie inside the image (up to
+    :data:`vlreg.datasets.fields.BOX_TOLERANCE` pixel): otherwise the entry is bad (an error naming
+    the file, entry and box, or dropped and counted with ``skip_bad_samples``).
+
     Each sample holds ``img_path``, ``caption`` (the expression), ``gt_bboxes`` (float32
     ``[K, 4]`` xyxy pixels; geometric transforms move it with the image), ``ori_gt_bboxes`` (the
     same boxes, kept in original-image pixels for :class:`GroundingAccuracyMetric`),

@@ -66,7 +66,8 @@ class VQADataset(VLBaseDataset):
       is used for all (the first one when none exists: loading then fails naming the file). Set
       ``image_name`` (a format string with ``{split}`` and ``{image_id}``) to skip the search.
     * **ALBEF**: ``ques_file`` = ``[{"question_id", "question", "image": "<path under
-      image_root>", "answer": [str, ...]}]`` (no ``answer`` on test files); ``ann_file`` unused.
+      image_root>", "answer": [str, ...]}]`` (no ``answer`` on test files; an empty list or an
+      empty answer is a bad entry); ``ann_file`` unused.
 
     Each sample holds ``question`` and ``caption`` (the same raw text; ALBEF's question cleaning
     is a pipeline step), ``question_id``, ``answers`` (the annotators' raw answers, empty without

@@ -266,7 +266,8 @@ def test_truncated_file_is_malformed_at_its_end(tmp_path: Path, name: str) -> No
     with pytest.raises(ValueError) as err:
         reader.build(tmp_path, ann)
     message = str(err.value)
-    assert ann.name in message and 'malformed JSON' in message and 'truncated' in message
+    assert f"{ann.name}'" in message and 'malformed JSON' in message
+    assert 'the text ends before the JSON is complete (truncated file?)' in message
     assert f'line {len(lines)}' in message
     assert 'not a list' not in message and 'holds a JSON object' not in message
 
@@ -321,3 +322,31 @@ def test_every_sample_bad_is_reported_at_once(tmp_path: Path, name: str) -> None
     assert message.startswith(f'every sample of {str(ann)!r} is unreadable ({len(ds)} samples')
     assert 'first errors:' in message and 'cannot decode image' in message
     assert ds.num_skipped == len(ds) < ds.max_refetch  # one try per sample, not max_refetch + 1
+
+
+@pytest.mark.parametrize('layout', ['json_lines_named_json', 'karpathy_one_line',
+                                    'karpathy_indented'])
+def test_truncated_object_file_is_malformed_not_an_object(tmp_path: Path, layout: str) -> None:
+    """Issue 11, item 4: a file that starts with ``{`` and is cut off used to be reported as
+    "holds a JSON object, not a list"; it is malformed, and the message says where."""
+    _image(tmp_path / 'img' / 'a.png')
+    entries = [dict(image='a.png', caption='a red box'), dict(image='a.png', caption='red')]
+    karpathy = dict(images=[dict(filename='a.png', split='train', imgid=0,
+                                 sentences=[dict(raw='a red box')])])
+    text = {'json_lines_named_json': '\n'.join(json.dumps(e) for e in entries),
+            'karpathy_one_line': json.dumps(karpathy),
+            'karpathy_indented': json.dumps(karpathy, indent=2)}[layout]
+    ann = tmp_path / 'ann.json'
+    ann.write_text(text[:-5])
+    line = text[:-5].count('\n') + 1
+    for split in (None, 'train'):
+        with pytest.raises(ValueError) as err:
+            CaptionDataset(str(ann), data_root=str(tmp_path), image_root='img', split=split)
+        message = str(err.value)
+        assert f"'{ann}': " in message and 'malformed JSON' in message
+        assert 'the text ends before the JSON is complete (truncated file?)' in message
+        assert f'line {line}' in message and 'JSON object' not in message
+    if layout == 'json_lines_named_json':  # the good first line is kept with skip_bad_samples
+        ds = CaptionDataset(str(ann), data_root=str(tmp_path), image_root='img',
+                            skip_bad_samples=True)
+        assert len(ds) == 1 and ds.num_bad_entries == 1

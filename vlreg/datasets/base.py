@@ -7,6 +7,12 @@
   ``skip_bad_samples``.
 * :class:`RecordDataset`: one sample per record of a JSON list / JSON-lines file (NLVR2, SNLI-VE).
 
+Task datasets (:mod:`~vlreg.datasets.vqa`, :mod:`~vlreg.datasets.nlvr2`,
+:mod:`~vlreg.datasets.snli_ve`, :mod:`~vlreg.datasets.grounding`): every sample carries the text
+the model reads under ``caption`` (so ``CleanCaption`` / ``Tokenize`` / ``AnnotateWords`` work
+unchanged) and the task's labels and ids as metainfo; pass the dataset's ``META_KEYS`` to
+``PackInputs`` (``meta_keys``). Images are not opened at load time.
+
 Image-path policy: an entry's image path is joined to the image root (``data_root/image_root``).
 Absolute paths are used as they are (ALBEF's own json files hold absolute paths). A relative path
 that climbs out of the image root (``../../etc/passwd``, ``images/../../x``: checked on the text of

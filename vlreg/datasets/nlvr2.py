@@ -1,12 +1,6 @@
 """NLVR2 statements about image pairs (PAPER.md, "Downstream protocols").
 
-Every sample carries the text the model reads under ``caption`` (so ``CleanCaption`` /
-``Tokenize`` / ``AnnotateWords`` work unchanged) and the task's labels and ids as metainfo; pass
-``META_KEYS`` to ``PackInputs`` (``meta_keys``). A malformed file or entry raises an error naming
-the file and the entry; with ``skip_bad_samples`` bad entries are dropped (counted in
-``num_bad_entries``, reasons in ``bad_entries``, logged) and unreadable images are skipped at run
-time. Images are not opened at load time; paths follow :mod:`vlreg.datasets.base`'s policy.
-
+Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.nlvr2`.
 """
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """VQA v2 questions (PAPER.md, "Downstream protocols"): official files and ALBEF's json.
 
-Every sample carries the text the model reads under ``caption`` (so ``CleanCaption`` /
-``Tokenize`` / ``AnnotateWords`` work unchanged) and the task's labels and ids as metainfo; pass
-``META_KEYS`` to ``PackInputs`` (``meta_keys``). A malformed file or entry raises an error naming
-the file and the entry; with ``skip_bad_samples`` bad entries are dropped (counted in
-``num_bad_entries``, reasons in ``bad_entries``, logged) and unreadable images are skipped at run
-time. Images are not opened at load time; paths follow :mod:`vlreg.datasets.base`'s policy.
-
+Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.vqa`.
 """
 from __future__ import annotations
@@ -175,7 +169,7 @@ class VQADataset(VLBaseDataset):
             by_id[qid] = dict(ann, answer_texts=texts)
             return []
 
-        collector.run(data['annotations'], parse)
+        collector.run(data['annotations'], parse, source=path)
         return by_id
 
     def _resolve_image_name(self, split: str | None, image_id: int) -> str:

@@ -31,8 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one converter; an unreadable input (missing, not UTF-8, malformed or truncated JSON)
+    ends the run with ``error: <file and where>`` and exit code 1 instead of a traceback."""
     args = build_parser().parse_args(argv)
-    return args.module.run(args)
+    try:
+        return args.module.run(args)
+    except (OSError, ValueError) as err:
+        print(f'error: {err}')
+        return 1
 
 
 if __name__ == '__main__':

@@ -159,4 +159,10 @@ def build_from_slot(registry: Registry, cfg: Any, slot: str, **default_args: Any
                     if elsewhere else f'; registered in {registry.name!r}: {sorted(registry.module_dict)}')
             raise KeyError(f'{slot!r} expects a component from the {registry.name!r} registry, but '
                            f'{type_name!r} is not registered there{hint}')
-    return registry.build(cfg, default_args=default_args or None)
+    try:
+        return registry.build(cfg, default_args=default_args or None)
+    except ValueError as err:  # a bad value: say which config key holds it
+        if str(err).startswith(f'{slot}'):
+            raise
+        name = type_name if isinstance(type_name, str) else getattr(type_name, '__name__', '?')
+        raise ValueError(f'{slot} ({name}): {err}') from err

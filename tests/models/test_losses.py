@@ -70,10 +70,41 @@ def test_queue_wraps_around_and_rejects_bad_sizes():
     assert torch.equal(loss.image_queue[:, :4], batches[2].t())
     assert torch.equal(loss.image_queue[:, 4:], batches[1].t())
     assert int(loss.queue_ptr) == 4
-    bad = ITCLoss(embed_dim=4, queue_size=6).train()
-    with pytest.raises(ValueError, match='multiple of the global batch'):
-        bad(dict(image_embed=v_m, text_embed=t_m, image_embed_m=v_m, text_embed_m=t_m,
-                 temp=torch.tensor(0.1), alpha=0.0), model)
+
+
+def _ring_reference(queue: np.ndarray, ptr: int, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """A ring buffer written one element at a time: row i goes to column ptr, then ptr + 1 ..."""
+    queue = queue.copy()
+    for row in rows:
+        queue[:, ptr] = row
+        ptr = (ptr + 1) % queue.shape[1]
+    return queue, ptr
+
+
+@pytest.mark.parametrize('queue_size,batches', [(6, (4, 4, 4, 3)), (3, (4, 2)), (8, (4, 4, 4)),
+                                                (5, (2, 1, 3, 5))])
+def test_queue_is_a_ring_buffer_of_any_size(queue_size, batches):
+    """Any queue size works (no multiple-of-the-batch rule, short last batches too): the queues
+    equal an element-by-element ring buffer, and the loss reads exactly that queue."""
+    torch.manual_seed(1)
+    loss = ITCLoss(embed_dim=4, queue_size=queue_size, use_image_ids=True).train()
+    model = torch.nn.Module()
+    img_q, txt_q = loss.image_queue.double().numpy(), loss.text_queue.double().numpy()
+    idx_q, ptr = loss.idx_queue.double().numpy(), 0
+    for step, n in enumerate(batches):
+        v, t, v_m, t_m = (unit(torch.randn(n, 4)) for _ in range(4))
+        ids = torch.arange(n) + 100 * (step + 1)
+        out = loss(dict(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
+                        temp=torch.tensor(0.1), alpha=0.0, image_ids=ids), model)['loss_itc']
+        if step == len(batches) - 1:  # ids never repeat across steps: targets are the diagonal
+            assert abs(out.item() - reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.1, 0.0)) < 1e-5
+        img_q, _ = _ring_reference(img_q, ptr, v_m.double().numpy())
+        txt_q, _ = _ring_reference(txt_q, ptr, t_m.double().numpy())
+        idx_q, ptr = _ring_reference(idx_q, ptr, ids.double().numpy()[:, None])
+        assert np.allclose(loss.image_queue.double().numpy(), img_q, atol=1e-7)
+        assert np.allclose(loss.text_queue.double().numpy(), txt_q, atol=1e-7)
+        assert np.array_equal(loss.idx_queue.double().numpy(), idx_q)
+        assert int(loss.queue_ptr) == ptr
 
 
 def test_itc_with_image_ids_treats_same_image_as_positive():

@@ -4,184 +4,32 @@ Annotation file: a JSON list (``.json``) or one JSON object per line (``.jsonl``
 ``{"image": "<path>", "caption": "<text>" | ["<text>", ...], "image_id": <str | int>?}``,
 or one of Karpathy's split files (``dataset_coco.json`` / ``dataset_flickr30k.json``, read with a
 ``split``; see :mod:`vlreg.datasets.karpathy`).
-Image paths are relative to ``image_root``, itself relative to ``data_root``.
+Image paths are relative to ``image_root``, itself relative to ``data_root`` (absolute paths are
+kept; relative paths may not climb out of the root: :mod:`vlreg.datasets.base`). Files are read by
+:mod:`vlreg.datasets.reader` (errors name the file and where: line / column, or byte offset).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from vlreg.registry import DATASETS, TRANSFORMS
+from vlreg.registry import DATASETS
 
-from .karpathy import is_karpathy_file, read_karpathy
-from .transforms.loading import BadSampleError
+from .base import VLBaseDataset, build_pipeline
+from .karpathy import karpathy_entries, validate_karpathy
+from .reader import parse_document, read_annotation_file, read_document
 from .transforms.text import clean_caption
 
 __all__ = ['CaptionDataset', 'RetrievalDataset', 'VLBaseDataset', 'build_pipeline',
-           'read_annotation_file']
+           'parse_annotation_text', 'read_annotation_file']
 
-
-def build_pipeline(pipeline: Sequence[dict | Callable]) -> list[Callable]:
-    """Build transform configs through vlreg's ``TRANSFORMS`` (it also finds ``AUGMENTATIONS``)."""
-    return [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
-
-
-def read_annotation_file(path: str, skip_bad_lines: bool = False) -> tuple[list[Any], list[str]]:
-    """Read a JSON list, or a JSON-lines file (name ending in ``.jsonl``).
-
-    Returns:
-        The entries, and (with ``skip_bad_lines``) one message per malformed line dropped.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: malformed JSON, naming the file and the line (and the column).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'annotation file {path!r} not found')
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    return parse_annotation_text(path, text, skip_bad_lines, json_lines=path.endswith('.jsonl'))
-
-
-def parse_annotation_text(path: str, text: str, skip_bad_lines: bool = False,
-                          json_lines: bool = False) -> tuple[list[Any], list[str]]:
-    """The entries of the annotation file ``path`` whose content is ``text`` (see
-    :func:`read_annotation_file`); ``json_lines``: one JSON document per line."""
-    problems: list[str] = []
-    if json_lines:
-        entries = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                msg = f'{path!r}: line {line_no}: malformed JSON ({err.msg}, column {err.colno})'
-                if not skip_bad_lines:
-                    raise ValueError(msg) from err
-                problems.append(msg)
-        return entries, problems
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: '
-                         f'{err.msg}') from err
-    if not isinstance(data, list):
-        raise ValueError(f'{path!r}: expected a JSON list of annotation entries, got '
-                         f'{type(data).__name__}')
-    return data, problems
-
-
-class VLBaseDataset(BaseDataset):
-    """MMEngine ``BaseDataset`` with vlreg's pipeline registry and bad-sample handling.
-
-    A :class:`BadSampleError` raised while preparing a sample (unreadable image, empty caption)
-    propagates, naming the sample, unless ``skip_bad_samples``: then the next sample is tried and
-    ``num_skipped`` counts (and logs) every skip.
-
-    Retrieval samples (``retrieval = True``: one sample per image, ``caption`` a list) also get
-    ``text_index`` and the set-level ``img2txt``, ``txt2img`` and ``captions``. A bad sample is
-    never replaced in retrieval mode: that would silently corrupt the ranking.
-
-    Args:
-        pipeline: transform configs (built from vlreg's ``TRANSFORMS``) or callables.
-        skip_bad_samples: drop bad annotation entries at load and skip bad samples at run time,
-            logging counts, instead of raising.
-        **kwargs: forwarded to ``mmengine.dataset.BaseDataset`` (``indices``, ``serialize_data``,
-            ``lazy_init``, ``test_mode``, ``max_refetch``, ``metainfo``, ...).
-    """
-
-    retrieval: bool = False
-
-    def __init__(self, pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
-                 **kwargs: Any) -> None:
-        self.skip_bad_samples = skip_bad_samples
-        self.num_skipped = 0
-        self._layout: tuple[list[list[int]], list[int], list[str]] | None = None
-        super().__init__(pipeline=build_pipeline(pipeline), **kwargs)
-
-    def get_data_info(self, idx: int) -> dict:
-        info = super().get_data_info(idx)
-        info.setdefault('ann_file', self.ann_file)
-        if self.retrieval:
-            info['text_index'] = list(self.img2txt[info['sample_idx']])
-        return info
-
-    # --- retrieval samples: the text layout of the whole set (recomputed for subsets) ------------
-    def _text_layout(self) -> tuple[list[list[int]], list[int], list[str]]:
-        if not self.retrieval:
-            raise AttributeError(f'{type(self).__name__} holds one caption per sample; img2txt, '
-                                 'txt2img and captions exist in retrieval mode only')
-        if self._layout is None:
-            img2txt: list[list[int]] = []
-            txt2img: list[int] = []
-            captions: list[str] = []
-            for i in range(len(self)):
-                caps = BaseDataset.get_data_info(self, i)['caption']
-                img2txt.append(list(range(len(captions), len(captions) + len(caps))))
-                txt2img.extend([i] * len(caps))
-                captions.extend(caps)
-            self._layout = (img2txt, txt2img, captions)
-        return self._layout
-
-    @property
-    def img2txt(self) -> list[list[int]]:
-        """For each image (sample), the global indices of its captions (retrieval mode)."""
-        return self._text_layout()[0]
-
-    @property
-    def txt2img(self) -> list[int]:
-        """For each caption (global index), the index of its image (retrieval mode)."""
-        return self._text_layout()[1]
-
-    @property
-    def captions(self) -> list[str]:
-        """Every caption, in global text-index order (retrieval mode)."""
-        return self._text_layout()[2]
-
-    def get_subset(self, indices: int | Sequence[int]) -> VLBaseDataset:
-        subset = super().get_subset(indices)
-        subset._layout = None
-        return subset
-
-    def get_subset_(self, indices: int | Sequence[int]) -> None:
-        super().get_subset_(indices)
-        self._layout = None
-
-    def __getitem__(self, idx: int) -> Any:
-        if not self._fully_initialized:
-            print_log('Please call `full_init()` first to speed up data loading', logger='current',
-                      level=logging.DEBUG)
-            self.full_init()
-        for _ in range(self.max_refetch + 1):
-            try:
-                data = self.prepare_data(idx)
-                if data is None:
-                    raise BadSampleError(f'{type(self).__name__}: the pipeline dropped sample {idx}')
-                return data
-            except BadSampleError as err:
-                if not self.skip_bad_samples:
-                    raise
-                self._on_bad_sample(idx, err)
-                idx = (idx + 1) % len(self)
-        raise RuntimeError(f'{type(self).__name__}: {self.max_refetch + 1} bad samples in a row; '
-                           f'{self.num_skipped} skipped in all')
-
-    def _on_bad_sample(self, idx: int, err: BadSampleError) -> None:
-        if self.retrieval:
-            raise BadSampleError(f'{err} -- {type(self).__name__} cannot replace a bad sample at '
-                                 'run time without corrupting the retrieval ranking; fix or remove '
-                                 'the entry') from err
-        self.num_skipped += 1
-        print_log(f'{type(self).__name__}: skipped bad sample {idx} ({self.num_skipped} skipped so '
-                  f'far in this process): {err}', logger='current', level=logging.WARNING)
+#: Kept for the callers of its old name (:func:`vlreg.datasets.reader.parse_document`).
+parse_annotation_text = parse_document
 
 
 #: How :class:`CaptionDataset` turns file entries into samples.
@@ -266,6 +114,7 @@ class CaptionDataset(VLBaseDataset):
         image = entry['image']
         if not isinstance(image, str) or not image.strip():
             raise ValueError(f'{where}: "image" must be a non-empty string, got {image!r}')
+        self.image_path(image, where)  # the path policy (vlreg.datasets.base)
         raw = entry['caption']
         raw_list = [raw] if isinstance(raw, str) else raw
         if not isinstance(raw_list, list) or not raw_list:
@@ -298,25 +147,29 @@ class CaptionDataset(VLBaseDataset):
 
     def _load_entries(self) -> list[tuple[int, Any]]:
         """``(entry index, ALBEF-format entry)`` pairs of an ALBEF or a Karpathy file."""
-        if is_karpathy_file(self.ann_file):
+        data, self._problems = read_document(self.ann_file, self.skip_bad_samples)
+        if isinstance(data, dict) and (self.split is not None or 'images' in data):
             if self.split is None:
-                raise ValueError(f'{self.ann_file!r} holds a JSON object, not a list of ALBEF '
-                                 'entries: if it is a Karpathy split file (all splits in one '
-                                 "file), set split='train', 'val' or 'test'")
-            found = read_karpathy(self.ann_file, self.split, self.merge_restval,
-                                  self.skip_bad_samples)
+                raise ValueError(f'{self.ann_file!r} is a Karpathy split file (all splits in one '
+                                 "file): set split='train', 'val' or 'test'")
+            found = karpathy_entries(validate_karpathy(data, self.ann_file), self.ann_file,
+                                     self.split, self.merge_restval, self.skip_bad_samples)
             self._problems.extend(found.problems)
             self.num_bad_entries += found.num_bad_entries
             self.num_bad_captions += found.num_bad_captions
             return found.entries
-        if self.split is not None and os.path.isfile(self.ann_file):
+        if self.split is not None:
             raise ValueError(f'split={self.split!r} selects images of a Karpathy split file, but '
                              f'{self.ann_file!r} is in ALBEF format (one file per split): drop '
                              '`split` or point ann_file at dataset_coco.json / '
                              'dataset_flickr30k.json')
-        entries, self._problems = read_annotation_file(self.ann_file, self.skip_bad_samples)
+        if not isinstance(data, list):
+            got = f'an object with keys {sorted(data)[:8]}' if isinstance(data, dict) else \
+                type(data).__name__
+            raise ValueError(f'{self.ann_file!r}: expected a JSON list of ALBEF entries, one entry '
+                             f'per line, or a Karpathy split file, got {got}')
         self.num_bad_entries = len(self._problems)
-        return list(enumerate(entries))
+        return list(enumerate(data))
 
     def _read_entries(self) -> list[tuple[int, str, list[str], Any]]:
         self._problems: list[str] = []

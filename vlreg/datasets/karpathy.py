@@ -18,14 +18,15 @@ by default, as in ALBEF's and Karpathy's COCO training set (113,287 images).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .reader import read_json
+
 __all__ = ['KARPATHY_SPLITS', 'KarpathyEntries', 'is_karpathy_file', 'karpathy_entries',
-           'load_karpathy', 'read_karpathy', 'resolve_splits']
+           'load_karpathy', 'read_karpathy', 'resolve_splits', 'validate_karpathy']
 
 KARPATHY_SPLITS = ('train', 'restval', 'val', 'test')
 
@@ -64,16 +65,17 @@ class KarpathyEntries:
 def is_karpathy_file(path: str) -> bool:
     """True when ``path`` holds one JSON object (Karpathy) rather than a list / JSON lines (ALBEF).
 
-    Only the first non-blank character is read, so a large file is not parsed twice.
+    Only the first non-blank character is read, so a large file is not parsed twice (bytes that
+    are not UTF-8 do not matter here: the full read reports them).
     """
     if path.endswith('.jsonl') or not os.path.isfile(path):
         return False
-    with open(path, encoding='utf-8') as f:
+    with open(path, encoding='utf-8', errors='replace') as f:
         while True:
             chunk = f.read(4096)
             if not chunk:
                 return False
-            stripped = chunk.lstrip()
+            stripped = chunk.lstrip('\ufeff \t\r\n')
             if stripped:
                 return stripped[0] == '{'
 
@@ -95,21 +97,18 @@ def resolve_splits(split: str | Sequence[str], merge_restval: bool = True) -> tu
     return names
 
 
-def load_karpathy(path: str) -> dict[str, Any]:
-    """Parse a Karpathy file; raises naming the file when it is missing, malformed or not one."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Karpathy split file {path!r} not found')
-    with open(path, encoding='utf-8') as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: '
-                             f'{err.msg}') from err
+def validate_karpathy(data: Any, path: str) -> dict[str, Any]:
+    """``data`` when it is a parsed Karpathy file (an object with an ``"images"`` list)."""
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f'{path!r}: not a Karpathy split file: expected an object with an '
                          f'"images" list, got {got}')
     return data
+
+
+def load_karpathy(path: str) -> dict[str, Any]:
+    """Parse a Karpathy file; raises naming the file when it is missing, malformed or not one."""
+    return validate_karpathy(read_json(path, what='Karpathy split file'), path)
 
 
 def _image_id(image: dict[str, Any], path: str) -> Any:

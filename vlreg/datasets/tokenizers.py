@@ -24,7 +24,9 @@ import numpy as np
 from vlreg.registry import TOKENIZERS
 from vlreg.utils.paths import resolve_path
 
-__all__ = ['BertTokenizer', 'SyntheticTokenizer', 'build_tokenizer']
+from .synthetic_grammar import synthetic_vocabulary
+
+__all__ = ['BertTokenizer', 'SyntheticTokenizer', 'build_tokenizer', 'check_tokenizer_vocab']
 
 
 class _TokenizerBase:
@@ -222,8 +224,6 @@ class SyntheticTokenizer(_TokenizerBase):
     def vocab(self) -> dict[str, int]:
         """Token -> id, built on first use."""
         if self._vocab is None:
-            from .synthetic import synthetic_vocabulary  # late: synthetic imports the transforms
-
             words = list(synthetic_vocabulary())
             words += [w for w in self.extra_words if w not in words]
             self._tokens = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
@@ -295,3 +295,55 @@ def build_tokenizer(cfg: dict | Any) -> Any:
 
         _CACHE[key] = build_from_slot(TOKENIZERS, dict(cfg), 'tokenizer')
     return _CACHE[key]
+
+
+def _tokenizer_configs(node: Any, where: str) -> Iterable[tuple[str, dict]]:
+    """``(config key, tokenizer config)`` of every ``tokenizer=dict(type=...)`` below ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f'{where}.{key}' if where else str(key)
+            if key == 'tokenizer' and isinstance(value, dict) and 'type' in value:
+                yield here, dict(value)
+            else:
+                yield from _tokenizer_configs(value, here)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _tokenizer_configs(value, f'{where}[{i}]')
+
+
+def check_tokenizer_vocab(cfg: Any) -> None:
+    """Build-time check of a whole config: every tokenizer of its pipelines (and heads) produces
+    exactly as many ids as ``model.text_backbone.vocab_size`` has embedding rows.
+
+    A larger tokenizer crashes at the first batch holding a rare word (index out of range); a
+    smaller one silently trains rows no text reaches and decodes MLM predictions it cannot name.
+    Meant for the tools, before the Runner is built.
+
+    Raises:
+        ValueError: naming the tokenizer's config key, both sizes and the value to set.
+    """
+    model = cfg.get('model') if hasattr(cfg, 'get') else None
+    text = model.get('text_backbone') if isinstance(model, dict) else None
+    if not isinstance(text, dict):
+        return
+    rows = text.get('vocab_size')
+    if rows is None:
+        import inspect
+
+        from vlreg.registry import BACKBONES
+
+        backbone = BACKBONES.get(text.get('type'))
+        if backbone is None:
+            return
+        default = inspect.signature(backbone).parameters.get('vocab_size')
+        if default is None or default.default is inspect.Parameter.empty:
+            return
+        rows = default.default
+    used = {k: v for k, v in dict(cfg).items() if k.endswith('_dataloader') or k == 'model'}
+    for key, tok_cfg in _tokenizer_configs(used, ''):
+        size = build_tokenizer(tok_cfg).vocab_size
+        if size != rows:
+            raise ValueError(f'{key} ({tok_cfg["type"]}) has {size} token ids, but '
+                             f'model.text_backbone.vocab_size={rows} embedding rows: set '
+                             f'model.text_backbone.vocab_size={size} or use the tokenizer the text '
+                             'backbone was trained with')

@@ -26,3 +26,19 @@ def resolve_path(path: str) -> str:
         raise FileNotFoundError(f'{path}: Python package {package!r} is not installed '
                                 '(see requirements.txt)')
     return os.path.join(list(spec.submodule_search_locations)[0], rest)
+
+
+def check_pretrained_path(path: str | None, key: str) -> None:
+    """Fail at build time when the weights ``path`` configured under ``key`` does not exist.
+
+    Raises:
+        FileNotFoundError: naming the config key, the path and what it resolved to.
+    """
+    if not path:
+        return
+    resolved = resolve_path(path)
+    if not os.path.exists(resolved):
+        shown = f'{path!r}' if resolved == str(path) else f'{path!r} (resolved to {resolved!r})'
+        raise FileNotFoundError(f'{key}={shown}: no such file or folder; pretrained weights are '
+                                'read from local paths only (a file, a Hugging Face model folder, '
+                                'or pkg://<package>/<path>)')

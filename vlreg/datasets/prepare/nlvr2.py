@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vlreg.datasets.downstream import NLVR2Dataset
+    from vlreg.datasets import NLVR2Dataset
 
     ds = NLVR2Dataset(ann_file=os.path.abspath(args.ann_file), image_root=os.path.abspath(args.image_root),
                       use_directory=not args.no_directory, skip_bad_samples=True, serialize_data=False)

@@ -48,6 +48,8 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any
 
+from vlreg.datasets.reader import read_json as _read_json
+
 from . import image_problem, progress, report
 
 HELP = 'RefCOCO(+) refs + instances + proposals, or COCO captions -> grounding json'
@@ -106,17 +108,6 @@ def safe_pickle_load(path: str) -> Any:
             raise ValueError(f'{path!r}: not a readable pickle ({type(err).__name__}: {err})') \
                 from err
     return _decode(data)
-
-
-def _read_json(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{path!r} not found')
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: '
-                             f'{err.msg}') from err
 
 
 def read_refs(path: str) -> list:

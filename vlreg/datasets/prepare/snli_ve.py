@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vlreg.datasets.downstream import SNLIVEDataset
+    from vlreg.datasets import SNLIVEDataset
 
     root = os.path.abspath(args.image_root)
     ds = SNLIVEDataset(ann_file=os.path.abspath(args.ann_file), image_root=root, skip_bad_samples=True,

@@ -37,6 +37,8 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+from vlreg.datasets.reader import read_json
+
 from . import image_problem, progress
 
 HELP = 'VQA v2: official questions + annotations -> ALBEF json files and answer_list.json'
@@ -95,14 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: str, key: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{path!r} not found')
-    with open(path, encoding='utf-8') as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column '
-                             f'{err.colno}: {err.msg}') from err
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ValueError(f'{path!r}: expected an official VQA file with a "{key}" list')
     if not isinstance(data.get('data_subtype'), str):

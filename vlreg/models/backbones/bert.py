@@ -6,6 +6,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from vlreg.registry import BACKBONES
+from vlreg.utils.paths import check_pretrained_path
 
 from ..utils.bert_layers import (BertEmbeddings, BertLayer, additive_mask, init_bert_weights,
                                  run_layer)
@@ -52,6 +53,7 @@ class BertTextBackbone(BaseModule):
         super().__init__()
         self.hidden_size = hidden_size
         self.grad_checkpointing = grad_checkpointing
+        check_pretrained_path(pretrained, 'text_backbone.pretrained')
         self.pretrained = pretrained
         self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
                                          type_vocab_size, layer_norm_eps, dropout, pad_token_id)

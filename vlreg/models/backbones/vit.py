@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from vlreg.registry import BACKBONES
+from vlreg.utils.paths import check_pretrained_path
 
 from ..utils.checkpoint import load_into, load_state_dict_file
 
@@ -51,9 +52,17 @@ class TimmViTBackbone(BaseModule):
         super().__init__()
         if not model_name.startswith(('vit_', 'deit')):
             raise ValueError(f'TimmViTBackbone expects a timm ViT name, got {model_name!r}')
+        check_pretrained_path(pretrained, 'image_backbone.pretrained')
         self.pretrained = pretrained
         self.vit = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool='',
                                      img_size=img_size, **overrides)
+        patch = tuple(self.vit.patch_embed.patch_size)
+        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if any(s % p for s, p in zip(size, patch)):
+            raise ValueError(f'image_backbone.img_size={img_size} is not divisible by the patch '
+                             f'size {patch[0]} of {model_name}: allowed sizes are multiples of '
+                             f'{patch[0]} (e.g. {size[0] // patch[0] * patch[0] or patch[0]} or '
+                             f'{(size[0] // patch[0] + 1) * patch[0]})')
         if getattr(self.vit, 'cls_token', None) is None:
             raise ValueError(f'{model_name} has no [CLS] token; ALBEF needs one')
         self.vit.set_grad_checkpointing(grad_checkpointing)

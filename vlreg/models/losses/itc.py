@@ -36,7 +36,7 @@ class ITCLoss(BaseVLLoss):
 
     Args:
         embed_dim: width of the projected features (queue rows).
-        queue_size: number of queued momentum features (0 = no queue); a multiple of the global batch.
+        queue_size: number of queued momentum features (0 = no queue); any size (a ring buffer).
         use_image_ids: same-image-id pairs are positives (and the queue stores ids).
         views: (image view, text view) pairs whose rows are contrasted: ``('image', 'text')`` is
             ALBEF's; the multi-modal augmentation adds e.g. ``('image_aug', 'text')`` (a distorted
@@ -144,13 +144,15 @@ class ITCLoss(BaseVLLoss):
 
     @torch.no_grad()
     def _enqueue(self, v_all: Tensor, t_all: Tensor, ids: Tensor | None) -> None:
+        """Write the batch into the queues as a ring buffer: row ``i`` goes to column
+        ``(ptr + i) % queue_size``, so any queue size works (a short last batch, a size that does
+        not divide by the batch); when the size divides, this is ALBEF's whole-batch overwrite."""
         batch = v_all.shape[0]
-        if self.queue_size % batch:
-            raise ValueError(f'queue_size {self.queue_size} must be a multiple of the global batch size '
-                             f'{batch} (ALBEF overwrites whole batches)')
         ptr = int(self.queue_ptr)
-        self.image_queue[:, ptr:ptr + batch] = v_all.t()
-        self.text_queue[:, ptr:ptr + batch] = t_all.t()
+        keep = min(batch, self.queue_size)  # a batch longer than the queue: its last rows win
+        cols = (ptr + batch - keep + torch.arange(keep, device=v_all.device)) % self.queue_size
+        self.image_queue[:, cols] = v_all[batch - keep:].t().to(self.image_queue.dtype)
+        self.text_queue[:, cols] = t_all[batch - keep:].t().to(self.text_queue.dtype)
         if ids is not None:
-            self.idx_queue[:, ptr:ptr + batch] = ids.view(1, -1)
+            self.idx_queue[:, cols] = ids.view(1, -1)[:, batch - keep:]
         self.queue_ptr[0] = (ptr + batch) % self.queue_size

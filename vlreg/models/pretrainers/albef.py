@@ -124,8 +124,11 @@ class ALBEFPretrainer(VLBaseModel):
         n_fusion = len(getattr(self.fusion, 'layer', ()))
         if self.gradcam_layer is not None and n_fusion:
             if not -n_fusion <= self.gradcam_layer < n_fusion:
-                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} does not exist: the fusion encoder '
-                                 f'has {n_fusion} layers')
+                askers = [f'losses.{n}' for n, loss in self.losses.items()
+                          if getattr(loss, 'cross_attn_layer', None) is not None]
+                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} ({", ".join(askers)}: layer) does '
+                                 f'not exist: the fusion encoder has {n_fusion} layers; allowed: 0 to '
+                                 f'{n_fusion - 2} (or {-n_fusion} to -2; not the last layer)')
             if self.gradcam_layer % n_fusion == n_fusion - 1:
                 raise ValueError(f'Grad-CAM layer {self.gradcam_layer} is the last fusion layer: there '
                                  'the words\' cross-attention cannot reach the fused [CLS] (their '

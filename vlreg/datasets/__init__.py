@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .caption_dataset import (CaptionDataset, RetrievalDataset, VLBaseDataset, build_pipeline,
                               read_annotation_file)
+from .concat import ConcatCaptionDataset
 from .coco_categories import LinkCategoryWords, find_category_mentions
 from .downstream import GroundingDataset, NLVR2Dataset, SNLIVEDataset, VQADataset
 from .karpathy import KarpathyEntries, is_karpathy_file, load_karpathy, read_karpathy
@@ -11,7 +12,7 @@ from .tokenizers import BertTokenizer, SyntheticTokenizer, build_tokenizer
 from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 
-__all__ = ['BertTokenizer', 'CaptionDataset', 'GroundingDataset', 'LinkCategoryWords',
+__all__ = ['BertTokenizer', 'CaptionDataset', 'ConcatCaptionDataset', 'GroundingDataset', 'LinkCategoryWords',
            'find_category_mentions', 'NLVR2Dataset', 'SNLIVEDataset',
            'VQADataset', 'RetrievalDataset', 'KarpathyEntries', 'is_karpathy_file', 'load_karpathy',
            'read_karpathy', 'SyntheticShapesDataset',

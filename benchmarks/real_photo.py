@@ -41,13 +41,12 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 
 from vlreg.evaluation.retrieval import retrieval_metrics  # noqa: E402
-from vlreg.registry import DATASETS, HOOKS  # noqa: E402
+from vlreg.registry import DATASETS  # noqa: E402
 
 CONFIG = 'configs/albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-2e.py'
 KEYS = ('txt_r1', 'txt_r5', 'txt_r10', 'img_r1', 'img_r5', 'img_r10', 'r_mean')
 
 
-@HOOKS.register_module(force=True)
 class TimeBudgetHook(Hook):
     """Stops training after ``budget_s`` seconds and records every iteration's wall time."""
 
@@ -88,9 +87,9 @@ def train_and_test(cfg: Config, args: argparse.Namespace) -> dict:
     budget = TimeBudgetHook(args.time_budget_min * 60)
     if args.checkpoint:
         cfg.load_from = args.checkpoint
-    else:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [budget]
     runner = Runner.from_cfg(cfg)
+    if not args.checkpoint:
+        runner.register_hook(budget, priority='LOWEST')
     out: dict = {}
     if not args.checkpoint:
         t0 = time.perf_counter()

@@ -34,7 +34,7 @@ def _cnn_model(losses: dict) -> ALBEFPretrainer:
     torch.manual_seed(0)
     return ALBEFPretrainer(
         image_backbone=dict(type='TimmCNNBackbone', model_name='tf_efficientnet_lite0', img_size=96,
-                            out_channels=32),
+                            out_channels=32, frozen_stages=7),  # the last block and head train
         text_backbone=dict(type='BertTextBackbone', vocab_size=VOCAB, hidden_size=32, num_layers=1,
                            num_heads=2, intermediate_size=64, max_position_embeddings=16),
         fusion=dict(type='BertFusion', hidden_size=32, encoder_width=32, num_layers=2, num_heads=2,

@@ -11,12 +11,12 @@ from torch import Tensor, nn
 
 from vlreg.registry import BACKBONES
 
+from ..utils.checkpoint import load_into, load_state_dict_file
+from .effnet_convert import convert_to_timm
+
 # Token caches by owner token: an online backbone and its momentum copy (a deepcopy, so the same
 # token) share one cache; two separately built backbones never do.
 _CACHES: dict[str, dict[bytes, Tensor]] = {}
-
-from ..utils.checkpoint import load_into, load_state_dict_file
-from .effnet_convert import convert_to_timm
 
 
 @BACKBONES.register_module()

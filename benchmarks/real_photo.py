@@ -224,10 +224,12 @@ def report(model: dict | None, probe: dict | None) -> None:
         protocol = next((v for k, v in m.items() if k.endswith('protocol')), 'unknown')
         print(f'protocol (model): {protocol}')
         if 'train_s' in model:
+            first, later = (model[k] for k in ('step_median_first_epoch_s', 'step_median_later_s'))
             print(f'training: {model["train_s"] / 60:.1f} min, {model["iters"]} iterations '
-                  f'({model["iters_per_epoch"]} per epoch); median step {model["step_median_first_epoch_s"]}'
-                  f' s in the first epoch (frozen CNN stages run, cache fills), '
-                  f'{model["step_median_later_s"]} s later (cache hits); test {model["test_s"]:.0f} s')
+                  f'({model["iters_per_epoch"]} per epoch); median step '
+                  f'{"-" if first is None else f"{first:.2f}"} s in the first epoch (the frozen CNN '
+                  f'stages run, the cache fills), {"-" if later is None else f"{later:.2f}"} s '
+                  f'later (cache hits); test {model["test_s"]:.0f} s')
     if probe is not None:
         print(f'protocol (probe): cosine of two linear maps on frozen EfficientNet-Lite0 pooled / '
               f'mean-pooled MiniLM features, InfoNCE, {probe["epochs"]} epochs; features '

@@ -43,7 +43,7 @@ from mmengine.hooks import Hook  # noqa: E402
 from vlreg.evaluation.retrieval import retrieval_metrics  # noqa: E402
 from vlreg.registry import DATASETS  # noqa: E402
 
-CONFIG = 'configs/albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-2e.py'
+CONFIG = 'configs/albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py'
 KEYS = ('txt_r1', 'txt_r5', 'txt_r10', 'img_r1', 'img_r5', 'img_r10', 'r_mean')
 
 

@@ -23,9 +23,9 @@ from vlreg.structures import DataSample
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN_CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_cnn_synthetic.py')
-REAL_CONFIG = str(ROOT / 'configs' / 'albef' / 'albef_effnet-lite0-minilm_1xb64_flickr8k-real-2e.py')
+REAL_CONFIG = str(ROOT / 'configs' / 'albef' / 'albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py')
 SOFTMASK_REAL_CONFIG = str(ROOT / 'configs' / 'softmask' /
-                           'softmask_effnet-lite0-minilm_1xb64_flickr8k-real-2e.py')
+                           'softmask_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py')
 sys.path.insert(0, str(ROOT / 'tools'))
 VOCAB = 60
 

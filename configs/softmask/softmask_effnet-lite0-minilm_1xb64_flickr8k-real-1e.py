@@ -6,7 +6,7 @@
 # change the pixels on every step, so the frozen CNN stages could not be cached (cache_frozen) and would
 # run for every image of every step; the soft mask is applied to the fusion tokens (the paper's setting),
 # which the cache leaves untouched. Same-image captions stay positives (use_image_ids).
-_base_ = ['../albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-2e.py', './_base_/method.py']
+_base_ = ['../albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py', './_base_/method.py']
 # focal ITC (method.py's focal_method) with the masked caption as an extra positive; the base config's
 # embed_dim, queue_size and use_image_ids carry over
 model = dict(losses=dict(

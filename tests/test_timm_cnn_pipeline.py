@@ -211,6 +211,7 @@ def test_real_training_set_concatenates_both_folders_with_distinct_image_ids() -
     assert train[26240]['data_samples'].image_id == 5248
 
 
+@pytest.mark.slow
 def test_short_cpu_run_of_the_real_photo_config_lowers_the_loss(tmp_path: Path) -> None:
     """The real config (pretrained EfficientNet-Lite0 + MiniLM 3 + 3, cache, image ids) for a few
     iterations on 8 photos at 128 px: the summed loss falls."""

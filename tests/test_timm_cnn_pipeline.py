@@ -209,6 +209,8 @@ def test_real_training_set_concatenates_both_folders_with_distinct_image_ids() -
     assert first.image_id == 0 and extra.image_id == 5247
     assert 'flickr8k_1k' in extra.img_path and train[26239]['data_samples'].image_id == 5247
     assert train[26240]['data_samples'].image_id == 5248
+    # ... and the losses read them: same-image captions are ITC positives, never ITM negatives
+    assert cfg.model.losses.itc.use_image_ids and cfg.model.losses.itm.use_image_ids
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ def _input_size(model: torch.nn.Module) -> tuple[int, int] | None:
     """(H, W) the image backbone was built for, if it says so."""
     vit = getattr(model.image_backbone, 'vit', None)
     size = getattr(getattr(vit, 'patch_embed', None), 'img_size', None)
+    size = getattr(model.image_backbone, 'img_size', None) if size is None else size  # CNNs
     if size is None:
         return None
     return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size),) * 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .base import EntryCollector, RecordDataset, VLBaseDataset, build_pipeline
 from .caption_dataset import CaptionDataset, RetrievalDataset
+from .concat import ConcatCaptionDataset
 from .coco_categories import LinkCategoryWords, find_category_mentions
 from .grounding import GroundingDataset
 from .karpathy import KarpathyEntries, is_karpathy_file, load_karpathy, read_karpathy
@@ -16,7 +17,7 @@ from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 from .vqa import VQADataset
 
-__all__ = ['BertTokenizer', 'CaptionDataset', 'EntryCollector', 'GroundingDataset',
+__all__ = ['BertTokenizer', 'CaptionDataset', 'ConcatCaptionDataset', 'EntryCollector', 'GroundingDataset',
            'LinkCategoryWords',
            'find_category_mentions', 'NLVR2Dataset', 'SNLIVEDataset',
            'VQADataset', 'RetrievalDataset', 'KarpathyEntries', 'is_karpathy_file', 'load_karpathy',

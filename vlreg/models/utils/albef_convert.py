@@ -82,6 +82,9 @@ _ONLINE_TO_MOMENTUM = {
     'pretrain': ('image_backbone', 'text_backbone', 'fusion', 'vision_proj', 'text_proj',
                  'mlm_head'),
     'vqa': ('image_backbone', 'text_backbone', 'fusion', 'head'),
+    # the classifiers distil from momentum copies (ALBEF's model_ve.py / model_nlvr.py, distill: True)
+    'snli_ve': ('image_backbone', 'text_backbone', 'fusion', 'head'),
+    'nlvr2': ('image_backbone', 'text_backbone', 'fusion', 'head'),
 }
 
 
@@ -140,10 +143,7 @@ def convert_albef_layout(state: Mapping[str, Tensor], layout: str | None = None,
     for key, value in state.items():
         head, _, rest = key.partition('.')
         if head in ('cls_head', 'cls_head_m') and layout in ('snli_ve', 'nlvr2'):
-            if head == 'cls_head':
-                out[f'head.mlp.{rest}'] = value
-            else:
-                dropped['cls_head_m.*'] = 'vlreg classifiers train without momentum distillation'
+            out[f'head{"_m" if head.endswith("_m") else ""}.mlp.{rest}'] = value
         elif head in ('text_decoder', 'text_decoder_m'):
             new = _convert_decoder(rest)
             if new is not None:
@@ -153,8 +153,7 @@ def convert_albef_layout(state: Mapping[str, Tensor], layout: str | None = None,
     converted = convert_albef_state_dict(rest_state, fusion_layer, itc_loss_name)
     if layout in ('snli_ve', 'nlvr2', 'vqa'):
         keep = ('image_backbone', 'text_backbone', 'fusion')
-        if layout == 'vqa':
-            keep += tuple(f'{k}_m' for k in keep)
+        keep += tuple(f'{k}_m' for k in keep)
         for key in list(converted):
             group = key.split('.', 1)[0]
             if group not in keep:

@@ -10,22 +10,34 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
+from vlreg.engine.runner import ALLOWED_MISSING, check_fit
 from vlreg.models.utils.checkpoint import load_state_dict_file
 from vlreg.registry import MODELS
+from vlreg.utils.compat import setup_env
+
+#: Missing keys :func:`init_model` accepts besides the Runner's: the MLM decoder, tied to the word
+#: embeddings (files converted from other code bases may store only one of the two names).
+API_ALLOWED_MISSING = (*ALLOWED_MISSING, '*decoder.weight')
 
 
-def init_model(config: str | Config, checkpoint: str | None = None,
-               device: str = 'cpu') -> torch.nn.Module:
-    """Build ``config.model`` (scope vlreg), load ``checkpoint`` (weights-only) and switch to eval."""
+def init_model(config: str | Config, checkpoint: str | None = None, device: str = 'cpu',
+               partial: bool = False) -> torch.nn.Module:
+    """Build ``config.model`` (scope vlreg), load ``checkpoint`` and switch to eval.
+
+    The file is read with ``weights_only=True`` (whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says) and
+    must fit the model: missing / unexpected keys (beyond :data:`API_ALLOWED_MISSING`) and shape
+    mismatches raise :class:`~vlreg.engine.runner.CheckpointFitError` listing them, unless
+    ``partial=True`` (shape mismatches always raise).
+    """
+    setup_env()
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     init_default_scope(cfg.get('default_scope', 'vlreg'))
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        state = load_state_dict_file(checkpoint)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.endswith('decoder.weight')]:
-            raise KeyError(f'{checkpoint} does not fit {type(model).__name__}: missing '
-                           f'{list(missing)[:5]}, unexpected {list(unexpected)[:5]}')
+        state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(checkpoint).items()}
+        check_fit(model.state_dict(), state, checkpoint, partial=partial,
+                  allow_missing=API_ALLOWED_MISSING)
+        model.load_state_dict(state, strict=False)
     model.cfg = cfg
     return model.to(device).eval()
 

@@ -143,7 +143,7 @@ def train_losses(scalars: list[dict]) -> dict[int, dict]:
     return {s['step']: {k: s[k] for k in keys} for s in scalars if 'loss_itc' in s}
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 900) -> None:
     start = time.monotonic()
     while not predicate():
         if proc.poll() is not None:

@@ -38,6 +38,7 @@ class _GuardedOptimWrapper:
         self._inner = inner
         self.loss_finite = True
         self.grads_finite = True
+        self.bad_params: list[Tensor] = []
         self.skipped = False
 
     def __getattr__(self, name: str) -> Any:
@@ -48,7 +49,11 @@ class _GuardedOptimWrapper:
                  if p.grad is not None]
         if not grads or isinstance(self._inner, AmpOptimWrapper):
             return True
-        return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        if bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            return True
+        self.bad_params = [p for group in self._inner.optimizer.param_groups for p in group['params']
+                           if p.grad is not None and not torch.isfinite(p.grad).all()]
+        return False
 
     def update_params(self, loss: Tensor, step_kwargs: dict | None = None,
                       zero_kwargs: dict | None = None) -> None:
@@ -72,8 +77,9 @@ class NonFiniteGuard:
 
     Args:
         action: ``'skip'`` (default) drops the step and counts it; ``'stop'`` stops training.
-        max_skips: with ``'skip'``, training stops when this many steps were skipped in the run
-            (counted across resumes: the count is in the checkpoint's message hub). Default 10.
+        max_skips: with ``'skip'``, how many steps may be skipped in the run
+            (counted across resumes: the count is in the checkpoint's message hub): the skip
+            after the max_skips-th stops training. Default 10.
     """
 
     def __init__(self, action: str = 'skip', max_skips: int = 10) -> None:
@@ -91,16 +97,15 @@ class NonFiniteGuard:
     @staticmethod
     def _describe(runner, outputs: dict, wrapper: _GuardedOptimWrapper) -> str:
         terms = {k: float(v) for k, v in (outputs or {}).items()
-                 if isinstance(v, Tensor) and k.startswith('loss') and not torch.isfinite(v).all()}
+                 if isinstance(v, Tensor) and k.startswith('loss_') and not torch.isfinite(v).all()}
         parts = []
         if terms:
             parts.append('non-finite loss terms: ' + ', '.join(f'{k}={v}' for k, v in terms.items()))
         elif not wrapper.loss_finite:
             parts.append('non-finite summed loss')
         if not wrapper.grads_finite:
-            model = unwrap(runner.model)
-            names = [n for n, p in model.named_parameters()
-                     if p.grad is not None and not torch.isfinite(p.grad).all()]
+            bad = {id(p) for p in wrapper.bad_params}
+            names = [n for n, p in unwrap(runner.model).named_parameters() if id(p) in bad]
             parts.append(f'non-finite gradient in {len(names)} parameters {names[:5]}')
         if not parts:
             parts.append('non-finite loss or gradient on another rank')

@@ -55,11 +55,11 @@ class RNGStateHook(Hook):
     when training resumes, so a resumed run draws the same augmentations, masks, dropout and negatives as
     the run it continues.
 
-    States are restored in ``before_train``: exact for epoch-based loops (checkpoints at epoch ends) and for
-    iteration-based loops whose data pipeline runs in worker processes (MMEngine re-seeds workers
-    deterministically). An iteration-based loop with ``num_workers=0`` replays the skipped batches in the
-    main process after the restore, so its data randomness is not exact. NumPy's state is stored as plain
-    lists so the checkpoint loads with ``weights_only=True``.
+    States are restored in ``before_train``, after which nothing in the main process draws from them
+    before the first step when training runs under ``ResumableEpochBasedTrainLoop`` (its data
+    augmentations are seeded per sample, its worker seeds come from a generator of their own): resuming is
+    exact from epoch and from mid-epoch (``VLCheckpointHook(iter_interval=...)``) checkpoints alike. NumPy's
+    state is stored as plain lists so the checkpoint loads with ``weights_only=True``.
     """
 
     priority = 'VERY_LOW'

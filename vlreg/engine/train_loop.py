@@ -136,6 +136,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         nonfinite: :class:`~vlreg.engine.nonfinite.NonFiniteGuard` arguments; default
             ``dict(action='skip', max_skips=10)``.
 
+    A hook that sets ``stop_training`` stops the run after the current iteration.
+
     Example:
         ``train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30,
         nonfinite=dict(action='stop'))``
@@ -178,6 +180,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                                     f'{start} of {len(self.dataloader)} batches')
         for idx, data_batch in enumerate(self.dataloader, start=max(start, 0)):
             self.run_iter(idx, data_batch)
+            if self.stop_training:  # a hook asked to stop inside the epoch
+                break
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 

@@ -161,3 +161,25 @@ def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
     cut.write_bytes(b'PK\x03\x04' + b'\x00' * 64)
     with pytest.raises(CheckpointError, match=str(cut)):
         train_tool.main([CONFIG, '--work-dir', str(tmp_path / 'w'), '--resume', str(cut)])
+
+
+def test_load_checked_judges_after_the_models_load_hooks():
+    from vlreg.engine.runner import load_checked
+
+    model = nn.Linear(3, 2)
+    with pytest.raises(CheckpointFitError, match=r'(?s)f\.pth does not fit.*size mismatch for weight'):
+        load_checked(model, {'weight': torch.zeros(3, 3), 'bias': torch.zeros(2)}, 'f.pth')
+    with pytest.raises(CheckpointFitError, match=r"1 of the model's 2 tensors missing.*: bias"):
+        load_checked(model, {'weight': torch.ones(2, 3)}, 'f.pth')
+    assert load_checked(model, {'weight': torch.ones(2, 3)}, 'f.pth', partial=True) == (['bias'], [])
+    assert torch.equal(model.weight, torch.ones(2, 3))
+
+    class Renaming(nn.Linear):  # a model whose load hook renames an old key
+        def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+            if prefix + 'w_old' in state:
+                state[prefix + 'weight'] = state.pop(prefix + 'w_old')
+            super()._load_from_state_dict(state, prefix, *args, **kwargs)
+
+    renaming = Renaming(3, 2)
+    load_checked(renaming, {'w_old': torch.full((2, 3), 2.0), 'bias': torch.zeros(2)}, 'old.pth')
+    assert torch.equal(renaming.weight, torch.full((2, 3), 2.0))

@@ -10,7 +10,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
-from vlreg.engine.runner import ALLOWED_MISSING, check_fit
+from vlreg.engine.runner import ALLOWED_MISSING, load_checked
 from vlreg.models.utils.checkpoint import load_state_dict_file
 from vlreg.registry import MODELS
 from vlreg.utils.compat import setup_env
@@ -35,9 +35,7 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(checkpoint).items()}
-        check_fit(model.state_dict(), state, checkpoint, partial=partial,
-                  allow_missing=API_ALLOWED_MISSING)
-        model.load_state_dict(state, strict=False)
+        load_checked(model, state, checkpoint, partial=partial, allow_missing=API_ALLOWED_MISSING)
     model.cfg = cfg
     return model.to(device).eval()
 

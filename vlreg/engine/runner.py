@@ -5,7 +5,8 @@
 * ``load_checkpoint`` (``load_from``, ``--resume``, ``tools/test.py``) reads with
   :func:`vlreg.utils.checkpoint_io.safe_load` and refuses a checkpoint that fits the model poorly: keys the
   model has and the file lacks (missing), keys the file has and the model lacks (unexpected), or tensors
-  of another shape, all listed in one error. Keys matching ``load_allow_missing`` /
+  of another shape, all listed in one error (judged after the model's own load hooks, e.g. position
+  embedding interpolation). Keys matching ``load_allow_missing`` /
   ``load_allow_unexpected`` (config, ``fnmatch`` patterns; default :data:`ALLOWED_MISSING` /
   :data:`ALLOWED_UNEXPECTED`) are accepted; ``load_partial=True`` (``--partial-load``) accepts any missing
   or unexpected key with a warning listing them (shape mismatches stay an error).
@@ -21,7 +22,7 @@ from mmengine.config import Config
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from torch import nn
 
 from vlreg.registry import RUNNERS
 from vlreg.utils.checkpoint_io import atomic_replace, safe_load, temp_path
@@ -84,6 +85,38 @@ def check_fit(model_state: Mapping, state: Mapping, source: str, partial: bool =
     return missing, unexpected
 
 
+def load_checked(model: nn.Module, state: Mapping, source: str, partial: bool = False,
+                 allow_missing: Iterable[str] = ALLOWED_MISSING,
+                 allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``model`` by name and raise :class:`CheckpointFitError` if it fits poorly.
+
+    The model's own load hooks run first (e.g. position-embedding interpolation, queue resizing), so
+    what is judged is what is left after them: shape mismatches torch reports, and missing /
+    unexpected keys beyond the allowed patterns (accepted with ``partial=True``).
+
+    Returns:
+        The missing and unexpected keys that ``partial=True`` let through.
+    """
+    try:
+        result = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:
+        raise CheckpointFitError(f'{source} does not fit the model: {err}') from err
+    missing = sorted(k for k in result.missing_keys if not _matches(k, allow_missing))
+    unexpected = sorted(k for k in result.unexpected_keys if not _matches(k, allow_unexpected))
+    problems = []
+    if not partial and missing:
+        problems.append(f"{len(missing)} of the model's {len(model.state_dict())} tensors missing "
+                        f'from the file: {_listing(missing)}')
+    if not partial and unexpected:
+        problems.append(f'{len(unexpected)} tensors in the file that the model does not have: '
+                        f'{_listing(unexpected)}')
+    if problems:
+        raise CheckpointFitError(f'{source} does not fit the model: ' + '; '.join(problems)
+                                 + ' (pass --partial-load / load_partial=True for a deliberate '
+                                 'partial load)')
+    return missing, unexpected
+
+
 def _strip_module(state: Mapping) -> dict:
     return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
 
@@ -107,8 +140,8 @@ class VLRunner(Runner):
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state = checkpoint.get('state_dict', checkpoint)
         cfg = self.cfg
-        missing, unexpected = check_fit(
-            model.state_dict(), _strip_module(state), filename,
+        missing, unexpected = load_checked(
+            model, _strip_module(state), filename,
             partial=bool(cfg.get('load_partial', False)),
             allow_missing=cfg.get('load_allow_missing', ALLOWED_MISSING),
             allow_unexpected=cfg.get('load_allow_unexpected', ALLOWED_UNEXPECTED))
@@ -116,8 +149,6 @@ class VLRunner(Runner):
             self.logger.warning(f'partial load of {filename} (load_partial=True): '
                                 f'{len(missing)} missing ({_listing(missing, 8)}), '
                                 f'{len(unexpected)} unexpected ({_listing(unexpected, 8)})')
-        _load_checkpoint_to_model(model, checkpoint, strict=False,
-                                  revise_keys=revise_keys or [(r'^module\.', '')])
         self._has_loaded = True
         self.logger.info(f'loaded checkpoint {filename}')
         return checkpoint

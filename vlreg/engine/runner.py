@@ -132,6 +132,9 @@ class VLRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location: str = 'cpu', strict: bool = False,
                         revise_keys: list | None = None) -> dict:
+        """Read ``filename`` weights-only, run ``after_load_checkpoint`` hooks, load it into the model
+        and refuse a poor fit (``strict`` / ``revise_keys`` of MMEngine's signature are not used: the fit
+        rules are the config's, and a ``module.`` prefix is always stripped)."""
         checkpoint = safe_load(filename, map_location=map_location)
         if not isinstance(checkpoint, Mapping):
             raise CheckpointFitError(f'{filename}: holds a {type(checkpoint).__name__}, not a '

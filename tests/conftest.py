@@ -10,7 +10,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-import vlreg  # noqa: E402,F401 - applies the stack fixes before any test imports torchvision
+import vlreg  # noqa: E402
+
+vlreg.setup_env()  # the stack fixes, before any test imports torchvision or builds a Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get('VLREG_SHARED_DATA', ROOT.parent / 'shared' / 'data'))

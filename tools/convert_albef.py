@@ -17,7 +17,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import vlreg  # noqa: E402,F401 - stack fixes first
+import vlreg  # noqa: E402
+
+vlreg.setup_env()
+
 import torch  # noqa: E402
 
 from vlreg.models.utils.albef_convert import LAYOUTS, convert_albef_layout  # noqa: E402

@@ -14,12 +14,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import vlreg  # noqa: E402,F401 - stack fixes before MMEngine's Runner imports torchvision
+import vlreg  # noqa: E402
+
+vlreg.setup_env()
+
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from vlreg.engine.launch import load_config  # noqa: E402
+from vlreg.engine.runner import build_runner  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('checkpoint')
     parser.add_argument('--out', help='write the metrics (and the protocol used) to this JSON file')
     parser.add_argument('--work-dir')
+    parser.add_argument('--partial-load', action='store_true',
+                        help='evaluate even if the checkpoint lacks some of the model\'s tensors or has '
+                             'extra ones (listed in a warning); default: an error listing them')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    runner = Runner.from_cfg(cfg)
+    cfg.load_partial = bool(args.partial_load)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if args.out and is_main_process():
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

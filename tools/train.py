@@ -13,11 +13,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import vlreg  # noqa: E402,F401 - stack fixes before MMEngine's Runner imports torchvision
+import vlreg  # noqa: E402
+
+vlreg.setup_env()
+
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 
 from vlreg.engine.launch import enable_amp, load_config  # noqa: E402
+from vlreg.engine.runner import build_runner  # noqa: E402
+from vlreg.utils.checkpoint_io import find_resumable  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
                         help='resume from CKPT, or from the latest checkpoint of the work dir if no '
-                             'path is given')
+                             'path is given (the newest complete one if that file is incomplete)')
+    parser.add_argument('--partial-load', action='store_true',
+                        help='accept a load_from / resume checkpoint that lacks some of the model\'s '
+                             'tensors or has extra ones (listed in a warning); default: an error')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_dataloader.batch_size=8')
@@ -42,11 +50,17 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
         enable_amp(cfg)
+    if args.partial_load:
+        cfg.load_partial = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        found = find_resumable(cfg.work_dir)
+        if found is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; starting from scratch',
+                      logger='current')
+        cfg.resume, cfg.load_from = found is not None, found
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

@@ -23,7 +23,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import vlreg  # noqa: E402,F401 - stack fixes before torchvision / MMEngine imports
+import vlreg  # noqa: E402
+
+vlreg.setup_env()
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

@@ -39,7 +39,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
 val_cfg = dict(type='RetrievalValLoop', k=32, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=32, score='itm')
 # TensorBoard: after each validation, 4 fixed caption queries and their top-5 images (correct one in green)

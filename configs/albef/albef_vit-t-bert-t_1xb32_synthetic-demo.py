@@ -31,7 +31,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='RetrievalValLoop', k=16, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=16, score='itm')
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))

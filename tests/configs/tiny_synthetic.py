@@ -24,4 +24,9 @@ param_scheduler = [
 ]
 val_cfg = dict(k=4)
 test_cfg = dict(k=4)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(max_keep_ckpts=5))
+# Per-iteration logs (window 1: scalars.json holds each iteration's losses, not running means) and a
+# checkpoint inside each epoch (every 3 of its 4 iterations), for the crash / resume tests.
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(max_keep_ckpts=5, iter_interval=3, max_keep_iter_ckpts=5))
+log_processor = dict(window_size=1)
+randomness = dict(seed=42, deterministic=True)

@@ -12,36 +12,42 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
+from vlreg.engine.runner import ALLOWED_MISSING, EXPORT_ALLOWED_MISSING, load_checked
 from vlreg.models.utils.checkpoint import load_state_dict_file
 from vlreg.models.utils.ema import copy_params
 from vlreg.registry import MODELS
+from vlreg.utils.compat import setup_env
 
-from .export import MOMENTUM, QUEUE
+#: Missing keys :func:`init_model` accepts besides the Runner's: the MLM decoder, tied to the word
+#: embeddings (files converted from other code bases may store only one of the two names).
+API_ALLOWED_MISSING = (*ALLOWED_MISSING, '*decoder.weight')
 
+from .export import MOMENTUM  # noqa: E402
 
-def init_model(config: str | Config, checkpoint: str | None = None,
-               device: str = 'cpu') -> torch.nn.Module:
+def init_model(config: str | Config, checkpoint: str | None = None, device: str = 'cpu',
+               partial: bool = False) -> torch.nn.Module:
     """Build ``config.model`` (scope vlreg), load ``checkpoint`` and switch to eval.
 
     ``checkpoint`` is a Runner checkpoint, a state dict, or an export of ``tools/export.py``
     (``.safetensors``, no momentum encoders or queues: the momentum copies are then set to the
-    online weights, the queues keep their initialisation; neither is used at inference). Any
-    other missing or unexpected tensor is an error naming them.
+    online weights, the queues keep their initialisation; neither is used at inference). The file
+    is read with ``weights_only=True`` (whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says) and must
+    fit the model: other missing / unexpected keys (beyond :data:`API_ALLOWED_MISSING`) and shape
+    mismatches raise :class:`~vlreg.engine.runner.CheckpointFitError` listing them, unless
+    ``partial=True`` (shape mismatches always raise).
     """
+    setup_env()
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     init_default_scope(cfg.get('default_scope', 'vlreg'))
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        state = load_state_dict_file(checkpoint)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        absent = [k for k in missing if not (k.endswith('decoder.weight') or MOMENTUM.match(k)
-                                             or QUEUE.match(k) or k.startswith('mlm_head.'))]
-        if unexpected or absent:
-            raise KeyError(f'{checkpoint} does not fit {type(model).__name__}: missing '
-                           f'{absent[:5]}, unexpected {list(unexpected)[:5]}')
-        if any(MOMENTUM.match(k) for k in missing) and hasattr(model, '_momentum_modules'):
+        state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(checkpoint).items()}
+        missing, _ = load_checked(model, state, checkpoint, partial=partial,
+                                  allow_missing=(*API_ALLOWED_MISSING, *EXPORT_ALLOWED_MISSING))
+        absent = [k for k in model.state_dict() if k not in state]
+        if any(MOMENTUM.match(k) for k in absent) and hasattr(model, '_momentum_modules'):
             copy_params(*model._momentum_modules())
-        if any(k.startswith('mlm_head.') for k in missing):
+        if any(k.startswith('mlm_head.') for k in absent):
             print_log(f'{checkpoint} has no MLM head (a retrieval export): it stays random',
                       logger='current', level=logging.WARNING)
     model.cfg = cfg

@@ -1,12 +1,17 @@
 from .grounding_loop import GradCAMGroundingLoop, GradCAMGroundingValLoop
-from .hooks import AlphaWarmupHook, RNGStateHook, SoftMaskWarmupHook, unwrap
+from .hooks import AlphaWarmupHook, RNGStateHook, SoftMaskWarmupHook, VLCheckpointHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
+from .nonfinite import NonFiniteGuard, NonFiniteLossError
 from .optim import VLOptimWrapperConstructor
 from .pointing_loop import GradCAMPointingLoop, GradCAMPointingValLoop
 from .retrieval_grid_hook import RetrievalGridHook
+from .runner import CheckpointFitError, VLRunner, build_runner
+from .train_loop import ResumableEpochBasedTrainLoop, ResumableSampler, SeededDataset
 from .visualization_hook import SoftMaskVisualizationHook
 
-__all__ = ['AlphaWarmupHook', 'GradCAMGroundingLoop', 'GradCAMGroundingValLoop',
-           'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'RNGStateHook', 'RetrievalGridHook',
-           'RetrievalTestLoop', 'RetrievalValLoop', 'SoftMaskVisualizationHook', 'SoftMaskWarmupHook',
-           'VLOptimWrapperConstructor', 'unwrap']
+__all__ = ['AlphaWarmupHook', 'CheckpointFitError', 'GradCAMGroundingLoop', 'GradCAMGroundingValLoop',
+           'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'NonFiniteGuard', 'NonFiniteLossError',
+           'RNGStateHook', 'ResumableEpochBasedTrainLoop', 'ResumableSampler', 'RetrievalGridHook',
+           'RetrievalTestLoop', 'RetrievalValLoop', 'SeededDataset', 'SoftMaskVisualizationHook',
+           'SoftMaskWarmupHook', 'VLCheckpointHook', 'VLOptimWrapperConstructor', 'VLRunner',
+           'build_runner', 'unwrap']

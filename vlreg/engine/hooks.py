@@ -1,15 +1,22 @@
-"""Hooks of pre-training: the distillation and soft-mask warm-ups, exact resumption of random state."""
+"""Hooks of training: the distillation and soft-mask warm-ups, exact resumption of random state,
+checkpoints."""
 from __future__ import annotations
 
+import glob
+import os
+import os.path as osp
 import random
+import re
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
 from vlreg.registry import HOOKS
+from vlreg.utils.checkpoint_io import atomic_write_text
 
 
 def unwrap(model: Any) -> Any:
@@ -102,11 +109,11 @@ class RNGStateHook(Hook):
     when training resumes, so a resumed run draws the same augmentations, masks, dropout and negatives as
     the run it continues.
 
-    States are restored in ``before_train``: exact for epoch-based loops (checkpoints at epoch ends) and for
-    iteration-based loops whose data pipeline runs in worker processes (MMEngine re-seeds workers
-    deterministically). An iteration-based loop with ``num_workers=0`` replays the skipped batches in the
-    main process after the restore, so its data randomness is not exact. NumPy's state is stored as plain
-    lists so the checkpoint loads with ``weights_only=True``.
+    States are restored in ``before_train``, after which nothing in the main process draws from them
+    before the first step when training runs under ``ResumableEpochBasedTrainLoop`` (its data
+    augmentations are seeded per sample, its worker seeds come from a generator of their own): resuming is
+    exact from epoch and from mid-epoch (``VLCheckpointHook(iter_interval=...)``) checkpoints alike. NumPy's
+    state is stored as plain lists so the checkpoint loads with ``weights_only=True``.
     """
 
     priority = 'VERY_LOW'
@@ -147,3 +154,68 @@ class RNGStateHook(Hook):
             self.restore(self._pending)
             runner.logger.info('restored the random states saved in the checkpoint')
             self._pending = None
+
+
+@HOOKS.register_module()
+class VLCheckpointHook(CheckpointHook):
+    """MMEngine's ``CheckpointHook`` (every option kept), plus checkpoints inside long epochs and an
+    atomic ``last_checkpoint``.
+
+    ``iter_interval=N`` also saves ``iter_<n>.pth`` every N training iterations inside an epoch (``n`` =
+    iterations done; not at an epoch's last iteration, where the epoch checkpoint follows), keeping the
+    newest ``max_keep_iter_ckpts``. A run resumed from one continues the epoch exactly where it stopped
+    (with ``ResumableEpochBasedTrainLoop``). Files are written by :class:`~vlreg.engine.runner.VLRunner`
+    (temporary file + rename), and ``last_checkpoint`` is replaced atomically after the file is complete,
+    so a process killed while saving leaves the previous checkpoint and the pointer to it intact.
+
+    Example:
+        ``default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, iter_interval=2000))``
+    """
+
+    def __init__(self, *args, iter_interval: int | None = None, max_keep_iter_ckpts: int = 2,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if iter_interval is not None and iter_interval <= 0:
+            raise ValueError(f'VLCheckpointHook: iter_interval must be positive, got {iter_interval}')
+        self.iter_interval = iter_interval
+        self.max_keep_iter_ckpts = max_keep_iter_ckpts
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if not self.by_epoch or self.iter_interval is None:
+            return
+        if (runner.iter + 1) % self.iter_interval or batch_idx + 1 == len(runner.train_dataloader):
+            return
+        step = runner.iter + 1
+        runner.logger.info(f'Saving checkpoint at {step} iterations (inside epoch {runner.epoch + 1})')
+        self._write(runner, f'iter_{step}.pth', dict(epoch=runner.epoch, iter=step), by_epoch=False)
+        if is_main_process():
+            self._prune_iter_ckpts()
+
+    def _prune_iter_ckpts(self) -> None:
+        found = glob.glob(osp.join(self.out_dir, 'iter_*.pth'))
+        numbered = sorted((int(m.group(1)), p) for p in found
+                          if (m := re.fullmatch(r'iter_(\d+)\.pth', osp.basename(p))))
+        for _, path in numbered[:max(0, len(numbered) - self.max_keep_iter_ckpts)]:
+            os.remove(path)
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                old = osp.join(self.out_dir, self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+                if is_main_process() and osp.isfile(old):
+                    os.remove(old)
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        self._write(runner, self.filename_tmpl.format(step), meta, by_epoch=self.by_epoch)
+
+    def _write(self, runner, filename: str, meta: dict, by_epoch: bool) -> None:
+        self.last_ckpt = osp.join(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
+                               save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta,
+                               by_epoch=by_epoch, backend_args=self.backend_args, **self.args)
+        if is_main_process():
+            atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)

@@ -23,6 +23,9 @@ def load_config(path: str, cfg_options: dict | None, work_dir: str | None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     cfg.launcher = launcher
+    if (cfg.get('randomness') or {}).get('deterministic'):
+        # cuBLAS refuses deterministic mode without a fixed workspace (read at CUDA initialisation)
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
     if launcher != 'none':
         prepare_distributed(cfg, launcher)
     return cfg

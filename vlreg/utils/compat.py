@@ -1,4 +1,4 @@
-"""Fixes for the pinned stack that must run before anything imports torchvision / MMEngine's Runner.
+"""``setup_env()``: the fixes for the pinned stack, applied explicitly by the tools, the API and the tests.
 
 Facts behind each fix are in ``../shared/docs/ENVIRONMENT.md`` (measured on this project's machines):
 
@@ -12,6 +12,13 @@ Facts behind each fix are in ``../shared/docs/ENVIRONMENT.md`` (measured on this
   exactly those (never switch weights-only off: a checkpoint must not be able to run code). MMEngine's
   ``HistoryBuffer`` also pickles its statistics functions through ``getattr``, which no safe loader may allow;
   they are class-level registrations re-made at import, so we leave them out of the pickled state.
+* MMEngine's local checkpoint loader calls ``torch.load`` without ``weights_only``, so
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in the environment would make it unpickle arbitrary code. Local
+  paths are routed through :func:`vlreg.utils.checkpoint_io.safe_load` (``weights_only=True``, explicitly).
+
+Only the torchvision op shim runs when ``vlreg`` is imported (without it nothing that imports timm can be
+imported on this stack; it is a no-op where torchvision's ops load). Everything else happens in
+:func:`setup_env`, which is idempotent.
 """
 from __future__ import annotations
 
@@ -78,12 +85,37 @@ def allow_mmengine_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals(safe)
 
 
-def setup() -> None:
-    """Apply every fix once per process."""
+def route_mmengine_loads() -> None:
+    """Make MMEngine's loader for local paths (``load_from``, ``--resume``, ``load_checkpoint``) read
+    with ``weights_only=True`` whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .checkpoint_io import safe_load
+
+    def load_from_local(filename: str, map_location: object = None) -> object:
+        return safe_load(filename, map_location=map_location)
+
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+
+
+def setup_env() -> None:
+    """Apply every fix of the pinned stack once per process (idempotent).
+
+    1. torchvision's compiled ops shim (:func:`patch_torchvision_ops`; also done at ``import vlreg``);
+    2. no update check by albumentations (``NO_ALBUMENTATIONS_UPDATE=1``);
+    3. the safe globals of MMEngine checkpoints and ``HistoryBuffer`` pickling
+       (:func:`allow_mmengine_checkpoint_globals`);
+    4. MMEngine's local checkpoint loads routed through vlreg's weights-only loader
+       (:func:`route_mmengine_loads`).
+
+    ``tools/*.py``, :mod:`vlreg.apis` and ``tests/conftest.py`` call it; call it yourself before
+    building an MMEngine ``Runner`` by hand (e.g. in a notebook).
+    """
     global _PATCHED
     if _PATCHED:
         return
     os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
     patch_torchvision_ops()
     allow_mmengine_checkpoint_globals()
+    route_mmengine_loads()
     _PATCHED = True

@@ -11,7 +11,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2000),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=30, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=30, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30, val_interval=1)
 val_cfg = dict(type='RetrievalValLoop', k=256, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=256, score='itm')
 # ALBEF's learning rate is for a global batch of 512 (64 x 8 GPUs).

@@ -111,10 +111,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='GradCAMGroundingValLoop', **grounding_protocol)
 test_cfg = dict(type='GradCAMGroundingLoop', **grounding_protocol)
 default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='grounding/acc', rule='greater'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

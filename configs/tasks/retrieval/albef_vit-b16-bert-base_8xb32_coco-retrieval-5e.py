@@ -123,11 +123,11 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='RetrievalValLoop', k=k_test, score='itm', itm_batch_size=256)
 test_cfg = dict(type='RetrievalTestLoop', k=k_test, score='itm', itm_batch_size=256)
 default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='coco_5k_val/r_mean', rule='greater'))
 # ALBEF's learning rate is for a global batch of 256 (32 x 8 GPUs)
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -15,3 +15,6 @@ _base_ = ['./albef_vit-b16-bert-base_8xb32_flickr30k-retrieval-10e.py']
 model = dict(pretrained=None)  # the evaluated weights come from tools/test.py's checkpoint
 test_evaluator = dict(prefix='flickr30k_1k_test_zeroshot')
 test_cfg = dict(k=128, score='itm')
+# A pre-training checkpoint carries the MLM heads, which retrieval does not use: the only keys it may
+# bring that the model lacks (any other misfit is an error; see docs/architecture.md, checkpoints).
+load_allow_unexpected = ['*num_batches_tracked', 'mlm_head.*', 'mlm_head_m.*']

@@ -5,3 +5,6 @@
 _base_ = ['./albef_vit-t-bert-t_1xb16_coco-mini-retrieval.py']
 
 test_evaluator = dict(prefix='coco_mini_test_zeroshot')
+# A pre-training checkpoint carries the MLM heads, which retrieval does not use: the only keys it may
+# bring that the model lacks (any other misfit is an error; see docs/architecture.md, checkpoints).
+load_allow_unexpected = ['*num_batches_tracked', 'mlm_head.*', 'mlm_head_m.*']

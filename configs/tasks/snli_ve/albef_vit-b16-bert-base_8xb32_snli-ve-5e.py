@@ -96,11 +96,11 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # alpha is constant in ALBEF's SNLI-VE fine-tuning (warm_up: False): no AlphaWarmupHook
 custom_hooks = [dict(type='RNGStateHook')]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
+default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='accuracy/acc', rule='greater'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

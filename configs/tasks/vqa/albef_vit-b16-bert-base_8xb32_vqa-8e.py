@@ -141,8 +141,8 @@ param_scheduler = [
 ] + [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 test_cfg = dict(type='TestLoop')
 # the runtime's custom_hooks keep AlphaWarmupHook(alpha=0.4): ALBEF's warm_up of alpha
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -42,9 +42,9 @@ val_evaluator = [dict(type='RetrievalMetric'), dict(type='MedianRankMetric')]
 test_evaluator = val_evaluator
 
 max_epochs = 1
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='RetrievalValLoop', k=4, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=4, score='itm')
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1))

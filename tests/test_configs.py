@@ -68,6 +68,10 @@ def test_albef_recipes_have_no_stochastic_depth(path):
     drop_path_rate 0, and so does every shipped config (all follow ALBEF's recipe)."""
     cfg = Config.fromfile(path)
     vits = _vit_configs(cfg.model)
+    if cfg.model.get('image_backbone', {}).get('type') == 'TimmCNNBackbone':
+        assert not vits  # the real-photo configs' image encoder is a CNN: no ViT, no stochastic depth
+        assert cfg.model.image_backbone.get('drop_path_rate', 0.0) == 0.0, path
+        return
     assert vits, f'{path}: no TimmViTBackbone found'
     for where, vit in vits:
         for key in ('drop_path_rate', 'drop_rate', 'attn_drop_rate', 'proj_drop_rate'):

@@ -70,9 +70,12 @@ def test_flickr8k_configs_use_image_ids(path: str) -> None:
     cfg = Config.fromfile(str(ROOT / path))
     assert cfg.model.losses.itc.use_image_ids is True, path
     assert cfg.model.losses.itm.use_image_ids is True, path
-    assert cfg.train_dataloader.dataset.get('sample_per', 'caption') == 'caption'
-    pack = cfg.train_dataloader.dataset.pipeline[-1]
-    assert pack['type'] == 'PackInputs' and 'meta_keys' not in pack  # default keys keep image_id
+    dataset = cfg.train_dataloader.dataset
+    # a ConcatCaptionDataset (the real-photo configs) holds several caption files
+    for part in dataset.get('datasets', [dataset]):
+        assert part.get('sample_per', 'caption') == 'caption'
+        pack = part.pipeline[-1]
+        assert pack['type'] == 'PackInputs' and 'meta_keys' not in pack  # default keys keep image_id
 
 
 def _flickr8k_tiny_model():

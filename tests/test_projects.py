@@ -187,14 +187,15 @@ def test_example_plugin_trains_and_evaluates_through_runner(tmp_path: Path,
     train = _load_train_tool()
     runners: list[Any] = []
 
-    class RecordingRunner(train.Runner):
+    build = train.build_runner
+
+    def recording_build(cfg: Any) -> Any:
         """The real Runner, remembered so the test can look inside after ``main`` returns."""
+        runner = build(cfg)
+        runners.append(runner)
+        return runner
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            runners.append(self)
-
-    monkeypatch.setattr(train, 'Runner', RecordingRunner)
+    monkeypatch.setattr(train, 'build_runner', recording_build)
 
     from vlreg.models.data_preprocessor import VLDataPreprocessor
 

@@ -87,12 +87,17 @@ def allow_mmengine_checkpoint_globals() -> None:
 
 def route_mmengine_loads() -> None:
     """Make MMEngine's loader for local paths (``load_from``, ``--resume``, ``load_checkpoint``) read
-    with ``weights_only=True`` whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says."""
+    with ``weights_only=True`` whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says, and read
+    ``.safetensors`` exports."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from .checkpoint_io import safe_load
 
     def load_from_local(filename: str, map_location: object = None) -> object:
+        if str(filename).endswith('.safetensors'):  # an export of tools/export.py: no pickle at all
+            from vlreg.models.utils.checkpoint import load_state_dict_file
+
+            return {'state_dict': load_state_dict_file(filename)}
         return safe_load(filename, map_location=map_location)
 
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

@@ -179,18 +179,3 @@ def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
               logger='current')
     return missing, []
 
-
-def _register_safetensors_loader() -> None:
-    """Let MMEngine's local checkpoint loader (``load_from``, ``init_cfg=Pretrained``) read
-    ``.safetensors`` files (weights only, no pickle); any other file goes to MMEngine's loader."""
-    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
-
-    def load_local(filename: str, map_location: str | None = None) -> dict:
-        if str(filename).endswith('.safetensors'):
-            return {'state_dict': load_state_dict_file(filename)}
-        return load_from_local(filename, map_location)
-
-    CheckpointLoader.register_scheme(prefixes='', loader=load_local, force=True)
-
-
-_register_safetensors_loader()

@@ -18,6 +18,7 @@ def load_config(path: str, cfg_options: dict | None, work_dir: str | None,
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    _check_tokenizers(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -29,6 +30,18 @@ def load_config(path: str, cfg_options: dict | None, work_dir: str | None,
     if launcher != 'none':
         prepare_distributed(cfg, launcher)
     return cfg
+
+
+def _check_tokenizers(cfg: Config) -> None:
+    """Fail before the Runner is built when a pipeline's tokenizer does not fit the text encoder's
+    embeddings (:func:`vlreg.datasets.tokenizers.check_tokenizer_vocab`). A tokenizer that cannot be
+    built here (its files are absent) is left to the data pipeline, whose error names the file."""
+    from vlreg.datasets.tokenizers import check_tokenizer_vocab
+
+    try:
+        check_tokenizer_vocab(cfg)
+    except (OSError, ImportError, KeyError):
+        return
 
 
 def prepare_distributed(cfg: Config, launcher: str) -> None:

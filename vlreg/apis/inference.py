@@ -12,17 +12,14 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
-from vlreg.engine.runner import ALLOWED_MISSING, EXPORT_ALLOWED_MISSING, load_checked
+from vlreg.engine.runner import ALLOWED_MISSING, load_checked
 from vlreg.models.utils.checkpoint import load_state_dict_file
-from vlreg.models.utils.ema import copy_params
 from vlreg.registry import MODELS
 from vlreg.utils.compat import setup_env
 
 #: Missing keys :func:`init_model` accepts besides the Runner's: the MLM decoder, tied to the word
 #: embeddings (files converted from other code bases may store only one of the two names).
 API_ALLOWED_MISSING = (*ALLOWED_MISSING, '*decoder.weight')
-
-from .export import MOMENTUM  # noqa: E402
 
 def init_model(config: str | Config, checkpoint: str | None = None, device: str = 'cpu',
                partial: bool = False) -> torch.nn.Module:
@@ -42,12 +39,9 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(checkpoint).items()}
-        missing, _ = load_checked(model, state, checkpoint, partial=partial,
-                                  allow_missing=(*API_ALLOWED_MISSING, *EXPORT_ALLOWED_MISSING))
-        absent = [k for k in model.state_dict() if k not in state]
-        if any(MOMENTUM.match(k) for k in absent) and hasattr(model, '_momentum_modules'):
-            copy_params(*model._momentum_modules())
-        if any(k.startswith('mlm_head.') for k in absent):
+        load_checked(model, state, checkpoint, partial=partial, allow_missing=API_ALLOWED_MISSING,
+                     export=True)
+        if any(k.startswith('mlm_head.') and k not in state for k in model.state_dict()):
             print_log(f'{checkpoint} has no MLM head (a retrieval export): it stays random',
                       logger='current', level=logging.WARNING)
     model.cfg = cfg

@@ -76,50 +76,59 @@ def check_fit(model_state: Mapping, state: Mapping, source: str, partial: bool =
         The missing and unexpected keys that ``partial=True`` let through.
     """
     missing, unexpected, shapes = fit_report(model_state, state, allow_missing, allow_unexpected)
+    _raise_if_poor_fit(source, len(model_state), missing, unexpected, shapes, partial)
+    return missing, unexpected
+
+
+def _raise_if_poor_fit(source: str, n_model: int, missing: list[str], unexpected: list[str],
+                       shapes: list[str], partial: bool) -> None:
+    """The one error of a poor fit: shape mismatches always, missing / unexpected keys unless
+    ``partial``."""
     problems = []
     if shapes:
         problems.append(f'{len(shapes)} shape mismatches: {_listing(shapes)}')
     if not partial and missing:
-        problems.append(f'{len(missing)} of the model\'s {len(model_state)} tensors missing from '
-                        f'the file: {_listing(missing)}')
+        problems.append(f"{len(missing)} of the model's {n_model} tensors missing from the file: "
+                        f'{_listing(missing)}')
     if not partial and unexpected:
         problems.append(f'{len(unexpected)} tensors in the file that the model does not have: '
                         f'{_listing(unexpected)}')
     if problems:
-        hint = '' if partial else ' (pass --partial-load / load_partial=True for a deliberate partial load)'
+        hint = '' if partial else (' (pass --partial-load / load_partial=True for a deliberate '
+                                   'partial load)')
         raise CheckpointFitError(f'{source} does not fit the model: ' + '; '.join(problems) + hint)
-    return missing, unexpected
 
 
 def load_checked(model: nn.Module, state: Mapping, source: str, partial: bool = False,
                  allow_missing: Iterable[str] = ALLOWED_MISSING,
-                 allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED) -> tuple[list[str], list[str]]:
+                 allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED,
+                 export: bool = False) -> tuple[list[str], list[str]]:
     """Load ``state`` into ``model`` by name and raise :class:`CheckpointFitError` if it fits poorly.
 
     The model's own load hooks run first (e.g. position-embedding interpolation, queue resizing), so
     what is judged is what is left after them: shape mismatches torch reports, and missing /
-    unexpected keys beyond the allowed patterns (accepted with ``partial=True``).
+    unexpected keys beyond the allowed patterns (accepted with ``partial=True``). With ``export``
+    (a weights-only file of ``tools/export.py``) the parts an export leaves out
+    (:data:`EXPORT_ALLOWED_MISSING`) are accepted too, and momentum copies absent from the file
+    restart from the online weights.
 
     Returns:
         The missing and unexpected keys that ``partial=True`` let through.
     """
+    if export:
+        allow_missing = (*allow_missing, *EXPORT_ALLOWED_MISSING)
     try:
         result = model.load_state_dict(dict(state), strict=False)
     except RuntimeError as err:
         raise CheckpointFitError(f'{source} does not fit the model: {err}') from err
     missing = sorted(k for k in result.missing_keys if not _matches(k, allow_missing))
     unexpected = sorted(k for k in result.unexpected_keys if not _matches(k, allow_unexpected))
-    problems = []
-    if not partial and missing:
-        problems.append(f"{len(missing)} of the model's {len(model.state_dict())} tensors missing "
-                        f'from the file: {_listing(missing)}')
-    if not partial and unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file that the model does not have: '
-                        f'{_listing(unexpected)}')
-    if problems:
-        raise CheckpointFitError(f'{source} does not fit the model: ' + '; '.join(problems)
-                                 + ' (pass --partial-load / load_partial=True for a deliberate '
-                                 'partial load)')
+    _raise_if_poor_fit(source, len(model.state_dict()), missing, unexpected, [], partial)
+    if export and hasattr(model, '_momentum_modules') and any(
+            k.split('.', 1)[0].endswith('_m') for k in result.missing_keys):
+        from vlreg.models.utils.ema import copy_params
+
+        copy_params(*model._momentum_modules())  # the export has no momentum copies
     return missing, unexpected
 
 
@@ -141,13 +150,7 @@ class VLRunner(Runner):
         """Read ``filename`` weights-only, run ``after_load_checkpoint`` hooks, load it into the model
         and refuse a poor fit (``strict`` / ``revise_keys`` of MMEngine's signature are not used: the fit
         rules are the config's, and a ``module.`` prefix is always stripped)."""
-        export = str(filename).endswith('.safetensors')
-        if export:  # a weights-only export (tools/export.py): no pickle at all
-            from vlreg.models.utils.checkpoint import load_state_dict_file
-
-            checkpoint = {'state_dict': load_state_dict_file(filename)}
-        else:
-            checkpoint = safe_load(filename, map_location=map_location)
+        checkpoint = safe_load(filename, map_location=map_location)
         if not isinstance(checkpoint, Mapping):
             raise CheckpointFitError(f'{filename}: holds a {type(checkpoint).__name__}, not a '
                                      'checkpoint dict')
@@ -155,19 +158,12 @@ class VLRunner(Runner):
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state = checkpoint.get('state_dict', checkpoint)
         cfg = self.cfg
-        state = _strip_module(state)
-        allow_missing = tuple(cfg.get('load_allow_missing', ALLOWED_MISSING))
         missing, unexpected = load_checked(
-            model, state, filename,
+            model, _strip_module(state), filename,
             partial=bool(cfg.get('load_partial', False)),
-            allow_missing=allow_missing + (EXPORT_ALLOWED_MISSING if export else ()),
-            allow_unexpected=cfg.get('load_allow_unexpected', ALLOWED_UNEXPECTED))
-        absent_groups = {k.split('.', 1)[0] for k in model.state_dict() if k not in state}
-        if export and hasattr(model, '_momentum_modules') and any(
-                g.endswith('_m') for g in absent_groups):
-            from vlreg.models.utils.ema import copy_params
-
-            copy_params(*model._momentum_modules())  # the export has no momentum copies
+            allow_missing=cfg.get('load_allow_missing', ALLOWED_MISSING),
+            allow_unexpected=cfg.get('load_allow_unexpected', ALLOWED_UNEXPECTED),
+            export=str(filename).endswith('.safetensors'))
         if missing or unexpected:
             self.logger.warning(f'partial load of {filename} (load_partial=True): '
                                 f'{len(missing)} missing ({_listing(missing, 8)}), '

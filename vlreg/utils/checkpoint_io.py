@@ -30,7 +30,8 @@ class CheckpointError(RuntimeError):
 
 
 def safe_load(path: str, map_location: Any = 'cpu') -> Any:
-    """``torch.load(path, weights_only=True)`` with the file and the reason named on failure.
+    """``torch.load(path, weights_only=True)`` with the file and the reason named on failure
+    (``.safetensors`` files are read as ``{'state_dict': tensors}``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -40,6 +41,14 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
     path = osp.expanduser(str(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.endswith('.safetensors'):  # an export of tools/export.py: tensors only, no pickle at all
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return {'state_dict': load_file(path)}
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f'{path}: not a complete safetensors file: {err}') from err
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -94,10 +94,6 @@ def route_mmengine_loads() -> None:
     from .checkpoint_io import safe_load
 
     def load_from_local(filename: str, map_location: object = None) -> object:
-        if str(filename).endswith('.safetensors'):  # an export of tools/export.py: no pickle at all
-            from vlreg.models.utils.checkpoint import load_state_dict_file
-
-            return {'state_dict': load_state_dict_file(filename)}
         return safe_load(filename, map_location=map_location)
 
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

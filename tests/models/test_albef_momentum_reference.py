@@ -15,29 +15,10 @@ import pytest
 import torch
 
 from tests.conftest import shared_path
+from tests.models.albef_micro import ATOL, close, load_micro, micro_model
 from vlreg.models import ALBEFPretrainer
-from vlreg.models.utils.albef_convert import convert_albef_state_dict
-from vlreg.models.utils.checkpoint import load_state_dict_file
 
-ATOL = 1e-5
 ALPHAS = (0.0, 0.4)
-
-
-def micro_model() -> ALBEFPretrainer:
-    """The fixture's sizes (albef_micro_config.json), dropout 0 so that a train step is
-    deterministic."""
-    return ALBEFPretrainer(
-        image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224', img_size=64,
-                            embed_dim=64, depth=2, num_heads=2, mlp_ratio=4),
-        text_backbone=dict(type='BertTextBackbone', vocab_size=30522, hidden_size=64, num_layers=2,
-                           num_heads=2, intermediate_size=128, max_position_embeddings=64,
-                           dropout=0.0, attn_dropout=0.0),
-        fusion=dict(type='BertFusion', hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
-                    intermediate_size=128, layer_offset=2, dropout=0.0, attn_dropout=0.0),
-        embed_dim=64,
-        losses=dict(itc=dict(type='ITCLoss', embed_dim=64, queue_size=32), itm=dict(type='ITMLoss'),
-                    mlm=dict(type='MLMLoss')),
-        momentum=0.995)
 
 
 @pytest.fixture(scope='module')
@@ -45,13 +26,7 @@ def fixture():
     folder = shared_path('albef_reference')
     if not (folder / 'albef_micro_momentum.pth').exists():
         pytest.skip(f'{folder}/albef_micro_momentum.pth is absent')
-    model = micro_model()
-    state = convert_albef_state_dict(load_state_dict_file(str(folder / 'albef_micro_momentum.pth')),
-                                     fusion_layer=2)
-    result = model.load_state_dict(state, strict=False)
-    assert all('mlm_head' in k and k.endswith('decoder.weight') for k in result.missing_keys), \
-        result.missing_keys
-    assert result.unexpected_keys == []
+    model = load_micro(micro_model(dropout=0.0), str(folder / 'albef_micro_momentum.pth'))
     inputs = torch.load(folder / 'inputs.pt', weights_only=True)
     outputs = torch.load(folder / 'outputs_momentum.pt', weights_only=True)
     first = torch.load(folder / 'outputs.pt', weights_only=True)
@@ -64,12 +39,6 @@ def fixture():
 def batch(inp: dict) -> dict:
     return {k: inp[k].clone() for k in ('image', 'input_ids', 'attention_mask', 'mlm_input_ids',
                                          'mlm_labels')}
-
-
-def close(x: torch.Tensor, ref: torch.Tensor, atol: float = ATOL) -> None:
-    assert x.shape == ref.shape, (x.shape, ref.shape)
-    diff = (x.detach().float() - ref.float()).abs().max().item()
-    assert diff <= atol, f'max |diff| {diff:.3g} > {atol}'
 
 
 def fresh(model: ALBEFPretrainer) -> ALBEFPretrainer:

@@ -9,50 +9,19 @@ import pytest
 import torch
 
 from tests.conftest import shared_path
-from vlreg.models import ALBEFPretrainer
-from vlreg.models.utils.albef_convert import convert_albef_state_dict
-from vlreg.models.utils.checkpoint import load_state_dict_file
+from tests.models.albef_micro import ATOL, close, load_micro, micro_model
 from vlreg.models.utils.gradcam import cross_attention_gradcam
 
-ATOL = 1e-5
-
-
-def micro_model() -> ALBEFPretrainer:
-    """The fixture's sizes (albef_micro_config.json) as a vlreg config."""
-    return ALBEFPretrainer(
-        image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224', img_size=64,
-                            embed_dim=64, depth=2, num_heads=2, mlp_ratio=4),
-        text_backbone=dict(type='BertTextBackbone', vocab_size=30522, hidden_size=64, num_layers=2,
-                           num_heads=2, intermediate_size=128, max_position_embeddings=64),
-        fusion=dict(type='BertFusion', hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
-                    intermediate_size=128, layer_offset=2),
-        embed_dim=64,
-        losses=dict(itc=dict(type='ITCLoss', embed_dim=64, queue_size=32), itm=dict(type='ITMLoss'),
-                    mlm=dict(type='MLMLoss')),
-        momentum=0.995)
+__all__ = ['ATOL', 'close', 'micro_model']  # re-exported for the other reference tests
 
 
 @pytest.fixture(scope='module')
 def ref():
     folder = shared_path('albef_reference')
-    model = micro_model()
-    state = convert_albef_state_dict(load_state_dict_file(str(folder / 'albef_micro.pth')),
-                                     fusion_layer=2)
-    result = model.load_state_dict(state, strict=False)
-    # Only the tied decoder weights are absent from the converted dict (torch.save stored them once).
-    assert all('mlm_head' in k and k.endswith('decoder.weight') for k in result.missing_keys), \
-        result.missing_keys
-    assert result.unexpected_keys == []
-    model.eval()
+    model = load_micro(micro_model(), str(folder / 'albef_micro.pth')).eval()
     inputs = torch.load(folder / 'inputs.pt', weights_only=True)
     outputs = torch.load(folder / 'outputs.pt', weights_only=True)
     return model, inputs, outputs
-
-
-def close(x: torch.Tensor, ref: torch.Tensor, atol: float = ATOL) -> None:
-    assert x.shape == ref.shape, (x.shape, ref.shape)
-    diff = (x.float() - ref.float()).abs().max().item()
-    assert diff <= atol, f'max |diff| {diff:.3g} > {atol}'
 
 
 def encoders(model, inp):

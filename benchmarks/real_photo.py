@@ -34,7 +34,10 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-import vlreg  # noqa: E402,F401  (stack fixes before torchvision)
+import vlreg  # noqa: E402
+
+vlreg.setup_env()  # the stack fixes (also: checkpoints this run writes load weights-only)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
@@ -82,12 +85,12 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 
 def train_and_test(cfg: Config, args: argparse.Namespace) -> dict:
-    from mmengine.runner import Runner
+    from vlreg.engine.runner import build_runner
 
     budget = TimeBudgetHook(args.time_budget_min * 60)
     if args.checkpoint:
         cfg.load_from = args.checkpoint
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     if not args.checkpoint:
         runner.register_hook(budget, priority='LOWEST')
     out: dict = {}
@@ -96,6 +99,10 @@ def train_and_test(cfg: Config, args: argparse.Namespace) -> dict:
         runner.train()
         out['train_s'] = time.perf_counter() - t0
         out['iters'] = len(budget.times)
+        if runner.iter < runner.max_iters:  # stopped by the budget: keep what was trained
+            name = f'iter_{runner.iter}.pth'
+            runner.save_checkpoint(runner.work_dir, name)
+            out['checkpoint'] = str(Path(runner.work_dir) / name)
         per_epoch = max(1, len(runner.train_dataloader))
         first, later = budget.times[:per_epoch], budget.times[per_epoch:]
         out['step_median_first_epoch_s'] = statistics.median(first) if first else None

@@ -10,7 +10,7 @@ VOCAB = 120
 
 def tiny_model(losses: dict | None = None, momentum: float | None = 0.995, queue_size: int = 16,
                itm: bool = True, mlm: bool = True, seed: int = 0,
-               dropout: float = 0.1, grad_checkpointing: bool = False) -> ALBEFPretrainer:
+               dropout: float = 0.1, grad_checkpointing: bool = False, **extra) -> ALBEFPretrainer:
     torch.manual_seed(seed)
     if losses is None:
         losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=queue_size))
@@ -31,7 +31,7 @@ def tiny_model(losses: dict | None = None, momentum: float | None = 0.995, queue
                     attn_dropout=dropout, grad_checkpointing=grad_checkpointing),
         embed_dim=32, losses=losses, momentum=momentum,
         itm_head=dict(type='ITMHead') if itm else None,
-        mlm_head=dict(type='MLMHead') if mlm else None)
+        mlm_head=dict(type='MLMHead') if mlm else None, **extra)
 
 
 def tiny_batch(batch: int = 4, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:

@@ -23,6 +23,17 @@ _MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'visi
                    ('text_backbone', 'text_backbone_m'), ('text_proj', 'text_proj_m'),
                    ('fusion', 'fusion_m'), ('mlm_head', 'mlm_head_m'))
 
+TEXT_POOLS = ('cls', 'mean')
+
+
+def pool_text(tokens: Tensor, attention_mask: Tensor, mode: str = 'cls') -> Tensor:
+    """The text summary the ITC projection reads: ``tokens[:, 0]`` (``'cls'``) or the mean of the
+    tokens where ``attention_mask`` is 1 (``'mean'``), ``[B, L, D] -> [B, D]``."""
+    if mode == 'cls':
+        return tokens[:, 0]
+    weights = attention_mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
 
 @MODELS.register_module()
 class ALBEFPretrainer(VLBaseModel):
@@ -45,6 +56,12 @@ class ALBEFPretrainer(VLBaseModel):
         temp: initial temperature; ``temp_range`` clamps it (ALBEF: [0.001, 0.5]).
         momentum: EMA coefficient of the momentum encoders; None disables them (and queues, distillation).
         alpha: distillation weight (``AlphaWarmupHook`` ramps it over the first epoch).
+        text_pool: what the ITC text embedding projects: ``'cls'`` (default, ALBEF: the text
+            encoder's [CLS] output) or ``'mean'`` (the mean of the non-padding token outputs, as
+            sentence-transformers pools all-MiniLM-L6-v2, whose [CLS] output was never trained as a
+            sentence summary: after its first 3 layers it is nearly the same for every caption,
+            cosine 0.996, and ITC on it stays at chance on real photos). The fusion encoder always
+            reads every token; only the contrastive embedding changes.
         pretrained: a local vlreg checkpoint (e.g. a pre-training run's ``epoch_30.pth``) loaded by
             name in ``init_weights``, after the parts' own ``pretrained`` weights, for fine-tuning
             (retrieval: ALBEF's Retrieval.py loads the whole pre-training state dict non-strictly).
@@ -74,7 +91,9 @@ class ALBEFPretrainer(VLBaseModel):
                  temp_range: tuple[float, float] = (0.001, 0.5), momentum: float | None = 0.995,
                  alpha: float = 0.4, pretrained: str | None = None,
                  pretrained_queues: str = 'load', data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+                 init_cfg: dict | None = None, text_pool: str = 'cls') -> None:
+        if text_pool not in TEXT_POOLS:
+            raise ValueError(f"text_pool must be one of {TEXT_POOLS}, got {text_pool!r}")
         if pretrained_queues not in ('load', 'reset'):
             raise ValueError("pretrained_queues must be 'load' or 'reset', got "
                              f'{pretrained_queues!r}')
@@ -97,6 +116,7 @@ class ALBEFPretrainer(VLBaseModel):
             self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
         self.temp = nn.Parameter(torch.tensor(float(temp)))
         self.temp_range = tuple(temp_range)
+        self.text_pool = text_pool
         self.embed_dim = embed_dim
         self.alpha = float(alpha)
         self.momentum = momentum
@@ -251,7 +271,8 @@ class ALBEFPretrainer(VLBaseModel):
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         tokens = self.text_backbone(input_ids, attention_mask)
-        return tokens, F.normalize(self.text_proj(tokens[:, 0]), dim=-1)
+        return tokens, F.normalize(self.text_proj(pool_text(tokens, attention_mask, self.text_pool)),
+                                   dim=-1)
 
     @torch.no_grad()
     def encode_momentum(self, image: Tensor, input_ids: Tensor,
@@ -260,7 +281,8 @@ class ALBEFPretrainer(VLBaseModel):
         image_tokens = self.image_backbone_m(image)
         image_embed = F.normalize(self.vision_proj_m(image_tokens[:, 0]), dim=-1)
         text = self.text_backbone_m(input_ids, attention_mask)
-        return image_tokens, image_embed, F.normalize(self.text_proj_m(text[:, 0]), dim=-1)
+        text_embed = self.text_proj_m(pool_text(text, attention_mask, self.text_pool))
+        return image_tokens, image_embed, F.normalize(text_embed, dim=-1)
 
     def fuse(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor,
              image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:

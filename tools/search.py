@@ -2,13 +2,14 @@
 
 Usage:
     python tools/search.py CONFIG CKPT --images FOLDER --query "a dog on a beach" \
-        [--top 10] [--out results.html] [--explain 3] [--k K] [--index FILE] [--rebuild]
+        [--top 10] [--out results.html] [--png FILE] [--explain 3] [--k K] [--index FILE] [--rebuild]
 
 The folder is encoded once into an image index (``--index``, default
 ``FOLDER/.vlreg_index.safetensors``) that later searches reuse; an index built by another model
 (or for other files) is rebuilt, with a message. Ranking follows the evaluation: ITC for every
 image, the top ``k`` (default: the config's ``test_cfg.k``) re-ranked by ITM. The page shows the
 thumbnails, the scores and, for the first ``--explain`` hits, the Grad-CAM overlay of each word.
+``--png`` also writes the first five hits as one picture (where a page cannot go, e.g. a README).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import vlreg  # noqa: E402,F401 - stack fixes first
 
 from vlreg.apis import ImageIndex, build_index, explain, init_model, load_image, rank  # noqa: E402
 from vlreg.apis.index import list_images  # noqa: E402
-from vlreg.apis.report import describe, render_search_html  # noqa: E402
+from vlreg.apis.report import describe, render_search_figure, render_search_html  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--index', help='image index file (default FOLDER/.vlreg_index.safetensors)')
     parser.add_argument('--rebuild', action='store_true', help='re-encode the folder')
     parser.add_argument('--out', default='results.html')
+    parser.add_argument('--png', help='also write the top 5 hits as one PNG picture')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
@@ -81,6 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     for place, (path, score) in enumerate(zip(ranking.images, ranking.scores), start=1):
         print(f'{place:3d}. {score:9.3f}  {path}')
     print(f'page written to {args.out}')
+    if args.png:
+        from PIL import Image
+
+        os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)
+        Image.fromarray(render_search_figure(args.query, ranking, thumbs)).save(args.png)
+        print(f'picture written to {args.png}')
     return dict(ranking=ranking, out=args.out, index=index_path)
 
 

@@ -43,7 +43,8 @@ def page(tmp_path_factory):
     out = work / 'results.html'
     torch.save(init_model(CONFIG).state_dict(), work / 'model.pth')
     result = _tool().main([CONFIG, str(work / 'model.pth'), '--images', str(folder), '--query', QUERY,
-                           '--top', '4', '--explain', '1', '--out', str(out)])
+                           '--top', '4', '--explain', '1', '--out', str(out),
+                           '--png', str(work / 'hits.png')])
     return work, folder, out, result
 
 
@@ -112,3 +113,15 @@ def test_headless_browser_renders_the_pictures(page, tmp_path):
     broken = tmp_path / 'broken.html'
     broken.write_text(re.sub(r'base64,[^"]+', 'base64,AAAA', out.read_text()))
     assert _magenta_pixels(_screenshot(browser, broken, tmp_path / 'broken.png')) == 0
+
+
+def test_png_picture_shows_the_hits_left_to_right_in_ranked_order(page):
+    work, _, _, result = page
+    picture = np.asarray(Image.open(work / 'hits.png').convert('RGB')).astype(int)
+    centres = []
+    for path in result['ranking'].images:
+        rgb = COLOURS[path.rsplit('/', 1)[-1].split('.')[0]]
+        hit = (np.abs(picture - np.array(rgb)).sum(-1) <= 6).nonzero()
+        assert hit[1].size > 100, f'{path}: its colour is not in the picture'
+        centres.append(hit[1].mean())
+    assert centres == sorted(centres), f'hits not drawn in ranked order: x centres {centres}'

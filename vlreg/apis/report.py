@@ -68,6 +68,30 @@ def render_search_html(query: str, ranking: Ranking, thumbnails: Sequence[np.nda
             f'<style>{_STYLE}</style></head><body>{body}</body></html>')
 
 
+def render_search_figure(query: str, ranking: Ranking, thumbnails: Sequence[np.ndarray],
+                         top: int = 5, panel_inches: float = 1.8, dpi: int = 100) -> np.ndarray:
+    """The first ``top`` hits side by side as one RGB ``uint8`` picture (for a README or a report,
+    where an HTML page cannot go): each titled with its rank, file name and score, the query and
+    the protocol above."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = min(top, len(thumbnails))
+    if n == 0:
+        raise ValueError('render_search_figure: the ranking has no hits to draw')
+    fig = Figure(figsize=(n * panel_inches, panel_inches + 0.8), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    for i in range(n):
+        ax = fig.add_subplot(1, n, i + 1)
+        ax.imshow(thumbnails[i])
+        ax.set_title(f'#{i + 1} {_name(ranking.images[i])[:18]}\nscore {ranking.scores[i]:.2f}',
+                     fontsize=7)
+        ax.set_axis_off()
+    fig.suptitle(f'"{query}"\n{describe(ranking.protocol)}', fontsize=7)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def describe(protocol: dict) -> str:
     """One line saying how the ranking was made."""
     if not protocol.get('k'):

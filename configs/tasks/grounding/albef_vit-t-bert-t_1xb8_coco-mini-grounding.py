@@ -11,7 +11,13 @@
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
 # The refer-format path (tools/prepare_data.py refcoco output) is exercised by
 # tests/test_tasks_grounding.py on a fixture built from the same images.
-_base_ = ["./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py"]
+# the bases of albef_vit-b16-bert-base_8xb32_refcoco+-5e.py (inheritance stays two levels deep)
+_base_ = [
+    '../../_base_/models/albef_retrieval.py',
+    '../../_base_/datasets/refcoco.py',
+    '../../_base_/schedules/grounding_5e.py',
+    '../../_base_/default_runtime.py',
+]
 
 data_root = '../shared/data/coco_mini_train2017'
 ann_file = 'grounding.json'
@@ -22,7 +28,8 @@ max_epochs = 1
 batch_size = 8
 meta_keys = {{_base_.meta_keys}}
 # a 2-layer fusion encoder: explain its first layer (the last one cannot be explained)
-grounding_protocol = dict(layer=0, head_reduction='mean', tokens='all', area_exponent=0.5,
+gradcam_layer = 0
+grounding_protocol = dict(layer=gradcam_layer, head_reduction='mean', tokens='all', area_exponent=0.5,
                           interpolation='bicubic')
 
 model = dict(
@@ -71,6 +78,8 @@ param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, b
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='GradCAMGroundingValLoop', **grounding_protocol)
 test_cfg = dict(type='GradCAMGroundingLoop', **grounding_protocol)
-default_hooks = dict(logger=dict(interval=1))
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='grounding/acc', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

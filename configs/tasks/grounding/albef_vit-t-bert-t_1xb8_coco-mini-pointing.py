@@ -27,6 +27,7 @@ test_dataloader = dict(
     dataset=dict(type='GroundingDataset', data_root={{_base_.data_root}},
                  ann_file={{_base_.ann_file}}, expressions='captions',
                  indices=list(range(200, 240)), pipeline=pointing_pipeline))
-test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1, layer=0,
+test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1,
+                layer={{_base_.gradcam_layer}},
                 pair_batch_size=16, head_reduction='mean', tolerance=0.0)
 test_evaluator = dict(_delete_=True, type='PointingMetric')

@@ -1,4 +1,5 @@
-# Retrieval fine-tuning + evaluation on CPU in seconds: the COCO recipe of the base config (ITC with
+# Retrieval fine-tuning + evaluation on CPU in seconds: the COCO recipe (the bases of
+# albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py: ITC with
 # image-id-aware targets + momentum distillation, ITM with same-image-free hard negatives, no MLM;
 # ITC top-k then ITM re-rank) with a tiny model on the 80 real COCO images of
 # ../shared/data/coco_mini_train2017 (ALBEF json, 5 captions each). Deterministic split by file
@@ -6,7 +7,12 @@
 # (100 captions) are the val and test set. This checks the plumbing, not retrieval quality.
 # Starts from random weights; pass a tiny checkpoint of the same sizes with
 # --cfg-options model.pretrained=work_dirs/.../epoch_N.pth (any resolution, any queue size).
-_base_ = ['./albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py']
+_base_ = [
+    '../../_base_/models/albef_retrieval.py',
+    '../../_base_/datasets/coco_retrieval.py',
+    '../../_base_/schedules/retrieval_5e.py',
+    '../../_base_/default_runtime.py',
+]
 
 data_root = '../shared/data/coco_mini_train2017'
 ann_file = 'captions.json'
@@ -63,6 +69,7 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(k=k_test, itm_batch_size=64)
 test_cfg = dict(k=k_test, itm_batch_size=64)
 default_hooks = dict(logger=dict(interval=5),
-                     checkpoint=dict(save_best='coco_mini_val/r_mean'))
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='coco_mini_val/r_mean', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

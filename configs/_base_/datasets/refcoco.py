@@ -1,8 +1,6 @@
 # RefCOCO+ for weakly supervised grounding (ALBEF's Grounding.py): the refer toolkit's RefCOCO+
 # (refs(unc).p + instances.json) and ALBEF's detections (dets.json), converted once by
 # tools/prepare_data.py refcoco (see configs/tasks/grounding/albef_vit-b16-bert-base_8xb32_refcoco+-5e.py).
-# ALBEF's weakly supervised RefCOCO+ grounding recipe without the model (data, Grad-CAM protocol,
-# schedule); see configs/tasks/grounding/albef_vit-b16-bert-base_8xb32_refcoco+-5e.py.
 data_root = 'data/refcoco+'
 image_root = '../coco/images'  # relative to data_root; "image" entries start with train2014/
 ann_prefix = 'refcoco+'

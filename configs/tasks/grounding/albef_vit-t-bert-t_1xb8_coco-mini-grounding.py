@@ -26,18 +26,17 @@ image_size = {{_base_.tiny_image_size}}
 tokenizer = {{_base_.tiny_tokenizer}}
 max_epochs = 1
 batch_size = 8
+embed_dim = 32
 meta_keys = {{_base_.meta_keys}}
 # a 2-layer fusion encoder: explain its first layer (the last one cannot be explained)
 gradcam_layer = 0
-grounding_protocol = dict(layer=gradcam_layer, head_reduction='mean', tokens='all', area_exponent=0.5,
-                          interpolation='bicubic')
 
 model = dict(
     image_backbone={{_base_.tiny_image_backbone}},
     text_backbone={{_base_.tiny_text_backbone}},
     fusion={{_base_.tiny_fusion}},
-    embed_dim=32,
-    losses=dict(itc=dict(embed_dim=32, queue_size=64)),
+    embed_dim=embed_dim,
+    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=64)),
     pretrained=None,
 )
 train_pipeline = [
@@ -73,8 +72,8 @@ optim_wrapper = dict(optimizer=dict(lr=1e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
                         end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='GradCAMGroundingValLoop', **grounding_protocol)
-test_cfg = dict(type='GradCAMGroundingLoop', **grounding_protocol)
+val_cfg = dict(layer=gradcam_layer)  # the rest of ALBEF's protocol: the schedule base's
+test_cfg = dict(layer=gradcam_layer)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
                                      save_best='grounding/acc', rule='greater'))

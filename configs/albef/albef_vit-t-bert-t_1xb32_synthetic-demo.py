@@ -37,7 +37,7 @@ test_cfg = dict(type='RetrievalTestLoop', k=16, score='itm')
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))
 # TensorBoard: after each validation, 4 fixed caption queries and their top-5 images (correct one in green)
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='AlphaWarmupHook'),
     dict(type='RNGStateHook'),
     dict(type='RetrievalGridHook', num_queries=4, top=5, k=16),
 ]

@@ -12,12 +12,6 @@ _base_ = ['../albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py', './_ba
 model = dict(losses=dict(
     itc=dict(type='FocalITCLoss', gamma=2.0, modulate='all',
              views=[('image', 'text'), ('image', 'text_masked')]),
-    itm_softmask=dict(type='SoftMaskITMLoss', layer=1, head_reduction='mean', label=1, prob=1.0,
+    itm_softmask=dict(type='SoftMaskITMLoss', layer={{_base_.gradcam_layer}}, head_reduction='mean', label=1, prob=1.0,
                       apply_to='fusion_tokens')))
-_captions = {{_base_.ann_file}}
-_pipeline = {{_base_.train_pipeline_softmask}}
-train_dataloader = dict(dataset=dict(datasets=[
-    dict(type='CaptionDataset', data_root={{_base_.train_root}}, ann_file=_captions, max_words=30,
-         pipeline=_pipeline),
-    dict(type='CaptionDataset', data_root={{_base_.extra_root}}, ann_file=_captions, max_words=30,
-         indices=4000, pipeline=_pipeline)]))
+train_dataloader = dict(dataset={{_base_.real_train_dataset_softmask}})

@@ -6,7 +6,7 @@ model = dict(losses=dict(itc={{_base_.itc_method}}, itm={{_base_.itm_method}},
                          itm_softmask={{_base_.softmask_method}}))
 train_dataloader = dict(dataset={{_base_.train_dataset_softmask}})
 custom_hooks = [
-    dict(type='AlphaWarmupHook', alpha=0.4),
+    dict(type='AlphaWarmupHook'),
     dict(type='RNGStateHook'),
-    dict(type='SoftMaskVisualizationHook', interval=2000, num_samples=4, layer=2),
+    dict(type='SoftMaskVisualizationHook', interval=2000, num_samples=4),
 ]

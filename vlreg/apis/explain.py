@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vlreg.engine.model_defaults import gradcam_layer_of
 from vlreg.models.utils.softmask import (content_words, minmax_normalise, resolve_fusion_layer,
                                          upsample_map, word_rows_mean)
 
@@ -58,10 +59,11 @@ class Explanation:
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def explain(model: nn.Module, image: ImageLike, text: str, layer: int = 2) -> Explanation:
-    """Word-level Grad-CAM of the ITM match logit on a fusion layer's cross-attention (ALBEF's
-    visualisation: layer 2; a fusion encoder too shallow for it falls back to its deepest layer
-    with non-zero word maps). Word pieces of one word are averaged; special tokens and
+def explain(model: nn.Module, image: ImageLike, text: str, layer: int | None = None) -> Explanation:
+    """Word-level Grad-CAM of the ITM match logit on a fusion layer's cross-attention (``layer``;
+    None: the model's ``gradcam_layer``, the layer its soft-masked ITM explains, when it has one,
+    else ALBEF's visualisation layer 2; a fusion encoder too shallow for it falls back to its
+    deepest layer with non-zero word maps). Word pieces of one word are averaged; special tokens and
     punctuation are left out.
 
     Example:
@@ -75,8 +77,9 @@ def explain(model: nn.Module, image: ImageLike, text: str, layer: int = 2) -> Ex
     pixels = model.data_preprocessor({'inputs': {'image': [_image_tensor(model, image)]}},
                                      False)['inputs']['image']
     ids, mask = tokenize(model, [text])
-    n_layers = len(getattr(model.fusion, 'layer', ())) or layer + 1
-    layer, _ = resolve_fusion_layer(layer, n_layers)
+    wanted = gradcam_layer_of(model, layer)
+    n_layers = len(getattr(model.fusion, 'layer', ())) or wanted + 1
+    layer, _ = resolve_fusion_layer(wanted, n_layers)
     cam, logits = model.gradcam(pixels, ids, mask, layer=layer)
     tokens = prep.tokenize.tokenizer.convert_ids_to_tokens(ids[0].tolist())
     spans = content_words(tokens)

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
+from vlreg.engine.model_defaults import gradcam_layer_of
 from vlreg.engine.runner import ALLOWED_MISSING, load_checked
 from vlreg.models.utils.checkpoint import load_state_dict_file
 from vlreg.registry import MODELS
@@ -85,11 +86,12 @@ class PairScorer:
         logits = self.model.itm_logits(text_tokens, inputs['attention_mask'], image_tokens)
         return logits.softmax(dim=-1)[:, 1]
 
-    def gradcam(self, image: Any, caption: str, layer: int = 2) -> tuple[Tensor, list[str]]:
-        """Per-token Grad-CAM ``[L, grid_h, grid_w]`` and the tokens, for one pair."""
+    def gradcam(self, image: Any, caption: str, layer: int | None = None) -> tuple[Tensor, list[str]]:
+        """Per-token Grad-CAM ``[L, grid_h, grid_w]`` and the tokens, for one pair, on fusion layer
+        ``layer`` (None: the model's ``gradcam_layer`` when it has one, else ALBEF's 2)."""
         inputs = self._batch([image], [caption])
         cam, _ = self.model.gradcam(inputs['image'], inputs['input_ids'], inputs['attention_mask'],
-                                    layer=layer)
+                                    layer=gradcam_layer_of(self.model, layer))
         grid = self.model.image_backbone.grid_size
         ids = inputs['input_ids'][0].tolist()
         tokenizer = next((t.tokenizer for t in self.pipeline.transforms if hasattr(t, 'tokenizer')),

@@ -93,7 +93,7 @@ def _image_hw(sample: Any, where: str) -> tuple[int, int]:
 class _GroundingMixin(GradCAMEvalMixin):
     """The grounding run shared by the test and val loops."""
 
-    def _init_grounding(self, layer: int, head_reduction: str, tokens: str,
+    def _init_grounding(self, layer: int | None, head_reduction: str, tokens: str,
                         area_exponent: float, interpolation: str) -> None:
         if tokens not in TOKEN_REDUCTIONS:
             raise ValueError(f'tokens must be one of {TOKEN_REDUCTIONS}, got {tokens!r}')
@@ -166,8 +166,9 @@ class GradCAMGroundingLoop(_GroundingMixin, TestLoop):
         dataloader: a dataloader (or its config) over :class:`~vlreg.datasets.GroundingDataset`.
         evaluator: the evaluator (or its config), e.g.
             ``dict(type='GroundingAccuracyMetric', thr=0.5)``.
-        layer: fusion layer whose cross-attention is explained (ALBEF: 2 = BERT layer 8; a model
-            with fewer fusion layers uses the deepest one before the last, with a warning).
+        layer: fusion layer whose cross-attention is explained; None (default): the model's
+            ``gradcam_layer`` when it has one, else ALBEF's 2 = BERT layer 8 (a model with fewer
+            fusion layers uses the deepest one before the last, with a warning).
         head_reduction: ``'mean'`` (ALBEF) or ``'max'`` over the attention heads.
         tokens: ``'all'`` (ALBEF), ``'words'`` or ``'cls'``: see :func:`expression_maps`.
         area_exponent: proposal score = sum inside / area ** this (ALBEF: 0.5).
@@ -175,11 +176,11 @@ class GradCAMGroundingLoop(_GroundingMixin, TestLoop):
         fp16: autocast the Grad-CAM pass.
 
     Example:
-        >>> test_cfg = dict(type='GradCAMGroundingLoop', layer=2, tokens='all')
+        >>> test_cfg = dict(type='GradCAMGroundingLoop', tokens='all')
         >>> test_evaluator = dict(type='GroundingAccuracyMetric', thr=0.5)
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int = 2,
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int | None = None,
                  head_reduction: str = 'mean', tokens: str = 'all', area_exponent: float = 0.5,
                  interpolation: str = 'bicubic', fp16: bool = False) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
@@ -199,7 +200,7 @@ class GradCAMGroundingValLoop(_GroundingMixin, ValLoop):
         runner: the runner.
         dataloader: the dataloader (or its config).
         evaluator: the evaluator (or its config).
-        layer: fusion layer to explain.
+        layer: fusion layer to explain (None: the model's, see :class:`GradCAMGroundingLoop`).
         head_reduction: ``'mean'`` or ``'max'``.
         tokens: ``'all'``, ``'words'`` or ``'cls'``.
         area_exponent: area exponent of the proposal score.
@@ -207,10 +208,10 @@ class GradCAMGroundingValLoop(_GroundingMixin, ValLoop):
         fp16: autocast the Grad-CAM pass.
 
     Example:
-        >>> val_cfg = dict(type='GradCAMGroundingValLoop', layer=2)
+        >>> val_cfg = dict(type='GradCAMGroundingValLoop')
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int = 2,
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int | None = None,
                  head_reduction: str = 'mean', tokens: str = 'all', area_exponent: float = 0.5,
                  interpolation: str = 'bicubic', fp16: bool = False) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)

@@ -18,6 +18,8 @@ from mmengine.model import is_model_wrapper
 from vlreg.registry import HOOKS
 from vlreg.utils.checkpoint_io import atomic_write_text
 
+from .model_defaults import alpha_of
+
 
 def unwrap(model: Any) -> Any:
     return model.module if is_model_wrapper(model) else model
@@ -29,22 +31,37 @@ class AlphaWarmupHook(Hook):
 
     ``alpha_t = alpha * min(1, iter / warmup_iters)``; ``warmup_iters=None`` means one epoch of the train
     dataloader. The value is set on the model before every training iteration and logged as ``alpha``.
+    ``alpha=None`` (the default) ramps to the model's own ``alpha`` (``model.alpha`` in the config, the one
+    place it is set), read once before the first iteration, before this hook changes it.
 
     Example:
-        ``custom_hooks = [dict(type='AlphaWarmupHook', alpha=0.4)]``
+        ``custom_hooks = [dict(type='AlphaWarmupHook')]`` (``alpha=0.3`` overrides the model's value)
     """
 
     priority = 'NORMAL'
 
-    def __init__(self, alpha: float = 0.4, warmup_iters: int | None = None) -> None:
+    def __init__(self, alpha: float | None = None, warmup_iters: int | None = None) -> None:
         self.alpha = alpha
         self.warmup_iters = warmup_iters
+        self._target: float | None = None if alpha is None else float(alpha)
+
+    def target(self, model: Any) -> float:
+        """The final weight: ``alpha`` when given, else the model's ``alpha`` as first read."""
+        if self._target is None:
+            self._target = alpha_of(model, self.alpha)
+        return self._target
 
     def value(self, it: int, iters_per_epoch: int) -> float:
+        if self._target is None:
+            raise RuntimeError('AlphaWarmupHook(alpha=None) has not read the model yet: call target(model)')
         warmup = self.warmup_iters if self.warmup_iters is not None else iters_per_epoch
-        return self.alpha if warmup <= 0 else self.alpha * min(1.0, it / warmup)
+        return self._target if warmup <= 0 else self._target * min(1.0, it / warmup)
+
+    def before_train(self, runner) -> None:
+        self.target(runner.model)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self.target(runner.model)
         alpha = self.value(runner.iter, len(runner.train_dataloader))
         unwrap(runner.model).alpha = alpha
         runner.message_hub.update_scalar('train/alpha', alpha)

@@ -36,6 +36,7 @@ from vlreg.models.utils.softmask import resolve_fusion_layer
 from vlreg.registry import LOOPS
 
 from .hooks import unwrap
+from .model_defaults import gradcam_layer_of
 
 __all__ = ['GradCAMEvalMixin', 'GradCAMPointingLoop', 'GradCAMPointingValLoop',
            'object_token_rows']
@@ -79,17 +80,18 @@ class GradCAMEvalMixin:
     evaluator: Any
     fp16: bool
 
-    def _init_gradcam(self, layer: int, head_reduction: str) -> None:
+    def _init_gradcam(self, layer: int | None, head_reduction: str) -> None:
         if head_reduction not in ('mean', 'max'):
             raise ValueError(f'head_reduction must be "mean" or "max", got {head_reduction!r}')
         self.layer, self.head_reduction = layer, head_reduction
         self._layer_logged = False
 
     def _resolve_layer(self, model: Any) -> int:
+        wanted = gradcam_layer_of(model, self.layer)  # None: the model's own Grad-CAM layer
         layers = getattr(getattr(model, 'fusion', None), 'layer', None)
         if layers is None:
-            return self.layer
-        layer, warning = resolve_fusion_layer(self.layer, len(layers))
+            return wanted
+        layer, warning = resolve_fusion_layer(wanted, len(layers))
         if warning and not self._layer_logged:
             print_log(f'{type(self).__name__}: {warning}', logger='current', level=30)
             self._layer_logged = True
@@ -137,7 +139,7 @@ class GradCAMEvalMixin:
 class _PointingMixin(GradCAMEvalMixin):
     """The pointing run shared by the test and val loops (``mode`` picks the hook names)."""
 
-    def _init_pointing(self, num_captions: int, layer: int, pair_batch_size: int,
+    def _init_pointing(self, num_captions: int, layer: int | None, pair_batch_size: int,
                        head_reduction: str, tolerance: float) -> None:
         if num_captions < 1:
             raise ValueError(f'num_captions must be >= 1, got {num_captions}')
@@ -237,20 +239,22 @@ class GradCAMPointingLoop(_PointingMixin, TestLoop):
             ``gt_box_groups`` (see the module docstring).
         evaluator: the evaluator (or its config), e.g. ``dict(type='PointingMetric')``.
         num_captions: captions scored per image (the first ones).
-        layer: fusion layer whose cross-attention is explained (ALBEF: 2; a model with fewer fusion
-            layers uses the deepest one before the last, with a warning).
+        layer: fusion layer whose cross-attention is explained; None (default): the model's
+            ``gradcam_layer`` (the layer its soft-masked ITM explains) when it has one, else ALBEF's
+            2 (a model with fewer fusion layers uses the deepest one before the last, with a
+            warning).
         pair_batch_size: (image, caption) pairs per ``gradcam`` call.
         head_reduction: ``'mean'`` or ``'max'`` over the attention heads.
         tolerance: pixels added around every box.
         fp16: autocast the Grad-CAM passes.
 
     Example:
-        >>> test_cfg = dict(type='GradCAMPointingLoop', num_captions=2, layer=2)
+        >>> test_cfg = dict(type='GradCAMPointingLoop', num_captions=2)
         >>> test_evaluator = dict(type='PointingMetric')
     """
 
     def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
-                 layer: int = 2, pair_batch_size: int = 64, head_reduction: str = 'mean',
+                 layer: int | None = None, pair_batch_size: int = 64, head_reduction: str = 'mean',
                  tolerance: float = 0.0, fp16: bool = False) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)
@@ -269,7 +273,7 @@ class GradCAMPointingValLoop(_PointingMixin, ValLoop):
         dataloader: the dataloader (or its config).
         evaluator: the evaluator (or its config).
         num_captions: captions scored per image.
-        layer: fusion layer to explain.
+        layer: fusion layer to explain (None: the model's, see :class:`GradCAMPointingLoop`).
         pair_batch_size: pairs per ``gradcam`` call.
         head_reduction: ``'mean'`` or ``'max'``.
         tolerance: pixels added around every box.
@@ -280,7 +284,7 @@ class GradCAMPointingValLoop(_PointingMixin, ValLoop):
     """
 
     def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
-                 layer: int = 2, pair_batch_size: int = 64, head_reduction: str = 'mean',
+                 layer: int | None = None, pair_batch_size: int = 64, head_reduction: str = 'mean',
                  tolerance: float = 0.0, fp16: bool = False) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)

@@ -27,6 +27,7 @@ from vlreg.models.utils.softmask import (content_words, minmax_normalise, resolv
 from vlreg.registry import HOOKS
 
 from .hooks import unwrap
+from .model_defaults import gradcam_layer_of
 
 __all__ = ['SoftMaskVisualizationHook', 'find_tokenizer', 'render_softmask_figure', 'stack_figures']
 
@@ -174,8 +175,10 @@ class SoftMaskVisualizationHook(Hook):
     Args:
         interval: log every ``interval`` training iterations (``<= 0`` never).
         num_samples: images in the fixed batch.
-        layer: fusion layer whose cross-attention is explained (ALBEF: 2, the third; a model with
-            fewer fusion layers uses its last one, with a warning).
+        layer: fusion layer whose cross-attention is explained; None (default): the model's
+            ``gradcam_layer`` (the layer its soft-masked ITM explains) when it has one, else
+            ALBEF's 2, the third (a model with fewer fusion layers uses the deepest one before
+            the last, with a warning).
         word: which content word's soft mask is drawn: ``'random'`` (drawn once per sample with a
             generator seeded by ``seed``, then fixed, so the figures stay comparable over
             training) or ``'first'``. Every word gets a Grad-CAM panel; when the samples carry
@@ -194,7 +197,7 @@ class SoftMaskVisualizationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 500, num_samples: int = 4, layer: int = 2,
+    def __init__(self, interval: int = 500, num_samples: int = 4, layer: int | None = None,
                  word: str = 'random', floor: float = 0.0, sharpness: float = 1.0,
                  strength: float = 1.0, seed: int = 0, max_cols: int = 8) -> None:
         if word not in WORD_CHOICES:
@@ -279,8 +282,9 @@ class SoftMaskVisualizationHook(Hook):
         batch = self._batch
         model = unwrap(runner.model)
         fusion_layers = getattr(getattr(model, 'fusion', None), 'layer', None)
-        layer, warning = (self.layer, None) if fusion_layers is None else \
-            resolve_fusion_layer(self.layer, len(fusion_layers))
+        wanted = gradcam_layer_of(model, self.layer)  # None: the model's own Grad-CAM layer
+        layer, warning = (wanted, None) if fusion_layers is None else \
+            resolve_fusion_layer(wanted, len(fusion_layers))
         if warning and not getattr(self, '_warned', False):
             runner.logger.warning(f'SoftMaskVisualizationHook: {warning}')
             self._warned = True

@@ -1,6 +1,10 @@
 # A small ALBEF for CPU runs: ViT (depth 4, width 128) and a 2 + 2 layer BERT of width 128.
 # The vocabulary size must match the tokenizer of the dataset config (leaf configs set it).
 embed_dim = 128
+# The fusion layer Grad-CAM explains (soft-masked ITM, visualisation): the first of the two (the last
+# one cannot be explained: its word rows never reach the fused [CLS]). Configs that widen the fusion
+# encoder set their own.
+gradcam_layer = 0
 model = dict(
     type='ALBEFPretrainer',
     image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=96,

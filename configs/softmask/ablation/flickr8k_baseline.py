@@ -1,4 +1,6 @@
-# Ablation on flickr8k, ALBEF baseline: the Flickr8k model (MiniLM 3 + 3 layers: Grad-CAM on the second fusion layer, index 1) and schedule, with the paper's data pipeline so that every variant sees
-# the same data (the extra image view and word annotations are computed but unused here).
+# Ablation on flickr8k, ALBEF baseline: the Flickr8k model (MiniLM 3 + 3 layers) and schedule, with the
+# paper's data pipeline so that every variant sees the same data (the extra image view and word
+# annotations are computed but unused here). Every variant inherits the same two configs (inheritance
+# stays two levels deep) and states the pipeline line and its own components.
 _base_ = ['../../albef/albef_vit-s-minilm_1xb32_flickr8k-10e.py', '../_base_/method.py']
 train_dataloader = dict(dataset=dict(pipeline={{_base_.train_pipeline_softmask}}))

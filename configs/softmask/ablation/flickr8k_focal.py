@@ -1,3 +1,4 @@
 # Ablation on flickr8k: baseline + focal ITC (ITC replaced by FocalITCLoss, gamma 2).
-_base_ = ['./flickr8k_baseline.py']
+_base_ = ['../../albef/albef_vit-s-minilm_1xb32_flickr8k-10e.py', '../_base_/method.py']
+train_dataloader = dict(dataset=dict(pipeline={{_base_.train_pipeline_softmask}}))
 model = dict(losses=dict(itc={{_base_.focal_method}}))

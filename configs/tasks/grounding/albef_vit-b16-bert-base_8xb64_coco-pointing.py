@@ -4,7 +4,7 @@
 # For every caption word that names a COCO category present in the image (vocabulary:
 # vlreg/datasets/coco_categories.py, e.g. man / woman / people -> person, bike -> bicycle,
 # multi-word names such as "teddy bear" matched first), is the peak of that word's Grad-CAM
-# (ITM match logit, fusion layer index 2, heads averaged, the mean of the word's wordpiece rows)
+# (ITM match logit, the loop's default fusion layer index 2, heads averaged, the mean of the word's wordpiece rows)
 # inside a box of that category? Reports pointing/acc (percent), hits, total (the count of scored
 # words) and pointing/chance: the accuracy of a peak drawn uniformly over the patches (the share
 # of patch centres inside the category's boxes), plus pointing/protocol.
@@ -42,6 +42,6 @@ test_dataloader = dict(
                  pipeline=pointing_pipeline))
 # one sample per caption (num_captions counts captions per sample); tolerance in pixels of the
 # resized image (0 = the peak patch centre must be inside a box)
-test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1, layer=2,
+test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1,
                 pair_batch_size=64, head_reduction='mean', tolerance=0.0)
 test_evaluator = dict(_delete_=True, type='PointingMetric')

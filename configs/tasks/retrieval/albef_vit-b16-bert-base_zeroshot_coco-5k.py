@@ -12,11 +12,8 @@
 #       --out work_dirs/zeroshot_coco.json
 #
 # The pre-training checkpoint's MLM heads are ignored and its queues are not used by evaluation.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py']
+_base_ = ['./albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py', '../../_base_/zeroshot_retrieval.py']
 
 model = dict(pretrained=None)  # the evaluated weights come from tools/test.py's checkpoint
 test_evaluator = dict(prefix='coco_5k_test_zeroshot')
 test_cfg = dict(k=256, score='itm')
-# A pre-training checkpoint carries the MLM heads, which retrieval does not use: the only keys it may
-# bring that the model lacks (any other misfit is an error; see docs/architecture.md, checkpoints).
-load_allow_unexpected = ['*num_batches_tracked', 'mlm_head.*', 'mlm_head_m.*']

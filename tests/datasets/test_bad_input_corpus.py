@@ -156,6 +156,9 @@ READERS = [
                box_outside=lambda e: dict(e, boxes=[dict(bbox=[10, 2, 9, 4], category='box')]),
                box_no_area=lambda e: dict(e, boxes=[dict(bbox=[1, 1, 0, 4], category='box')]),
                box_negative=lambda e: dict(e, boxes=[dict(bbox=[1, 1, 4, -3], category='box')]),
+               box_nan=lambda e: dict(e, boxes=[dict(bbox=[1, float('nan'), 4, 4],
+                                                     category='box')]),
+               box_short=lambda e: dict(e, boxes=[dict(bbox=[1, 1, 4], category='box')]),
                wrong_type_field=lambda e: dict(e, boxes=[dict(bbox='1 1 4 4', category='box')]),
                empty_boxes=lambda e: dict(e, boxes=[]))),
     Reader('grounding_refer', lambda: [dict(image='a.png', text='the red box', ref_id=1,
@@ -167,6 +170,10 @@ READERS = [
            lambda e: [e['image']], 'text',
            mutations=dict(_common(), box_outside=lambda e: dict(e, bbox=[1, 9, 4, 8]),
                           box_no_area=lambda e: dict(e, bbox=[1, 1, 4, 0]),
+                          box_negative=lambda e: dict(e, bbox=[5, 1, -4, 4]),
+                          box_nan=lambda e: dict(e, bbox=[1, 1, float('nan'), 4]),
+                          box_short=lambda e: dict(e, bbox=[1, 1, 4]),
+                          box_left_of_image=lambda e: dict(e, bbox=[-3, 1, 4, 4]),
                           wrong_type_field=lambda e: dict(e, ref_id='first'))),
 ]
 BY_NAME = {r.name: r for r in READERS}

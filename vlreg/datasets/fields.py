@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['as_int', 'box_array', 'require_keys', 'text_field', 'xywh_to_xyxy']
+from vlreg.structures.boxes import BOX_TOLERANCE
 
-#: How far (pixels) a box may reach past the image border (annotation tools round outwards).
-BOX_TOLERANCE = 1.0
+__all__ = ['as_int', 'box_array', 'require_keys', 'text_field', 'xywh_to_xyxy']
 
 
 def require_keys(where: str, entry: Any, keys: Sequence[str]) -> dict:

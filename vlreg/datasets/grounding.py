@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vlreg.registry import DATASETS
+from vlreg.structures.batch_keys import DEFAULT_META_KEYS
 
 from .base import EntryCollector, VLBaseDataset, join_root
 from .fields import as_int, box_array, require_keys, text_field, xywh_to_xyxy
 from .reader import read_annotation_file, read_json
-from .transforms.formatting import DEFAULT_META_KEYS
 
 __all__ = ['GROUNDING_META_KEYS', 'GroundingDataset']
 
@@ -59,10 +59,12 @@ class GroundingDataset(VLBaseDataset):
         training entries, whose supervision is the text only;
       - the split: the entry's ``split``, else the refs file's, else ``split``.
 
-    Boxes must be ``[x, y, w, h]`` numbers with ``w, h > 0``; ground-truth boxes of an entry that
-    gives ``width`` / ``height`` must lie inside the image (up to
-    :data:`vlreg.datasets.fields.BOX_TOLERANCE` pixel): otherwise the entry is bad (an error naming
-    the file, entry and box, or dropped and counted with ``skip_bad_samples``).
+    Boxes (ground truth and proposals) must be ``[x, y, w, h]`` numbers (finite; proposals may
+    carry more values, e.g. a score, which are ignored) with ``w, h > 0``, and, when the entry
+    gives ``width`` / ``height``, lie inside the image (up to
+    :data:`vlreg.structures.boxes.BOX_TOLERANCE` pixel): otherwise the entry is bad (an error naming
+    the file, entry and box, and for a proposal the proposal file and key, or dropped and counted
+    with ``skip_bad_samples``).
 
     Each sample holds ``img_path``, ``caption`` (the expression), ``gt_bboxes`` (float32
     ``[K, 4]`` xyxy pixels; geometric transforms move it with the image), ``ori_gt_bboxes`` (the
@@ -213,6 +215,21 @@ class GroundingDataset(VLBaseDataset):
                                            category=categories.get(ann.get('category_id')))
         return out
 
+    def _entry_proposals(self, where: str, key: Any, width: Any = None,
+                         height: Any = None) -> list[list[float]]:
+        """The xyxy proposals of ``key`` in the proposal file, each checked like a ground-truth
+        box (four finite numbers first, positive size, inside the entry's image when it gives its
+        size); a bad one makes the entry bad, naming the entry, the proposal and the file."""
+        dets = self._proposals.get(str(key)) if self._proposals is not None else None
+        source = f'{self.proposal_key} {key!r} in {self.proposal_file!r}'
+        if dets is None:
+            raise ValueError(f'{where}: no proposals for {source}')
+        if not isinstance(dets, list):
+            raise ValueError(f'{where}: the proposals of {source} must be a list of '
+                             f'[x, y, w, h, ...] boxes, got {type(dets).__name__}')
+        return [xywh_to_xyxy(f'{where}, proposal {j} of {source}', d, width, height)
+                for j, d in enumerate(dets)]
+
     def _parse_refer(self, index: int, entry: Any) -> list[dict]:
         where = f'{self.ann_file!r}: entry {index}'
         require_keys(where, entry, ('image', 'text'))
@@ -229,11 +246,7 @@ class GroundingDataset(VLBaseDataset):
         proposals: list[list[float]] = []
         if self._proposals is not None:
             key = ref_id if self.proposal_key == 'ref_id' else image_id
-            dets = self._proposals.get(str(key))
-            if dets is None:
-                raise ValueError(f'{where}: no proposals for {self.proposal_key} {key!r} in '
-                                 f'{self.proposal_file!r}')
-            proposals = [xywh_to_xyxy(f'{where}, proposal {j}', d) for j, d in enumerate(dets)]
+            proposals = self._entry_proposals(where, key, **size)
         category = ref.get('category', entry.get('category'))
         return [self._info(index, image, image_id if image_id is not None else image, text, gt,
                            proposals, categories=[category] * len(gt) if category else [],

@@ -14,7 +14,6 @@ per id, the index of the word it comes from, -1 for ``[CLS]`` / ``[SEP]`` / ``[P
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from vlreg.registry import TOKENIZERS
 from vlreg.utils.paths import resolve_path
+from vlreg.utils.tokenizer_cache import build_tokenizer
 
 from .synthetic_grammar import synthetic_vocabulary
 
@@ -272,29 +272,6 @@ class SyntheticTokenizer(_TokenizerBase):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(add_sep={self.add_sep}, extra_words={self.extra_words})'
-
-
-_CACHE: dict[str, Any] = {}
-
-
-def build_tokenizer(cfg: dict | Any) -> Any:
-    """Build a tokenizer from ``TOKENIZERS``, sharing one instance per distinct config.
-
-    Args:
-        cfg: a config dict with ``type``; an already-built tokenizer is returned as is.
-
-    Returns:
-        The tokenizer; two calls with equal configs return the same object, so several transforms
-        share one vocabulary (and load its files once).
-    """
-    if not isinstance(cfg, dict):
-        return cfg
-    key = json.dumps(dict(cfg), sort_keys=True, default=str)
-    if key not in _CACHE:
-        from vlreg.registry import build_from_slot
-
-        _CACHE[key] = build_from_slot(TOKENIZERS, dict(cfg), 'tokenizer')
-    return _CACHE[key]
 
 
 def _tokenizer_configs(node: Any, where: str) -> Iterable[tuple[str, dict]]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 
 from vlreg.registry import METRICS
+from vlreg.structures.boxes import box_problem
 
 __all__ = ['GroundingAccuracyMetric', 'box_iou', 'grounding_hit', 'score_boxes_by_cam',
            'select_box_by_cam']
@@ -39,7 +40,28 @@ def _boxes(boxes: Any, name: str) -> torch.Tensor:
         return out.reshape(0, 4)
     if out.shape[-1] != 4 or out.dim() > 2:
         raise ValueError(f'{name} must be [4] or [N, 4] xyxy boxes, got shape {tuple(out.shape)}')
-    return out.reshape(-1, 4)
+    out = out.reshape(-1, 4)
+    if not torch.isfinite(out).all():
+        row = int((~torch.isfinite(out)).any(1).nonzero()[0])
+        raise ValueError(f'{name}: box {row} {out[row].tolist()} is not finite')
+    return out
+
+
+def _checked_boxes(boxes: Any, name: str, where: str,
+                   image_hw: tuple[Any, Any] | None = None) -> torch.Tensor:
+    """:func:`_boxes`, refusing (naming ``where`` and the box) a box of negative size or one that
+    lies outside the ``(H, W)`` image by more than :data:`~vlreg.structures.boxes.BOX_TOLERANCE`
+    pixel (:func:`~vlreg.structures.boxes.box_problem`); boxes of zero size pass."""
+    try:
+        out = _boxes(boxes, name)
+    except ValueError as err:
+        raise ValueError(f'GroundingAccuracyMetric: {where}: {err}') from err
+    height, width = image_hw if image_hw is not None else (None, None)
+    for row, box in enumerate(out.tolist()):
+        problem = box_problem(box, width, height)
+        if problem is not None:
+            raise ValueError(f'GroundingAccuracyMetric: {where}: {name} box {row} {box} {problem}')
+    return out
 
 
 def box_iou(a_xyxy: Any, b_xyxy: Any) -> torch.Tensor:
@@ -142,6 +164,24 @@ def _get(sample: Any, key: str) -> Any:
     return sample.get(key) if hasattr(sample, 'get') else getattr(sample, key, None)
 
 
+def _where(sample: Any) -> str:
+    """A sample named by what it carries: index, image file, annotation entry, ref id."""
+    parts = [f'{label}{_get(sample, key)!r}' for key, label in
+             (('img_path', ''), ('ann_index', 'entry '), ('ref_id', 'ref_id '))
+             if _get(sample, key) is not None]
+    return f'sample {_get(sample, "sample_idx")!r}' + (f' ({", ".join(parts)})' if parts else '')
+
+
+def _image_hw(sample: Any) -> tuple[Any, Any] | None:
+    """The original ``(H, W)`` of a sample's image (``ori_shape``, else ``height`` / ``width``),
+    or None when it carries neither."""
+    shape = _get(sample, 'ori_shape')
+    if shape is not None:
+        return shape[0], shape[1]
+    height, width = _get(sample, 'height'), _get(sample, 'width')
+    return None if height is None and width is None else (height, width)
+
+
 @METRICS.register_module()
 class GroundingAccuracyMetric(BaseMetric):
     """Grounding accuracy: the share of expressions whose predicted box has IoU >= ``thr``.
@@ -154,6 +194,13 @@ class GroundingAccuracyMetric(BaseMetric):
       :class:`~vlreg.datasets.downstream.GroundingDataset` stores them) or else ``gt_bboxes``,
       ``[4]`` or ``[K, 4]`` (a hit on any of the K counts);
     * optional ``split`` (RefCOCO+: ``val``, ``testA``, ``testB``).
+
+    Every box is checked (:func:`~vlreg.structures.boxes.box_problem`): four finite numbers and
+    no negative size; with ``ori_gt_bboxes`` and the image size (``ori_shape``, or ``height`` /
+    ``width``), the prediction, the proposals and the ground truth must also lie inside the image
+    (up to :data:`~vlreg.structures.boxes.BOX_TOLERANCE` pixel). A bad box raises ``ValueError``
+    naming the sample (index, image file, annotation entry, ref id, as far as it carries them)
+    and the box.
 
     ``compute_metrics`` returns ``acc`` (percent, all samples), ``<split>_acc`` for every split
     seen, and ``num_samples``; when every sample carries its ``proposals``, also ``chance`` (and
@@ -177,15 +224,16 @@ class GroundingAccuracyMetric(BaseMetric):
         self.thr = float(thr)
 
     @staticmethod
-    def _prediction(sample: Any) -> Any:
+    def _prediction(sample: Any, image_hw: tuple[Any, Any] | None = None) -> Any:
+        """The predicted box, every box checked (``image_hw``: the size they must lie in)."""
         pred = _get(sample, 'pred_bbox')
         if pred is not None:
-            return pred
+            return _checked_boxes(pred, 'pred_bbox', _where(sample), image_hw)
         proposals, scores = _get(sample, 'proposals'), _get(sample, 'proposal_scores')
         if proposals is None or scores is None:
             raise KeyError('GroundingAccuracyMetric: a sample needs "pred_bbox", or "proposals" '
                            f'and "proposal_scores" (sample {_get(sample, "sample_idx")!r})')
-        boxes = _boxes(proposals, 'proposals')
+        boxes = _checked_boxes(proposals, 'proposals', _where(sample), image_hw)
         scores = torch.as_tensor(np.asarray(scores, dtype=np.float64)).reshape(-1)
         if len(scores) != len(boxes) or not len(boxes):
             raise ValueError(f'GroundingAccuracyMetric: {len(boxes)} proposals but '
@@ -199,7 +247,13 @@ class GroundingAccuracyMetric(BaseMetric):
             if gt is None:
                 raise KeyError('GroundingAccuracyMetric: a sample needs "ori_gt_bboxes" or '
                                f'"gt_bboxes" (sample {_get(sample, "sample_idx")!r})')
-            hit = grounding_hit(self._prediction(sample), gt, self.thr)
+            # ori_gt_bboxes, proposals and predictions are in original-image pixels; gt_bboxes
+            # may have moved with the image (a resize), so the image size checks them not
+            original = _get(sample, 'ori_gt_bboxes') is not None
+            hw = _image_hw(sample) if original else None
+            gt = _checked_boxes(gt, 'ori_gt_bboxes' if original else 'gt_bboxes',
+                                _where(sample), hw)
+            hit = grounding_hit(self._prediction(sample, hw), gt, self.thr)
             split = _get(sample, 'split')
             self.results.append(dict(hit=hit, split=None if split is None else str(split),
                                      chance=self._chance(sample, gt)))

@@ -1,4 +1,8 @@
-"""Batch preparation between the DataLoader and the model (docs/architecture.md, "One batch")."""
+"""Batch preparation between the DataLoader and the model (docs/architecture.md, "One batch").
+
+Which keys are images, which are per-caption rows and how each text key is padded is
+:mod:`vlreg.structures.batch_keys` (``DEFAULT_PAD_VALUES`` is re-exported here).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,8 +12,10 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
-from vlreg.datasets.transforms.formatting import text_pad_value
 from vlreg.registry import MODELS
+from vlreg.structures.batch_keys import (ATTENTION_MASK, CAPTION_ATTENTION_MASK, CAPTION_IDS,
+                                         CAPTION_IMAGE_INDEX, DEFAULT_PAD_VALUES, INPUT_IDS,
+                                         is_batch_image_key, is_caption_key, text_pad_value)
 
 __all__ = ['DEFAULT_PAD_VALUES', 'VLDataPreprocessor']
 
@@ -29,16 +35,6 @@ def _pad_1d(seqs: Sequence[Tensor], value: int) -> tuple[Tensor, Tensor]:
 
 def _mask_from_lengths(lengths: Tensor, length: int) -> Tensor:
     return (torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]).long()
-
-
-# Padding value of each known text key; ``None`` stands for the preprocessor's ``pad_token_id``.
-# Keys not listed fall back to a suffix rule (see ``VLDataPreprocessor.pad_value``).
-DEFAULT_PAD_VALUES: dict[str, int | None] = {
-    'input_ids': None, 'mlm_input_ids': None, 'caption_ids': None,
-    'mlm_labels': -100,
-    'word_ids': -1, 'caption_word_ids': -1,
-    'content_mask': 0, 'caption_content_mask': 0, 'attention_mask': 0,
-}
 
 
 @MODELS.register_module()
@@ -104,9 +100,9 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         data = self.cast_data(data)
         inputs = data.get('inputs', {})
         out: dict[str, Any] = {}
-        caption_keys = [key for key in inputs if key.startswith('caption_')]
+        caption_keys = [key for key in inputs if is_caption_key(key)]
         for key, value in inputs.items():
-            if key.startswith('image'):
+            if is_batch_image_key(key):
                 out[key] = self._images(key, value)
             elif key not in caption_keys:
                 out.update(self._text(key, value))
@@ -141,11 +137,11 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         else:
             return {key: value}
         out = {key: ids}
-        if key == 'input_ids':
+        if key == INPUT_IDS:
             if lengths is not None:
-                out['attention_mask'] = _mask_from_lengths(lengths, ids.shape[1])
+                out[ATTENTION_MASK] = _mask_from_lengths(lengths, ids.shape[1])
             else:
-                out['attention_mask'] = (ids != self.pad_token_id).long()
+                out[ATTENTION_MASK] = (ids != self.pad_token_id).long()
         return out
 
     @staticmethod
@@ -167,19 +163,19 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         length: int | None = None
         owner_ref: list[int] | None = None
         # caption_ids first: it fixes the length and the owners the other keys must match
-        for key in sorted(keys, key=lambda k: k != 'caption_ids'):
+        for key in sorted(keys, key=lambda k: k != CAPTION_IDS):
             rows, owner = self._caption_rows(key, inputs[key])
             if not rows:
                 raise ValueError(f'VLDataPreprocessor: {key!r} holds no caption')
             pad = self.pad_value(key)
             values, _ = _pad_1d(rows, pad)
-            if key == 'caption_ids':
+            if key == CAPTION_IDS:
                 mask = (values != self.pad_token_id).long()
                 length = int(mask.sum(1).max())  # drop columns that are padding in every row
                 values, mask = values[:, :length], mask[:, :length]
-                out['caption_attention_mask'] = mask
-                out['caption_image_index'] = torch.tensor(owner, dtype=torch.long,
-                                                          device=values.device)
+                out[CAPTION_ATTENTION_MASK] = mask
+                out[CAPTION_IMAGE_INDEX] = torch.tensor(owner, dtype=torch.long,
+                                                        device=values.device)
                 owner_ref = owner
             else:
                 if owner_ref is not None and owner != owner_ref:

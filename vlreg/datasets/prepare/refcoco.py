@@ -49,6 +49,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from vlreg.datasets.reader import read_json as _read_json
+from vlreg.structures.boxes import box_problem
 
 from . import image_problem, progress, report
 
@@ -121,12 +122,25 @@ def read_refs(path: str) -> list:
 def _xywh(box: Any) -> list[float] | None:
     """A valid ``[x, y, w, h]`` (finite, positive size) as floats, or None."""
     try:
+        if any(isinstance(v, bool) for v in box[:4]):
+            return None
         values = [float(v) for v in box[:4]]
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, KeyError):
         return None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
         return None
     return values if values[2] > 0 and values[3] > 0 else None
+
+
+def _outside(box: list[float], image: dict | None) -> str | None:
+    """Why a valid ``[x, y, w, h]`` does not fit its image (more than
+    :data:`~vlreg.structures.boxes.BOX_TOLERANCE` pixel past a border), or None (it fits, or the
+    image or its size is unknown). ``GroundingDataset`` refuses such boxes; they are skipped here."""
+    if not isinstance(image, dict):
+        return None
+    x, y, w, h = box
+    problem = box_problem([x, y, x + w, y + h], image.get('width'), image.get('height'))
+    return None if problem is None else f'{problem} {image.get("id")!r}'
 
 
 class _Instances:
@@ -153,9 +167,13 @@ class _Instances:
             if not isinstance(ann, dict) or 'id' not in ann or 'image_id' not in ann:
                 skipped.append(f'{where}: needs "id" and "image_id"')
                 continue
-            if _xywh(ann.get('bbox', ())) is None:
+            box = _xywh(ann.get('bbox', ()))
+            if box is None:
                 skipped.append(f'{where} (id {ann["id"]}): bbox {ann.get("bbox")!r} has no area '
                                'or is not [x, y, w, h] numbers')
+                continue
+            if problem := _outside(box, self.images.get(ann['image_id'])):
+                skipped.append(f'{where} (id {ann["id"]}): bbox {ann["bbox"]!r} {problem}')
                 continue
             self.anns[ann['id']] = ann
             self.by_image[ann['image_id']].append(ann)
@@ -167,25 +185,36 @@ def _load_proposals(spec: str, instances: _Instances, skipped: list[str]) -> dic
         return {str(k): [_xywh(a['bbox']) for a in v] for k, v in instances.by_image.items()}
     data = _read_json(spec)
     out: dict[str, list] = defaultdict(list)
+    # (image id, where the detection is in the file, the detection)
+    items: list[tuple[str, str, Any]] = []
     if isinstance(data, dict):
-        items = [(str(k), d) for k, dets in data.items() for d in (dets if isinstance(dets, list)
-                                                                    else [dets])]
+        for k, dets in data.items():
+            dets = dets if isinstance(dets, list) else [dets]
+            items.extend((str(k), f'image {k} (proposal {j})', d) for j, d in enumerate(dets))
     elif isinstance(data, list):
-        items = []
         for i, det in enumerate(data):
             if not isinstance(det, dict) or 'image_id' not in det or 'bbox' not in det:
                 skipped.append(f'{spec!r}: detection {i}: needs "image_id" and "bbox"')
                 continue
-            items.append((str(det['image_id']), list(det['bbox'][:4]) + (
-                [det['score']] if isinstance(det.get('score'), (int, float)) else [])))
+            where = f'detection {i} (image {det["image_id"]})'
+            if not isinstance(det['bbox'], (list, tuple)):
+                skipped.append(f'{spec!r}: {where}: bbox {det["bbox"]!r} is not [x, y, w, h] '
+                               'numbers')
+                continue
+            score = [det['score']] if isinstance(det.get('score'), (int, float)) else []
+            items.append((str(det['image_id']), where, list(det['bbox'][:4]) + score))
     else:
         raise ValueError(f'{spec!r}: expected {{"<image_id>": [[x, y, w, h, ...]]}} or a COCO '
                          'detection-results list')
-    for image_id, det in items:
+    images = {str(k): v for k, v in instances.images.items()}
+    for image_id, where, det in items:
         box = _xywh(det) if isinstance(det, (list, tuple)) else None
         if box is None:
-            skipped.append(f'{spec!r}: image {image_id}: proposal {det!r} has no area or is not '
+            skipped.append(f'{spec!r}: {where}: proposal {det!r} has no area or is not '
                            '[x, y, w, h, ...] numbers')
+            continue
+        if problem := _outside(box, images.get(image_id)):
+            skipped.append(f'{spec!r}: {where}: proposal {det!r} {problem}')
             continue
         extra = [float(det[4])] if len(det) > 4 and isinstance(det[4], (int, float)) else []
         out[image_id].append(box + extra)

@@ -1,6 +1,8 @@
 """Pack a transformed sample into ``{'inputs': dict, 'data_samples': DataSample}``.
 
-The contract is in docs/architecture.md ("One sample, out of the pipeline").
+The contract is in docs/architecture.md ("One sample, out of the pipeline"); the key names and the
+padding rule live in :mod:`vlreg.structures.batch_keys` (``DEFAULT_*_KEYS`` and
+:func:`text_pad_value` are re-exported here).
 """
 from __future__ import annotations
 
@@ -12,17 +14,13 @@ import torch
 
 from vlreg.registry import TRANSFORMS
 from vlreg.structures import DataSample
+from vlreg.structures.batch_keys import (DEFAULT_DATA_KEYS, DEFAULT_META_KEYS, DEFAULT_TEXT_KEYS,
+                                         batch_image_key, is_pipeline_image_key, text_pad_value)
 
 from .loading import describe_sample
 
 __all__ = ['DEFAULT_DATA_KEYS', 'DEFAULT_META_KEYS', 'DEFAULT_TEXT_KEYS', 'PackInputs',
            'text_pad_value']
-
-DEFAULT_TEXT_KEYS = ('input_ids', 'mlm_input_ids', 'mlm_labels', 'word_ids', 'content_mask',
-                     'caption_ids', 'caption_word_ids', 'caption_content_mask')
-DEFAULT_DATA_KEYS = ('gt_bboxes', 'gt_bboxes_aug')
-DEFAULT_META_KEYS = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'text_index',
-                     'ann_index', 'ori_shape', 'img_shape', 'flipped', 'objects', 'gt_word_indices')
 
 
 def _image_tensor(img: Any, key: str, results: dict[str, Any]) -> torch.Tensor:
@@ -31,24 +29,6 @@ def _image_tensor(img: Any, key: str, results: dict[str, Any]) -> torch.Tensor:
         raise TypeError(f'PackInputs: {key!r} of {describe_sample(results)} must be an RGB uint8 '
                         f'[H, W, 3] array, got {img.dtype} {img.shape}')
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-
-
-def text_pad_value(key: str, pad_token_id: int,
-                   overrides: dict[str, int] | None = None) -> int:
-    """Padding value of a text key (the same rule as ``VLDataPreprocessor``).
-
-    ``overrides[key]`` if given; else -1 for keys ending in ``word_ids``, -100 for keys ending in
-    ``labels``, 0 for keys ending in ``mask``, and ``pad_token_id`` for anything else (token ids).
-    """
-    if overrides and key in overrides:
-        return int(overrides[key])
-    if key.endswith('word_ids'):
-        return -1
-    if key.endswith('labels'):
-        return -100
-    if key.endswith('mask'):
-        return 0
-    return pad_token_id
 
 
 def _ids_tensor(ids: Any) -> torch.Tensor:
@@ -113,8 +93,8 @@ class PackInputs:
                            'the image first)')
         inputs: dict[str, Any] = {}
         for key in results:
-            if key == 'img' or (key.startswith('img_') and key not in ('img_path', 'img_shape')):
-                name = 'image' + key[3:]
+            if is_pipeline_image_key(key):
+                name = batch_image_key(key)
                 value = results[key]
                 if isinstance(value, np.ndarray) and value.ndim == 3:
                     inputs[name] = _image_tensor(value, key, results)

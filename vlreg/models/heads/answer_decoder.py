@@ -12,6 +12,8 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from vlreg.registry import HEADS
+from vlreg.structures.batch_keys import IGNORE_LABEL
+from vlreg.utils.tokenizer_cache import build_tokenizer
 
 from ..utils.bert_layers import (MASK_VALUE, BertEmbeddings, BertLayer, additive_mask,
                                  init_bert_weights)
@@ -95,8 +97,6 @@ class AnswerDecoderHead(BaseVQAHead):
                  count_first_token_twice: bool = False, rank_chunk_size: int = 1024,
                  pad_token_id: int = 0) -> None:
         super().__init__()
-        from vlreg.datasets.tokenizers import build_tokenizer
-
         self.tokenizer = build_tokenizer(tokenizer)
         if not getattr(self.tokenizer, 'add_sep', False):
             raise ValueError('AnswerDecoderHead needs an end token: give it a tokenizer with '
@@ -192,9 +192,10 @@ class AnswerDecoderHead(BaseVQAHead):
     def _token_nll(self, logits: Tensor, ids: Tensor, mask: Tensor,
                    smoothing: float = 0.0) -> Tensor:
         """Per-token negative log-likelihood ``[N, La - 1]`` of ``ids[:, 1:]`` (0 on padding)."""
-        labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, IGNORE_LABEL)
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), labels,
-                              ignore_index=-100, reduction='none', label_smoothing=smoothing)
+                              ignore_index=IGNORE_LABEL, reduction='none',
+                              label_smoothing=smoothing)
         return nll * mask[:, 1:]
 
     # -- training

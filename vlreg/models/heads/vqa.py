@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from vlreg.evaluation.vqa import normalize_answer
 from vlreg.registry import HEADS
+from vlreg.structures.vqa_answers import normalize_answer
 
 from ..utils.bert_layers import init_bert_weights
 
@@ -46,7 +46,7 @@ def soft_scores(answers: Sequence[str], mode: str = 'vqa') -> dict[str, float]:
     """Soft target of every distinct (normalised) answer of one question.
 
     With ``n`` annotators of whom ``m`` gave answer ``a`` (after the official normalisation,
-    :func:`~vlreg.evaluation.vqa.normalize_answer`):
+    :func:`~vlreg.structures.vqa_answers.normalize_answer`):
 
     * ``'vqa'``: the VQA accuracy ``a`` would score, i.e. ``min(#others agreeing / 3, 1)``
       averaged over the ``n`` leave-one-out subsets: ``(m * min((m - 1) / 3, 1) + (n - m) *

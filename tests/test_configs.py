@@ -32,7 +32,7 @@ def test_config_builds(path):
     assert cfg.default_scope == 'vlreg'
     for key in ('train_dataloader', 'optim_wrapper', 'train_cfg', 'val_evaluator'):
         assert key in cfg, f'{path} has no {key}'
-    _drop_missing_weights(cfg.model)
+    _drop_missing_weights(dict(model=cfg.model))  # the model's own pretrained= too (checked at build)
     init_default_scope('vlreg')
     model = MODELS.build(cfg.model)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)

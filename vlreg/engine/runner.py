@@ -124,11 +124,9 @@ def load_checked(model: nn.Module, state: Mapping, source: str, partial: bool = 
     missing = sorted(k for k in result.missing_keys if not _matches(k, allow_missing))
     unexpected = sorted(k for k in result.unexpected_keys if not _matches(k, allow_unexpected))
     _raise_if_poor_fit(source, len(model.state_dict()), missing, unexpected, [], partial)
-    if export and hasattr(model, '_momentum_modules') and any(
-            k.split('.', 1)[0].endswith('_m') for k in result.missing_keys):
-        from vlreg.models.utils.ema import copy_params
-
-        copy_params(*model._momentum_modules())  # the export has no momentum copies
+    restart = getattr(model, 'restart_momentum', None)  # ALBEFEncoderModel's, shared with load_pretrained
+    if export and restart is not None:
+        restart(result.missing_keys)  # the export has no momentum copies
     return missing, unexpected
 
 

@@ -1,7 +1,6 @@
 """ALBEF pre-training model: encoders, momentum copies, and a named dict of losses."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -10,18 +9,17 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, LOSSES, MODELS, build_from_slot
+from vlreg.registry import HEADS, LOSSES, MODELS, build_from_slot
 
-from ..backbones.vit import resize_pos_embed
-from ..base import VLBaseModel
+from ..encoders import ALBEFEncoderModel
 from ..fusion.bert_fusion import FusionOutput
-from ..utils.checkpoint import load_state_dict_file
-from ..utils.ema import copy_params, ema_update
+from ..utils.checkpoint import load_checkpoint_into
 from ..utils.gradcam import cross_attention_gradcam
 
-_MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'vision_proj_m'),
-                   ('text_backbone', 'text_backbone_m'), ('text_proj', 'text_proj_m'),
-                   ('fusion', 'fusion_m'), ('mlm_head', 'mlm_head_m'))
+#: the parts with a momentum (EMA) copy, and the copies' names
+MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'vision_proj_m'),
+              ('text_backbone', 'text_backbone_m'), ('text_proj', 'text_proj_m'),
+              ('fusion', 'fusion_m'), ('mlm_head', 'mlm_head_m'))
 
 TEXT_POOLS = ('cls', 'mean')
 
@@ -36,7 +34,7 @@ def pool_text(tokens: Tensor, attention_mask: Tensor, mode: str = 'cls') -> Tens
 
 
 @MODELS.register_module()
-class ALBEFPretrainer(VLBaseModel):
+class ALBEFPretrainer(ALBEFEncoderModel):
     """ALBEF: ViT image encoder, BERT text encoder, BERT fusion encoder, projections, ITM / MLM heads,
     learnable temperature, momentum (EMA) copies and the losses, each a registered component.
 
@@ -74,6 +72,9 @@ class ALBEFPretrainer(VLBaseModel):
             another size always restart.
         data_preprocessor: defaults to ``VLDataPreprocessor``.
 
+    The encoders, the build-time ``pretrained`` check, the position-embedding fitting and the
+    momentum-copy mechanism are :class:`~vlreg.models.encoders.ALBEFEncoderModel`'s.
+
     Any checkpoint loaded into the model (``pretrained``, the Runner's ``load_from``,
     ``init_cfg=dict(type='Pretrained')``) passes :meth:`fit_state_dict`: ViT position embeddings of
     another resolution are interpolated (ALBEF: 256 px pre-training -> 384 px fine-tuning) and
@@ -97,14 +98,8 @@ class ALBEFPretrainer(VLBaseModel):
         if pretrained_queues not in ('load', 'reset'):
             raise ValueError("pretrained_queues must be 'load' or 'reset', got "
                              f'{pretrained_queues!r}')
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='VLDataPreprocessor')
-        if isinstance(data_preprocessor, dict):  # through vlreg's scope, also outside a Runner
-            data_preprocessor = build_from_slot(MODELS, data_preprocessor, 'data_preprocessor')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.image_backbone = build_from_slot(BACKBONES, image_backbone, 'image_backbone')
-        self.text_backbone = build_from_slot(BACKBONES, text_backbone, 'text_backbone')
-        self.fusion = build_from_slot(FUSION_HEADS, fusion, 'fusion')
+        super().__init__(image_backbone, text_backbone, fusion, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         text_width = self.text_backbone.width
         self.vision_proj = nn.Linear(self.image_backbone.width, embed_dim)
         self.text_proj = nn.Linear(text_width, embed_dim)
@@ -119,8 +114,6 @@ class ALBEFPretrainer(VLBaseModel):
         self.text_pool = text_pool
         self.embed_dim = embed_dim
         self.alpha = float(alpha)
-        self.momentum = momentum
-        self.pretrained = pretrained
         self.pretrained_queues = pretrained_queues
         self.losses = nn.ModuleDict({
             name: build_from_slot(LOSSES, cfg, f'losses.{name}')
@@ -154,15 +147,7 @@ class ALBEFPretrainer(VLBaseModel):
                                  'the words\' cross-attention cannot reach the fused [CLS] (their '
                                  'gradient is exactly 0); use an earlier layer (ALBEF: the 3rd of 6)')
         if momentum is not None:
-            for online, shadow in _MOMENTUM_PAIRS:
-                module = getattr(self, online)
-                twin = copy.deepcopy(module) if module is not None else None
-                if twin is not None and hasattr(twin, 'pretrained'):
-                    twin.pretrained = None  # filled by copy_params in init_weights, not read twice
-                setattr(self, shadow, twin)
-            if self.mlm_head_m is not None:
-                self.mlm_head_m.tie_to(self.text_backbone_m.embeddings.word_embeddings)
-            copy_params(*self._momentum_modules())
+            self.add_momentum_copies(MOMENTUM_PAIRS, momentum)
 
     @staticmethod
     def _build_head(cfg: dict | None, slot: str, **defaults: Any) -> nn.Module | None:
@@ -174,22 +159,18 @@ class ALBEFPretrainer(VLBaseModel):
         return build_from_slot(HEADS, cfg, slot)
 
     # -- weights --------------------------------------------------------------------------------------
-    @property
-    def has_momentum(self) -> bool:
-        return self.momentum is not None
-
-    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        pairs = [(getattr(self, a), getattr(self, b)) for a, b in _MOMENTUM_PAIRS
-                 if getattr(self, a) is not None]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+    def tie_weights(self) -> None:
+        """The MLM heads' vocabulary projections are the (momentum) text encoder's word embeddings."""
+        if self.mlm_head is not None:
+            self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
+        if getattr(self, 'mlm_head_m', None) is not None:
+            self.mlm_head_m.tie_to(self.text_backbone_m.embeddings.word_embeddings)
 
     def init_weights(self) -> None:
         """Load the local pretrained weights of each part, then restart the momentum copies from them."""
         super().init_weights()
-        if self.mlm_head is not None:
-            self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
-        if self.has_momentum:
-            copy_params(*self._momentum_modules())
+        self.tie_weights()
+        self.restart_momentum()
         if self.pretrained:
             self.load_pretrained(self.pretrained)
 
@@ -200,51 +181,35 @@ class ALBEFPretrainer(VLBaseModel):
         ids and queue pointers are not (they belong to the run that wrote the file), and with
         ``pretrained_queues='reset'`` nor are the queues.
         """
-        state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(path).items()}
         queue_keys = ('.idx_queue', '.queue_ptr')
         if self.pretrained_queues == 'reset':
             queue_keys += ('.image_queue', '.text_queue')
-        state = {k: v for k, v in state.items() if not k.endswith(queue_keys)}
-        own = self.state_dict()
-        if not any(k in own for k in state):
-            raise KeyError(f'{path}: no tensor of this model in the file (is it a vlreg '
-                           'checkpoint? convert ALBEF checkpoints with tools/convert_albef.py)')
-        result = self.load_state_dict(state, strict=False)
+        missing, unexpected = load_checkpoint_into(self, path, skip_suffixes=queue_keys,
+                                                   strict=False)
         for loss in self.losses.values():
             if hasattr(loss, 'queue_ptr'):
                 loss.queue_ptr.zero_()
             if hasattr(loss, 'idx_queue'):
                 loss.idx_queue.fill_(-100)
-        missing = [k for k in result.missing_keys if not k.endswith(queue_keys)]
-        if self.has_momentum and any(k.startswith(tuple(f'{b}.' for _, b in _MOMENTUM_PAIRS))
-                                     for k in missing):
-            copy_params(*self._momentum_modules())  # the file has no (complete) momentum copies
-        loaded = sum(k in own for k in state)
-        print_log(f'{type(self).__name__} <- {path}: {loaded} tensors loaded; missing '
-                  f'{missing[:8]}{"..." if len(missing) > 8 else ""}; ignored (not in this model) '
-                  f'{result.unexpected_keys[:8]}{"..." if len(result.unexpected_keys) > 8 else ""}',
-                  logger='current')
-        return missing, list(result.unexpected_keys)
+        self.restart_momentum(missing)  # when the file has no (complete) momentum copies
+        return missing, unexpected
 
     def fit_state_dict(self, state: dict[str, Tensor], prefix: str = '') -> None:
         """Adapt an incoming state dict in place to this model's sizes (before loading it).
 
-        ``*pos_embed`` of the image encoders: bicubic interpolation to this model's patch grid.
-        ITC queues of another size: replaced by this model's queues (and pointer 0), since a
-        queue cannot be resized meaningfully. Every change is logged.
+        ``*pos_embed`` of the image encoders: bicubic interpolation to this model's patch grid
+        (:meth:`ALBEFEncoderModel.fit_state_dict`). ITC queues of another size: replaced by this
+        model's queues (and pointer 0), since a queue cannot be resized meaningfully. Every change
+        is logged.
         """
+        super().fit_state_dict(state, prefix)
         own = self.state_dict(keep_vars=True)
         for key, mine in own.items():
             full = prefix + key
             theirs = state.get(full)
             if theirs is None or theirs.shape == mine.shape:
                 continue
-            if key.startswith(('image_backbone.', 'image_backbone_m.')) and \
-                    key.endswith('pos_embed'):
-                state[full] = resize_pos_embed(theirs, mine.shape[1] - 1)
-                print_log(f'{full}: position embedding {tuple(theirs.shape)} interpolated to '
-                          f'{tuple(mine.shape)}', logger='current')
-            elif key.startswith('losses.') and key.endswith('_queue'):
+            if key.startswith('losses.') and key.endswith('_queue'):
                 owner = key.rsplit('.', 1)[0]
                 for buf in ('image_queue', 'text_queue', 'idx_queue', 'queue_ptr'):
                     if f'{owner}.{buf}' in own:
@@ -253,16 +218,6 @@ class ALBEFPretrainer(VLBaseModel):
                 print_log(f'{prefix}{owner}: the checkpoint\'s queues have {theirs.shape[-1]} '
                           f'entries, this model {mine.shape[-1]}: the queues restart',
                           logger='current')
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
-        # runs before the children load theirs (torch and MMEngine recurse after this call)
-        self.fit_state_dict(state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        ema_update(*self._momentum_modules(), self.momentum)
 
     # -- the API used by losses, evaluation and tools -----------------------------------------------
     def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,26 +1,20 @@
 """ALBEF fine-tuned as a classifier over the fused [CLS] token (SNLI-VE; the base of NLVR2)."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlreg.registry import BACKBONES, FUSION_HEADS, HEADS, MODELS, build_from_slot
+from vlreg.registry import HEADS, MODELS, build_from_slot
 
-from ..backbones.vit import resize_pos_embed
-from ..base import VLBaseModel
-from ..utils.checkpoint import load_into, load_state_dict_file
-from ..utils.ema import copy_params, ema_update
+from ..encoders import ENCODER_PREFIXES, ALBEFEncoderModel
+from ..utils.checkpoint import load_checkpoint_into
 
-__all__ = ['ALBEFClassifier', 'distillation_loss', 'labels_from_samples']
+__all__ = ['ALBEFClassifier', 'ENCODER_PREFIXES', 'MOMENTUM_PAIRS', 'distillation_loss',
+           'labels_from_samples']
 
-#: parts of a vlreg / ALBEF checkpoint that a classifier keeps (everything else is pre-training
-#: only: momentum copies ``*_m``, projections, ITM / MLM heads, queues, temperature)
-ENCODER_PREFIXES = ('image_backbone.', 'text_backbone.', 'fusion.')
 #: the parts that have a momentum (EMA) copy under distillation, and the copies' names
 MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('text_backbone', 'text_backbone_m'),
                   ('fusion', 'fusion_m'), ('head', 'head_m'))
@@ -52,17 +46,20 @@ def labels_from_samples(data_samples: list | None, device: torch.device) -> Tens
 
 
 @MODELS.register_module()
-class ALBEFClassifier(VLBaseModel):
+class ALBEFClassifier(ALBEFEncoderModel):
     """Image encoder + text encoder + fusion encoder + a classification head on the fused [CLS].
 
-    The encoders are built exactly as :class:`~vlreg.models.ALBEFPretrainer` builds them and carry
+    The encoders are :class:`~vlreg.models.encoders.ALBEFEncoderModel`'s, as the pretrainer's, with
     the same names (``image_backbone.*``, ``text_backbone.*``, ``fusion.*``), so a vlreg
     pre-training checkpoint loads by name, either with
     ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (MMEngine, same resolution only,
-    non-strict: pre-training-only keys are reported as unexpected) or, preferred, with
-    ``pretrained=<path>``, which keeps only the encoder keys, interpolates the ViT position
-    embedding to the model's resolution, lets the fusion remap its keys
-    (:meth:`convert_pretrained`) and reads the file with ``torch.load(weights_only=True)``.
+    non-strict: pre-training-only keys are reported as unexpected; the ViT position embedding is
+    interpolated by the encoders' load hook) or, preferred, with ``pretrained=<path>`` (checked at
+    build time), which keeps only the encoder keys (:attr:`pretrained_prefixes`), interpolates the
+    ViT position embedding to the model's resolution, lets the fusion remap its keys
+    (:meth:`convert_pretrained`) and reads the file with ``torch.load(weights_only=True)``
+    (:func:`~vlreg.models.utils.checkpoint.load_checkpoint_into`, strict: only ``head.*`` and
+    ``*_m.*`` may be missing).
 
     ``loss`` returns ``loss_cls`` (cross-entropy on the ``label`` metainfo; with ``distill``,
     ALBEF's :func:`distillation_loss`) and ``acc`` (batch accuracy, a diagnostic); ``predict`` sets
@@ -105,56 +102,30 @@ class ALBEFClassifier(VLBaseModel):
                  pretrained: str | None = None, distill: bool = True, momentum: float = 0.995,
                  alpha: float = 0.4, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='VLDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = build_from_slot(MODELS, data_preprocessor, 'data_preprocessor')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.image_backbone = build_from_slot(BACKBONES, image_backbone, 'image_backbone')
-        self.text_backbone = build_from_slot(BACKBONES, text_backbone, 'text_backbone')
-        self.fusion = build_from_slot(FUSION_HEADS, fusion, 'fusion')
+        super().__init__(image_backbone, text_backbone, fusion, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         head = dict(head)
         head.setdefault('hidden_size', self.text_backbone.width)
         if num_classes is not None:
             head['num_classes'] = num_classes
         self.head = build_from_slot(HEADS, head, 'head')
-        self.pretrained = pretrained
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'momentum must be in [0, 1), got {momentum}')
         self.distill = bool(distill)
-        self.momentum = float(momentum)
         self.alpha = float(alpha)
         if self.distill:
-            for online, shadow in MOMENTUM_PAIRS:
-                twin = copy.deepcopy(getattr(self, online))
-                if hasattr(twin, 'pretrained'):
-                    twin.pretrained = None  # filled by copy_params in init_weights
-                setattr(self, shadow, twin)
-            copy_params(*self._momentum_modules())
-
-    # -- momentum copies
-    # ------------------------------------------------------------------------------
-    def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        return ([getattr(self, a) for a, _ in MOMENTUM_PAIRS],
-                [getattr(self, b) for _, b in MOMENTUM_PAIRS])
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        """``p_m <- momentum * p_m + (1 - momentum) * p`` for the encoders and the head."""
-        ema_update(*self._momentum_modules(), self.momentum)
+            self.add_momentum_copies(MOMENTUM_PAIRS, float(momentum))
+        else:
+            self.momentum = float(momentum)
 
     # -- weights
     # --------------------------------------------------------------------------------------
     def convert_pretrained(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Keep the encoder keys of a pre-training state dict, remapped by the fusion when it
-        can."""
-        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-        keep = {k: v for k, v in state.items() if k.startswith(self.pretrained_prefixes)}
-        own = self.state_dict()
-        for key in [k for k in keep if k.startswith('image_backbone.') and k.endswith('pos_embed')]:
-            if key in own and keep[key].shape != own[key].shape:
-                # fine-tuning resolution (ALBEF: 384 px) differs from pre-training (256 px)
-                keep[key] = resize_pos_embed(keep[key], own[key].shape[1] - 1)
+        """The kept keys of a pre-training state dict, fitted to this model: the ViT position
+        embedding interpolated (fine-tuning resolution, ALBEF: 384 px, differs from pre-training,
+        256 px), the fusion keys remapped by the fusion when it can (``convert_state``)."""
+        keep = dict(state)
+        self.fit_state_dict(keep)
         convert = getattr(self.fusion, 'convert_state', None)
         if convert is not None:
             fusion = {k[len('fusion.'):]: v for k, v in keep.items() if k.startswith('fusion.')}
@@ -164,38 +135,23 @@ class ALBEFClassifier(VLBaseModel):
 
     def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
         """Load the encoders from a local pre-training checkpoint; returns (missing, unexpected)."""
-        state = self.convert_pretrained(load_state_dict_file(path))
-        if not state:
-            wanted = ' / '.join(p + '*' for p in self.pretrained_prefixes)
-            raise KeyError(f'{path}: no {wanted} keys')
-        missing, unexpected = load_into(self, state, f'{type(self).__name__} <- {path}',
-                                        expect_missing=('head.', '_m.'))
-        print_log(f'{type(self).__name__}: {len(state)} encoder tensors from {path}',
-                  logger='current')
-        return missing, unexpected
+        return load_checkpoint_into(self, path, keep=self.pretrained_prefixes,
+                                    convert=self.convert_pretrained,
+                                    expect_missing=('head.', '_m.'))
 
     def init_weights(self) -> None:
         """Parts' own weights, then ``pretrained``, then the momentum copies from the online model."""
         super().init_weights()
         if self.pretrained:
             self.load_pretrained(self.pretrained)
-        if self.distill:
-            copy_params(*self._momentum_modules())
+        self.restart_momentum()
 
     # -- the forward pieces
     # -------------------------------------------------------------------------
-    def part(self, name: str, momentum: bool = False) -> nn.Module:
-        """The online part ``name`` or, with ``momentum``, its EMA copy."""
-        if momentum and not self.distill:
-            raise RuntimeError('this model has no momentum copies (distill=False)')
-        return getattr(self, f'{name}_m' if momentum else name)
-
     def fused_cls(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
         """Encode the batch and return the fused [CLS] ``[B, D]`` (of the momentum model with
         ``momentum``)."""
-        for key in ('image', 'input_ids', 'attention_mask'):
-            if key not in inputs:
-                raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
+        self.check_inputs(inputs)
         image_tokens = self.part('image_backbone', momentum)(inputs['image'])
         text = self.part('text_backbone', momentum)(inputs['input_ids'], inputs['attention_mask'])
         return self.part('fusion', momentum)(text, inputs['attention_mask'], image_tokens).cls

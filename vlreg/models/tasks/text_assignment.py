@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from vlreg.registry import MODELS
 
-from .classifier import ENCODER_PREFIXES
-from .nlvr2 import ALBEFPairClassifier
+from ..encoders import ENCODER_PREFIXES
+from .classifier import ALBEFClassifier
+from .nlvr2 import pair_fused_cls, require_pair_fusion
 
 __all__ = ['ALBEFTextAssignmentPretrainer', 'text_assignment_pairs']
 
@@ -47,7 +48,7 @@ def text_assignment_pairs(similarity: Tensor, generator: torch.Generator | None 
 
 
 @MODELS.register_module()
-class ALBEFTextAssignmentPretrainer(ALBEFPairClassifier):
+class ALBEFTextAssignmentPretrainer(ALBEFClassifier):
     """NLVR2's intermediate pre-training (ALBEF, 1 epoch on the pre-training captions): 3-way
     classification of a caption against an image pair built from the batch.
 
@@ -56,11 +57,14 @@ class ALBEFTextAssignmentPretrainer(ALBEFPairClassifier):
     projected [CLS] (``vision_proj``, loaded with the encoders from the pre-training checkpoint).
     The head (ALBEF: ``Linear(768, 3)``, ``MLPClassifierHead`` with ``mlp_hidden=0``) is dropped
     when fine-tuning: :class:`ALBEFPairClassifier` reads only the encoders of the checkpoint this
-    writes.
+    writes. It composes the NLVR2 pair functions of :mod:`.nlvr2` (pair fusion required;
+    ``tensor`` / ``predict`` read a real pair ``image`` + ``second_image_key``, as
+    :class:`~.nlvr2.ALBEFPairClassifier`) rather than inheriting from that class.
 
     Args:
         embed_dim: width of ``vision_proj``.
-        **kwargs: :class:`ALBEFPairClassifier`'s arguments (``num_classes`` is 3; ``distill``
+        second_image_key: the batch key of image 1 in ``tensor`` / ``predict`` mode.
+        **kwargs: :class:`ALBEFClassifier`'s arguments (``num_classes`` is 3; ``distill``
             defaults to False here: the TA loss is plain cross-entropy).
 
     Example:
@@ -69,16 +73,23 @@ class ALBEFTextAssignmentPretrainer(ALBEFPairClassifier):
 
     pretrained_prefixes = ENCODER_PREFIXES + ('vision_proj.',)
 
-    def __init__(self, *args: Any, embed_dim: int = 256, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, embed_dim: int = 256, second_image_key: str = 'image_2',
+                 **kwargs: Any) -> None:
         kwargs['num_classes'] = 3
         if kwargs.setdefault('distill', False):
             raise ValueError('text-assignment pre-training has no momentum distillation (ALBEF): '
                              'set distill=False')
         super().__init__(*args, **kwargs)
+        self.second_image_key = second_image_key
+        require_pair_fusion(self.fusion, 'ALBEFTextAssignmentPretrainer')
         self.vision_proj = nn.Linear(self.image_backbone.width, embed_dim)
+
+    def fused_cls(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
+        return pair_fused_cls(self, inputs, self.second_image_key, momentum)
 
     def loss(self, inputs: dict[str, Tensor],
              data_samples: list | None = None) -> dict[str, Tensor]:
+        self.check_inputs(inputs)
         tokens = self.image_backbone(inputs['image'])
         with torch.no_grad():
             feat = F.normalize(self.vision_proj(tokens[:, 0]), dim=-1)

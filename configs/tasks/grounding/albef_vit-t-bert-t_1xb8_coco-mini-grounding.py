@@ -10,7 +10,7 @@
 #   python tools/test.py configs/tasks/grounding/albef_vit-t-bert-t_1xb8_coco-mini-grounding.py \
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
 # The refer-format path (tools/prepare_data.py refcoco output) is exercised by
-# tests/test_tasks_grounding.py on a fixture built from the same images.
+# tests/engine/test_grounding_loops.py on a fixture built from the same images.
 # the bases of albef_vit-b16-bert-base_8xb32_refcoco+-5e.py (inheritance stays two levels deep)
 _base_ = [
     '../../_base_/models/albef_retrieval.py',

@@ -17,7 +17,7 @@ from vlreg.models.tasks import (ALBEFClassifier, ALBEFPairClassifier, ALBEFTextA
                                 text_assignment_pairs)
 from vlreg.structures import DataSample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / 'tools'))
 
 import test as test_tool  # noqa: E402  (tools/test.py)

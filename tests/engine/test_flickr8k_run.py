@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import minilm_path, shared_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'configs' / 'albef' / 'albef_vit-s-minilm_1xb32_flickr8k-10e.py')
 sys.path.insert(0, str(ROOT / 'tools'))
 

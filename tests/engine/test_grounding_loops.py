@@ -29,7 +29,7 @@ from vlreg.engine.pointing_loop import GradCAMPointingLoop
 from vlreg.evaluation.grounding import score_boxes_by_cam, select_box_by_cam
 from vlreg.structures import DataSample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tools'))
 
 import test as test_tool  # noqa: E402  (tools/test.py)

@@ -23,7 +23,7 @@ from vlreg.models.heads.vqa import AnswerClassifierHead, soft_scores
 from vlreg.models.tasks import ALBEFVQA
 from vlreg.structures import DataSample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / 'tools'))
 
 import prepare_data as prepare_tool  # noqa: E402  (tools/prepare_data.py)

@@ -22,7 +22,7 @@ from vlreg.datasets.prepare import retrieval as prepare
 from vlreg.models import ALBEFPretrainer
 from vlreg.structures import DataSample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tools'))
 
 import test as test_tool  # noqa: E402  (tools/test.py)

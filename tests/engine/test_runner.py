@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
 sys.path.insert(0, str(ROOT / 'tools'))
 

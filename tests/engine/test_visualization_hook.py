@@ -16,7 +16,7 @@ from vlreg.models.utils.softmask import (apply_soft_mask, content_words, minmax_
                                          resolve_fusion_layer, soft_mask_from_cam, upsample_map,
                                          word_rows_mean)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
 sys.path.insert(0, str(ROOT / 'tools'))
 

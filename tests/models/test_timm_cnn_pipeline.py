@@ -21,7 +21,7 @@ from vlreg.engine.pointing_loop import GradCAMPointingLoop
 from vlreg.models import ALBEFPretrainer
 from vlreg.structures import DataSample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CNN_CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_cnn_synthetic.py')
 REAL_CONFIG = str(ROOT / 'configs' / 'albef' / 'albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py')
 SOFTMASK_REAL_CONFIG = str(ROOT / 'configs' / 'softmask' /

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from vlreg.models.losses import LossContext, MomentumFeatures, VLFeatures
+from vlreg.models.losses import LossContext, MomentumFeatures, VLFeatures, queue_columns
 
 _CORE = ('image', 'input_ids', 'text_mask', 'image_tokens', 'image_embed', 'text_tokens', 'text_embed',
          'temp')
@@ -33,7 +33,4 @@ def stub_context(model: Any = None, attn_layer: int | None = None, **fields: Any
 def model_context(model: Any, features: VLFeatures) -> LossContext:
     """The context the pretrainer's ``loss`` makes for ``features`` (the queues of its ITC loss as
     similarity columns)."""
-    itc = next((loss for _, loss in sorted(model.losses.items()) if getattr(loss, 'queue_size', 0)),
-               None)
-    queues = (itc.image_queue, itc.text_queue) if itc is not None else None
-    return LossContext(features, model, model.itm_attn_layer, queues)
+    return LossContext(features, model, model.itm_attn_layer, queue_columns(model.losses))

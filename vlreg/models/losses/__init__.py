@@ -1,5 +1,5 @@
 from .base import BaseVLLoss, check_views
-from .context import LossContext, in_batch_similarities
+from .context import LossContext, in_batch_similarities, queue_columns
 from .contract import EncodedView, LossModel, MomentumFeatures, VLFeatures
 from .focal_itc import FocalITCLoss
 from .itc import ITCLoss, soft_cross_entropy
@@ -10,5 +10,5 @@ from .softmask_itm import SoftMaskITMLoss, pick_random_words, word_map
 
 __all__ = ['BaseVLLoss', 'EncodedView', 'FocalITCLoss', 'ITCLoss', 'ITMLoss', 'LossContext', 'LossModel',
            'MLMLoss', 'MomentumFeatures', 'SoftMaskITMLoss', 'VLFeatures', 'check_loss', 'check_views',
-           'declared_attn_layer', 'in_batch_similarities', 'pick_random_words', 'sample_hard_negatives',
-           'soft_cross_entropy', 'word_map']
+           'declared_attn_layer', 'in_batch_similarities', 'pick_random_words', 'queue_columns',
+           'sample_hard_negatives', 'soft_cross_entropy', 'word_map']

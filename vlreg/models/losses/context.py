@@ -2,8 +2,10 @@
 share, computed once on first request and cached for the rest of the step."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..fusion.bert_fusion import FusionOutput
 from ..utils.dist import gather_no_grad, rank_and_world
@@ -35,6 +37,15 @@ def in_batch_similarities(features: VLFeatures,
     sim_i2t = features.image_embed @ cols_t.t() / features.temp
     sim_t2i = features.text_embed @ cols_v.t() / features.temp
     return sim_i2t[:, local].detach(), sim_t2i[:, local].detach()
+
+
+def queue_columns(losses: Mapping[str, nn.Module]) -> tuple[Tensor, Tensor] | None:
+    """``(image_queue, text_queue)`` of the first loss by name that queues features (ITC), or None."""
+    for name in sorted(losses):
+        loss = losses[name]
+        if getattr(loss, 'queue_size', 0) and hasattr(loss, 'text_queue'):
+            return loss.image_queue, loss.text_queue
+    return None
 
 
 class LossContext:

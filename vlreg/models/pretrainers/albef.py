@@ -16,7 +16,7 @@ from ..backbones.vit import resize_pos_embed
 from ..base import VLBaseModel
 from ..fusion.bert_fusion import FusionOutput
 from ..losses import (EncodedView, LossContext, MomentumFeatures, VLFeatures, check_loss,
-                      declared_attn_layer)
+                      declared_attn_layer, queue_columns)
 from ..utils.checkpoint import load_state_dict_file
 from ..utils.ema import copy_params, ema_update
 from ..utils.gradcam import cross_attention_gradcam
@@ -377,10 +377,8 @@ class ALBEFPretrainer(VLBaseModel):
         if self.training and self.has_momentum and getattr(self, '_ema_now', True):
             self.momentum_update()
         names = sorted(self.losses)
-        queues = next(((self.losses[n].image_queue, self.losses[n].text_queue) for n in names
-                       if getattr(self.losses[n], 'queue_size', 0)), None)
         ctx = LossContext(self.extract_features(inputs, data_samples), self, self.itm_attn_layer,
-                          queues)
+                          queue_columns(self.losses))
         if any(getattr(self.losses[n], 'uses_similarities', False) for n in names):
             ctx.similarities()  # before a loss moves the queues (the batch columns do not change)
         out: dict[str, Tensor] = {}

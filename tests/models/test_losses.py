@@ -67,8 +67,8 @@ def test_queue_wraps_around_and_rejects_bad_sizes():
     for step in range(3):
         v_m, t_m = unit(torch.randn(4, 4)), unit(torch.randn(4, 4))
         batches.append(v_m)
-        loss(stub_context(model, image_embed=v_m, text_embed=t_m, image_embed_m=v_m, text_embed_m=t_m,
-                  temp=torch.tensor(0.1), alpha=0.0))
+        loss(stub_context(model, image_embed=v_m, text_embed=t_m, image_embed_m=v_m,
+                          text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0))
     # third batch overwrote the first slot
     assert torch.equal(loss.image_queue[:, :4], batches[2].t())
     assert torch.equal(loss.image_queue[:, 4:], batches[1].t())
@@ -97,8 +97,9 @@ def test_queue_is_a_ring_buffer_of_any_size(queue_size, batches):
     for step, n in enumerate(batches):
         v, t, v_m, t_m = (unit(torch.randn(n, 4)) for _ in range(4))
         ids = torch.arange(n) + 100 * (step + 1)
-        out = loss(stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                        temp=torch.tensor(0.1), alpha=0.0, image_ids=ids))['loss_itc']
+        out = loss(stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m,
+                                text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0,
+                                image_ids=ids))['loss_itc']
         if step == len(batches) - 1:  # ids never repeat across steps: targets are the diagonal
             assert abs(out.item() - reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.1, 0.0)) < 1e-5
         img_q, _ = _ring_reference(img_q, ptr, v_m.double().numpy())
@@ -115,8 +116,9 @@ def test_itc_with_image_ids_treats_same_image_as_positive():
     v = unit(torch.randn(4, 4))
     t = unit(torch.randn(4, 4))
     ids = torch.tensor([7, 7, 3, 5])
-    out = loss(stub_context(torch.nn.Module(), image_embed=v, text_embed=t, image_embed_m=v, text_embed_m=t, image_ids=ids,
-                    temp=torch.tensor(0.1), alpha=0.0))['loss_itc']
+    out = loss(stub_context(torch.nn.Module(), image_embed=v, text_embed=t, image_embed_m=v,
+                            text_embed_m=t, image_ids=ids, temp=torch.tensor(0.1),
+                            alpha=0.0))['loss_itc']
     pos = (ids[:, None] == ids[None]).double()
     target = pos / pos.sum(1, keepdim=True)
     ref = 0.0

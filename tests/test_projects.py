@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.models.loss_context import stub_context
 from vlreg import registry as vr
+from vlreg.models.losses import check_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / 'projects' / 'example_plugin'
@@ -70,7 +72,7 @@ def test_text_uniformity_loss_matches_formula(plugin: ModuleType) -> None:
     assert [p for p in loss.parameters() if p.requires_grad] == []
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1).requires_grad_()
-    out = loss({'text_embed': z}, None)
+    out = loss(stub_context(text_embed=z))
     zd = z.detach()
     assert set(out) == {'loss_text_uniformity', 'text_mean_cos'}
     total, count, cos = 0.0, 0, 0.0
@@ -90,15 +92,19 @@ def test_text_uniformity_loss_matches_formula(plugin: ModuleType) -> None:
 def test_text_uniformity_loss_extremes(plugin: ModuleType) -> None:
     loss = plugin.TextUniformityLoss(t=2.0)
     collapsed = torch.nn.functional.normalize(torch.ones(4, 3), dim=-1)
-    assert float(loss({'text_embed': collapsed}, None)['loss_text_uniformity']) == \
+    assert float(loss(stub_context(text_embed=collapsed))['loss_text_uniformity']) == \
         pytest.approx(0.0, abs=1e-6)
     antipodal = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # ||z_i - z_j||^2 = 4
-    assert float(loss({'text_embed': antipodal}, None)['loss_text_uniformity']) == \
+    assert float(loss(stub_context(text_embed=antipodal))['loss_text_uniformity']) == \
         pytest.approx(-8.0, abs=1e-5)
-    single = loss({'text_embed': torch.tensor([[1.0, 0.0]])}, None)
+    single = loss(stub_context(text_embed=torch.tensor([[1.0, 0.0]])))
     assert float(single['loss_text_uniformity']) == 0.0
-    with pytest.raises(KeyError, match="'text_embed'"):
-        loss({'image_embed': collapsed}, None)
+    # its declared needs pass the pretrainer's build-time check; a misspelt one fails naming it
+    check_loss('uniformity', loss, heads={}, has_momentum=False)
+    loss.requires = ('text_embeds',)
+    with pytest.raises(ValueError, match=r"losses\.uniformity \(TextUniformityLoss\) requires "
+                                         r"features \['text_embeds'\]"):
+        check_loss('uniformity', loss, heads={}, has_momentum=False)
 
 
 def test_conv_stem_backbone_interface(plugin: ModuleType) -> None:

@@ -22,9 +22,14 @@ from mmengine.registry import DefaultScope, Registry
 from torch import nn
 
 import vlreg.registry as vr
+from tests.models.loss_context import stub_context
+from vlreg.models.losses import check_loss
+from vlreg.models.losses.contract import FEATURE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / 'configs' / 'albef' / 'albef_vit-t-bert-t_1xb32_synthetic-demo.py'
+# the features a batch may lack (pipeline transforms, data-sample ids, momentum encoders)
+_OPTIONAL_FEATURES = ('mlm_input_ids', 'mlm_labels', 'word_ids', 'content_mask', 'image_ids', 'momentum')
 
 # The design card's categories: independent roots (shape (a) of DESIGN.md).
 CATEGORY_ROOTS = ('BACKBONES', 'FUSION_HEADS', 'HEADS', 'LOSSES', 'TOKENIZERS', 'AUGMENTATIONS')
@@ -314,7 +319,12 @@ def test_loss_contract(name: str) -> None:
     assert all(isinstance(k, str) and k for k in requires), requires
     trainable = [n for n, p in loss.named_parameters() if p.requires_grad]
     assert trainable == [], f'{name} owns trainable parameters {trainable}'
-    # reading a feature the model did not provide fails naming it, before any computation
-    with pytest.raises(KeyError) as info:
-        loss({}, None)
-    assert repr(requires[0]) in str(info.value)
+    # every declared feature is one the pretrainer provides (checked when the model is built)
+    assert set(requires) <= FEATURE_FIELDS, set(requires) - FEATURE_FIELDS
+    check_loss(name, loss, heads=dict(itm_head=nn.Identity(), mlm_head=nn.Identity()), has_momentum=True)
+    # a declared optional feature the batch lacks fails naming it, before any computation
+    optional = [k for k in requires if k in _OPTIONAL_FEATURES]
+    if optional:
+        with pytest.raises(KeyError) as info:
+            loss(stub_context())
+        assert repr(optional[0]) in str(info.value)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import minilm_path, shared_path
+from tests.models.loss_context import model_context
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'configs' / 'albef' / 'albef_vit-s-minilm_1xb32_flickr8k-10e.py')
@@ -106,9 +107,10 @@ def test_same_image_captions_are_itc_positives() -> None:
         itc.idx_queue.copy_(torch.tensor([[3, 9, 9, 9, -100, -100, -100, -100]]))
     q_img, q_txt, q_ids = itc.image_queue.clone(), itc.text_queue.clone(), itc.idx_queue.clone()
     features = model.extract_features(tiny_batch(4), samples)
-    out = itc(features, model)['loss_itc']
-    v, t = features['image_embed'], features['text_embed']
-    v_m, t_m, temp, alpha = features['image_embed_m'], features['text_embed_m'], features['temp'], 0.4
+    out = itc(model_context(model, features))['loss_itc']
+    v, t = features.image_embed, features.text_embed
+    v_m, t_m = features.momentum.image_embed, features.momentum.text_embed
+    temp, alpha = features.temp, 0.4
     cols_t, cols_v = torch.cat([t_m, q_txt.t()]), torch.cat([v_m, q_img.t()])
     col_ids = torch.cat([ids, q_ids.view(-1)])
     positives = (ids[:, None] == col_ids[None, :]).float()

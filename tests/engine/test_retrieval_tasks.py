@@ -4,6 +4,7 @@ ITC / ITM of fine-tuning, loading a pre-training checkpoint, the prepare module,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tests.conftest import shared_path
+from tests.models.loss_context import model_context
 from vlreg.datasets import CaptionDataset, RetrievalDataset
 from vlreg.datasets.karpathy import read_karpathy, resolve_splits
 from vlreg.datasets.prepare import retrieval as prepare
@@ -193,13 +195,14 @@ def test_itc_targets_spread_over_every_caption_of_the_image() -> None:
     itc = model.losses['itc']
     itc.idx_queue[0, :] = torch.tensor([5, -100, 9, 7, -100, -100, 5, 3])
     feats = model.extract_features(inputs, samples)
-    assert feats['image_ids'].tolist() == ids
+    assert feats.image_ids.tolist() == ids
     alpha, temp = 0.4, model.temp.item()
-    feats['alpha'] = alpha
-    got = itc(feats, model)['loss_itc'].item()
+    feats = dataclasses.replace(feats, alpha=alpha)
+    got = itc(model_context(model, feats))['loss_itc'].item()
     # reference: numpy, float64, written out from ALBEF's model_retrieval.py equations
-    f = {k: feats[k].detach().double().numpy() for k in
-         ('image_embed', 'text_embed', 'image_embed_m', 'text_embed_m')}
+    f = {k: v.detach().double().numpy() for k, v in
+         (('image_embed', feats.image_embed), ('text_embed', feats.text_embed),
+          ('image_embed_m', feats.momentum.image_embed), ('text_embed_m', feats.momentum.text_embed))}
     cols_t = np.concatenate([f['text_embed_m'], itc.text_queue.double().numpy().T])
     cols_v = np.concatenate([f['image_embed_m'], itc.image_queue.double().numpy().T])
     col_ids = np.array(ids + itc.idx_queue[0].tolist())

@@ -16,6 +16,7 @@ import torch
 
 from tests.conftest import shared_path
 from tests.models.albef_micro import ATOL, close, load_micro, micro_model
+from tests.models.loss_context import model_context
 from vlreg.models import ALBEFPretrainer
 
 ALPHAS = (0.0, 0.4)
@@ -59,11 +60,10 @@ def test_forward_losses_equal_albef_with_distinct_momentum_model(fixture, alpha)
     close(losses['loss_mlm'], ref['loss_mlm'])
     assert abs(losses['temp'].item() - 0.2) < 1e-7
     # ITM with ALBEF's pinned negatives (it reads no momentum weights)
-    feats = model.extract_features(batch(inp))
+    ctx = model_context(model, model.extract_features(batch(inp)))
     with torch.no_grad():
-        model.losses['itc'](feats, model)
-        itm = model.losses['itm'].loss_with_negatives(feats, model, inp['image_neg_idx'],
-                                                      inp['text_neg_idx'])
+        model.losses['itc'](ctx)
+        itm = model.losses['itm'].loss_with_negatives(ctx, inp['image_neg_idx'], inp['text_neg_idx'])
     close(itm['loss_itm'], ref['loss_itm'])
 
 

@@ -5,11 +5,14 @@ fixture's README states (1e-5 absolute on floats; allclose with rtol 1e-3 on the
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from tests.conftest import shared_path
 from tests.models.albef_micro import ATOL, close, load_micro, micro_model
+from tests.models.loss_context import model_context, stub_context
 from vlreg.models.utils.gradcam import cross_attention_gradcam
 
 __all__ = ['ATOL', 'close', 'micro_model']  # re-exported for the other reference tests
@@ -67,7 +70,7 @@ def test_itc_loss(ref, alpha, tag):
     f = dict(encoders(model, inp), alpha=alpha)
     ptr = model.losses['itc'].queue_ptr.clone()
     with torch.no_grad():
-        loss = model.losses['itc'](f, model)['loss_itc']
+        loss = model.losses['itc'](stub_context(model, **f))['loss_itc']
     close(loss, out[f'loss_itc_{tag}'])
     assert torch.equal(model.losses['itc'].queue_ptr, ptr), 'eval mode must not enqueue'
 
@@ -76,9 +79,10 @@ def test_itm_with_fixed_negatives(ref):
     model, inp, out = ref
     f = dict(encoders(model, inp), alpha=0.0)
     with torch.no_grad():
-        res = model.losses['itm'].loss_with_negatives(f, model, inp['image_neg_idx'], inp['text_neg_idx'])
-        close(f['itm_pos'].cls, out['fusion_cls_pos'])
-        close(f['itm_logits_pos'], out['itm_logits_pos'])
+        ctx = stub_context(model, **f)
+        res = model.losses['itm'].loss_with_negatives(ctx, inp['image_neg_idx'], inp['text_neg_idx'])
+        close(ctx.positive_fusion().cls, out['fusion_cls_pos'])
+        close(ctx.positive_itm_logits(), out['itm_logits_pos'])
         txt, mask, img = f['text_tokens'], f['text_mask'], f['image_tokens']
         neg = model.fuse(torch.cat([txt, txt[inp['text_neg_idx']]]),
                          torch.cat([mask, mask[inp['text_neg_idx']]]),
@@ -97,7 +101,7 @@ def test_mlm_logits_and_losses(ref):
         close(model.mlm_head(hidden), out['mlm_logits'])
         for alpha, tag in ((0.0, 'alpha0'), (0.4, 'alpha0p4')):
             feats = dict(f, mlm_input_ids=ids, mlm_labels=inp['mlm_labels'], alpha=alpha)
-            close(model.losses['mlm'](feats, model)['loss_mlm'], out[f'loss_mlm_{tag}'])
+            close(model.losses['mlm'](stub_context(model, **feats))['loss_mlm'], out[f'loss_mlm_{tag}'])
 
 
 def test_cross_attention_gradcam(ref):
@@ -126,10 +130,10 @@ def test_full_forward_losses_match_albef_forward(ref):
         feats = model.extract_features(dict(
             image=inp['image'], input_ids=inp['input_ids'], attention_mask=inp['attention_mask'],
             mlm_input_ids=inp['mlm_input_ids'], mlm_labels=inp['mlm_labels']))
-        feats['alpha'] = alpha
+        ctx = model_context(model, dataclasses.replace(feats, alpha=alpha))
         with torch.no_grad():
-            itc = model.losses['itc'](feats, model)['loss_itc']
+            itc = model.losses['itc'](ctx)['loss_itc']
             itm = model.losses['itm'].loss_with_negatives(
-                feats, model, inp['image_neg_idx'], inp['text_neg_idx'])['loss_itm']
-            mlm = model.losses['mlm'](feats, model)['loss_mlm']
+                ctx, inp['image_neg_idx'], inp['text_neg_idx'])['loss_itm']
+            mlm = model.losses['mlm'](ctx)['loss_mlm']
         close(torch.stack([mlm, itc, itm]), out[f'albef_forward_losses_{tag}'])

@@ -1,10 +1,13 @@
 """Losses and model utilities against formulas written independently here (float64 numpy)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from tests.models.loss_context import model_context, stub_context
 from tests.models.tiny import tiny_batch, tiny_model
 from vlreg.models.losses import ITCLoss, sample_hard_negatives
 from vlreg.models.utils.ema import copy_params, ema_update
@@ -45,9 +48,9 @@ def test_itc_matches_reference_and_enqueues_in_order(alpha):
     v, t, v_m, t_m = (unit(torch.randn(4, 8)) for _ in range(4))
     temp = torch.tensor(0.07)
     model = torch.nn.Module()  # only .training is read by ITC
-    feats = dict(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m, temp=temp,
-                 alpha=alpha)
-    out = loss(feats, model)['loss_itc']
+    ctx = stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
+                       temp=temp, alpha=alpha)
+    out = loss(ctx)['loss_itc']
     ref = reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.07, alpha)
     assert abs(out.item() - ref) < 1e-5
     # the momentum features went into the queue as columns 0..3, in batch order; pointer moved by 4
@@ -64,8 +67,8 @@ def test_queue_wraps_around_and_rejects_bad_sizes():
     for step in range(3):
         v_m, t_m = unit(torch.randn(4, 4)), unit(torch.randn(4, 4))
         batches.append(v_m)
-        loss(dict(image_embed=v_m, text_embed=t_m, image_embed_m=v_m, text_embed_m=t_m,
-                  temp=torch.tensor(0.1), alpha=0.0), model)
+        loss(stub_context(model, image_embed=v_m, text_embed=t_m, image_embed_m=v_m,
+                          text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0))
     # third batch overwrote the first slot
     assert torch.equal(loss.image_queue[:, :4], batches[2].t())
     assert torch.equal(loss.image_queue[:, 4:], batches[1].t())
@@ -94,8 +97,9 @@ def test_queue_is_a_ring_buffer_of_any_size(queue_size, batches):
     for step, n in enumerate(batches):
         v, t, v_m, t_m = (unit(torch.randn(n, 4)) for _ in range(4))
         ids = torch.arange(n) + 100 * (step + 1)
-        out = loss(dict(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                        temp=torch.tensor(0.1), alpha=0.0, image_ids=ids), model)['loss_itc']
+        out = loss(stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m,
+                                text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0,
+                                image_ids=ids))['loss_itc']
         if step == len(batches) - 1:  # ids never repeat across steps: targets are the diagonal
             assert abs(out.item() - reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.1, 0.0)) < 1e-5
         img_q, _ = _ring_reference(img_q, ptr, v_m.double().numpy())
@@ -112,8 +116,9 @@ def test_itc_with_image_ids_treats_same_image_as_positive():
     v = unit(torch.randn(4, 4))
     t = unit(torch.randn(4, 4))
     ids = torch.tensor([7, 7, 3, 5])
-    out = loss(dict(image_embed=v, text_embed=t, image_embed_m=v, text_embed_m=t, image_ids=ids,
-                    temp=torch.tensor(0.1), alpha=0.0), torch.nn.Module())['loss_itc']
+    out = loss(stub_context(torch.nn.Module(), image_embed=v, text_embed=t, image_embed_m=v,
+                            text_embed_m=t, image_ids=ids, temp=torch.tensor(0.1),
+                            alpha=0.0))['loss_itc']
     pos = (ids[:, None] == ids[None]).double()
     target = pos / pos.sum(1, keepdim=True)
     ref = 0.0
@@ -175,16 +180,15 @@ def test_ema_update_formula_and_tied_weights():
 def test_mlm_distillation_formula():
     model = tiny_model().eval()
     batch = tiny_batch()
-    feats = model.extract_features(batch)
-    feats['alpha'] = 0.4
-    out = model.losses['mlm'](feats, model)['loss_mlm']
+    feats = dataclasses.replace(model.extract_features(batch), alpha=0.4)
+    out = model.losses['mlm'](model_context(model, feats))['loss_mlm']
     masked = batch['mlm_labels'] != -100
     with torch.no_grad():
         hid = model.fusion(model.text_backbone(batch['mlm_input_ids'], batch['attention_mask']),
-                           batch['attention_mask'], feats['image_tokens']).hidden
+                           batch['attention_mask'], feats.image_tokens).hidden
         logits = model.mlm_head(hid)[masked].double()
         hid_m = model.fusion_m(model.text_backbone_m(batch['mlm_input_ids'], batch['attention_mask']),
-                               batch['attention_mask'], feats['image_tokens_m']).hidden
+                               batch['attention_mask'], feats.momentum.image_tokens).hidden
         soft = torch.softmax(model.mlm_head_m(hid_m)[masked].double(), dim=1)
     logp = torch.log_softmax(logits, dim=1)
     ce = -logp[torch.arange(len(logp)), batch['mlm_labels'][masked]]

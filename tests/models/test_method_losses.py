@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.models.loss_context import model_context, stub_context
 from tests.models.tiny import tiny_batch, tiny_model
 from vlreg.models.losses import FocalITCLoss, ITCLoss, pick_random_words, word_map
 
@@ -30,8 +31,8 @@ def test_focal_gamma_zero_is_exactly_albef_itc(alpha):
     focal = FocalITCLoss(gamma=0.0, embed_dim=8, queue_size=12).eval()
     assert torch.equal(itc.image_queue, focal.image_queue)
     model = torch.nn.Module().eval()
-    a = itc(itc_features(alpha=alpha), model)['loss_itc']
-    b = focal(itc_features(alpha=alpha), model)['loss_itc']
+    a = itc(stub_context(model, **itc_features(alpha=alpha)))['loss_itc']
+    b = focal(stub_context(model, **itc_features(alpha=alpha)))['loss_itc']
     assert torch.equal(a, b)
 
 
@@ -41,7 +42,7 @@ def test_focal_against_numpy_formula(modulate):
     # the documented default gamma = 2.0 (not passed: a changed default fails)
     loss = FocalITCLoss(modulate=modulate, embed_dim=8, queue_size=12).eval()
     f = itc_features(alpha=0.4)
-    out = loss(dict(f), torch.nn.Module().eval())['loss_itc'].item()
+    out = loss(stub_context(torch.nn.Module().eval(), **f))['loss_itc'].item()
     q_img, q_txt = loss.image_queue.double().numpy(), loss.text_queue.double().numpy()
     v, t, v_m, t_m = (f[k].double().numpy() for k in ('image_embed', 'text_embed', 'image_embed_m',
                                                       'text_embed_m'))
@@ -63,7 +64,7 @@ def test_focal_against_numpy_formula(modulate):
     assert math.isclose(out, total / 2, rel_tol=1e-5)
     plain = ITCLoss(embed_dim=8, queue_size=12).eval()
     plain.load_state_dict(loss.state_dict())
-    assert out < plain(dict(f), torch.nn.Module().eval())['loss_itc'].item()  # focal down-weights
+    assert out < plain(stub_context(torch.nn.Module().eval(), **f))['loss_itc'].item()  # focal down-weights
 
 
 def test_word_choice_is_uniform_over_content_words_and_never_special():
@@ -113,7 +114,7 @@ def test_gradcam_equals_explicit_autograd_on_the_true_attention():
     layer = model.fusion.layer[0].crossattention.self
     handle = layer.register_forward_hook(lambda m, args, out: captured.update(args=args))
     loss = model.losses['itm_softmask']
-    pos, logits = loss.positive_pass(feats, model)
+    pos, logits = loss.positive_pass(model_context(model, feats))
     handle.remove()
     # the probabilities are softmax(Q K^T / sqrt(d)) of that layer, recomputed here by hand
     hidden, _, context = captured['args'][:3]
@@ -135,13 +136,13 @@ def test_mask_in_unit_interval_and_damps_the_word_peak_most():
     feats = model.extract_features(softmask_batch())
     loss = model.losses['itm_softmask']
     torch.manual_seed(3)
-    mask, valid, word = loss.soft_masks(dict(feats), model)
+    mask, valid, word = loss.soft_masks(model_context(model, feats))
     assert valid.all()
     assert ((mask >= 0) & (mask <= 1)).all()
-    pos, logits = loss.positive_pass(dict(feats), model)
+    pos, logits = loss.positive_pass(model_context(model, feats))
     from vlreg.models.utils.gradcam import cross_attention_gradcam
-    cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, feats['text_mask'])
-    g = word_map(cam, feats['word_ids'], word)
+    cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, feats.text_mask)
+    g = word_map(cam, feats.word_ids, word)
     for b in range(mask.shape[0]):
         assert mask[b, g[b].argmax()] == mask[b].min()      # the most relevant patch is damped most
         assert mask[b, g[b].argmin()] == mask[b].max() == 1.0  # the least relevant is kept
@@ -161,8 +162,8 @@ def test_parameter_gradients_unchanged_by_the_gradcam_step(monkeypatch):
     recorded = {}
     original = SoftMaskITMLoss.soft_masks
 
-    def record(self, features, m):
-        out = original(self, features, m)
+    def record(self, ctx):
+        out = original(self, ctx)
         recorded['masks'] = out
         return out
 
@@ -172,7 +173,7 @@ def test_parameter_gradients_unchanged_by_the_gradcam_step(monkeypatch):
     grads_a = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
     model_b = softmask_model(dropout=0.0).train()
-    monkeypatch.setattr(SoftMaskITMLoss, 'soft_masks', lambda self, f, m: recorded['masks'])
+    monkeypatch.setattr(SoftMaskITMLoss, 'soft_masks', lambda self, ctx: recorded['masks'])
     torch.manual_seed(11)
     out_b = model_b(batch, None, 'loss')
     model_b.parse_losses(out_b)[0].backward()
@@ -206,7 +207,7 @@ def test_last_fusion_layer_is_refused():
     """On the last fusion layer the words' cross-attention cannot reach the fused [CLS]."""
     model = softmask_model().eval()
     feats = model.extract_features(softmask_batch())
-    out = model.fuse(feats['text_tokens'], feats['text_mask'], feats['image_tokens'], attn_layer=1)
+    out = model.fuse(feats.text_tokens, feats.text_mask, feats.image_tokens, attn_layer=1)
     (grad,) = torch.autograd.grad(model.itm_head(out.cls)[:, 1].sum(), out.cross_attn)
     assert grad[:, :, 1:].abs().max() == 0 and grad[:, :, 0].abs().max() > 0
     losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.models.loss_context import model_context
 from tests.models.tiny import tiny_batch, tiny_model
 
 ATOL = 1e-5
@@ -139,7 +140,7 @@ def test_itm_extra_view_rows_are_labelled_as_positives():
     image_neg, text_neg = torch.tensor([2, 0, 3, 1]), torch.tensor([1, 3, 0, 2])
     with torch.no_grad():
         feats = model.extract_features(batch)
-        out = model.losses['itm'].loss_with_negatives(feats, model, image_neg, text_neg)
+        out = model.losses['itm'].loss_with_negatives(model_context(model, feats), image_neg, text_neg)
         mask = batch['attention_mask']
         img, _ = model.encode_image(batch['image'])
         img_aug, _ = model.encode_image(batch['image_aug'])
@@ -165,7 +166,7 @@ def test_itm_accuracy_is_the_share_of_correct_pairs():
     image_neg, text_neg = torch.tensor([1, 2, 3, 0]), torch.tensor([3, 2, 0, 1])
     with torch.no_grad():
         feats = model.extract_features(batch)
-        out = model.losses['itm'].loss_with_negatives(feats, model, image_neg, text_neg)
+        out = model.losses['itm'].loss_with_negatives(model_context(model, feats), image_neg, text_neg)
         mask = batch['attention_mask']
         img, _ = model.encode_image(batch['image'])
         txt, _ = model.encode_text(batch['input_ids'], mask)
@@ -260,21 +261,22 @@ def test_train_step_distils_from_the_updated_teacher():
     assert torch.allclose(model.losses['itc'].text_queue[:, :4], t_m.t(), atol=1e-6)
 
 
-def test_itc_writes_the_batch_similarities_itm_mines_from():
-    """ITC leaves ``sim_i2t_batch`` = online image x momentum text / temp and ``sim_t2i_batch`` =
-    online text x momentum image / temp (the batch columns) for the ITM's hard negatives."""
+def test_context_gives_the_batch_similarities_itm_mines_from():
+    """The step's context gives ``sim_i2t`` = online image x momentum text / temp and ``sim_t2i`` =
+    online text x momentum image / temp (the batch columns of ITC) for the ITM's hard negatives."""
     model = perturbed_momentum_model(mlm=False, itm=False)
     batch = tiny_batch(4, seed=4)
     with torch.no_grad():
-        feats = model.extract_features(batch)
-        model.losses['itc'](feats, model)
+        ctx = model_context(model, model.extract_features(batch))
+        sim_i2t, sim_t2i = ctx.similarities()
         _, v = model.encode_image(batch['image'])
         _, t = model.encode_text(batch['input_ids'], batch['attention_mask'])
         _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
                                             batch['attention_mask'])
     temp = model.temp.item()
-    assert torch.allclose(feats['sim_i2t_batch'], v @ t_m.t() / temp, atol=1e-5)
-    assert torch.allclose(feats['sim_t2i_batch'], t @ v_m.t() / temp, atol=1e-5)
+    assert torch.allclose(sim_i2t, v @ t_m.t() / temp, atol=1e-5)
+    assert torch.allclose(sim_t2i, t @ v_m.t() / temp, atol=1e-5)
+    assert ctx.similarities()[0] is sim_i2t  # computed once per step
 
 
 @pytest.mark.parametrize('view', [('image_aug', 'text'), ('image', 'text_masked')])

@@ -12,8 +12,9 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub
 
 from tests.conftest import ROOT
+from tests.models.loss_context import model_context, stub_context
 from tests.models.tiny import tiny_batch, tiny_model
-from vlreg.models.losses import ITCLoss
+from vlreg.models.losses import EncodedView, ITCLoss, VLFeatures
 
 LAYER = 0  # the tiny fusion has 2 layers; the last one cannot be explained
 
@@ -35,17 +36,17 @@ def softmask_model(mode: str = 'train', dropout: float = 0.3, seed: int = 0):
     return tiny_model(losses=losses, mlm=False, seed=seed, dropout=dropout)
 
 
-def reference_mask(fusion, itm_head, feats: dict, word: torch.Tensor) -> torch.Tensor:
+def reference_mask(fusion, itm_head, feats: VLFeatures, word: torch.Tensor) -> torch.Tensor:
     """Grad-CAM -> mask by hand: mean_heads(A * relu(dS/dA)) without [CLS], the word's rows averaged,
     min-max normalised, m = 1 - g_hat; ``fusion`` / ``itm_head`` are used as given (mode, precision)."""
-    text, image = feats['text_tokens'].detach(), feats['image_tokens'].detach()
-    out = fusion(text, feats['text_mask'], image, None, LAYER)
+    text, image = feats.text_tokens.detach(), feats.image_tokens.detach()
+    out = fusion(text, feats.text_mask, image, None, LAYER)
     (grad,) = torch.autograd.grad(itm_head(out.cls)[:, 1].sum(), out.cross_attn)
     probs, grad = out.cross_attn.double(), grad.double()
     cam = (probs * grad.clamp(min=0)).mean(dim=1)[..., 1:]             # [B, L, N]
     masks = []
     for b in range(cam.shape[0]):
-        rows = (feats['word_ids'][b] == word[b]).nonzero().view(-1)
+        rows = (feats.word_ids[b] == word[b]).nonzero().view(-1)
         g = cam[b, rows].mean(dim=0)
         masks.append(1 - (g - g.min()) / (g.max() - g.min()))
     return torch.stack(masks).float()
@@ -56,10 +57,12 @@ def test_eval_mode_mask_is_the_dropout_free_gradcam_and_train_mode_is_not():
     model = softmask_model('eval', dropout=0.3).train()
     batch = softmask_batch()
     feats = model.extract_features(batch)
-    assert 'gradcam_layer' not in feats  # the ITM positive pass does not materialise probabilities
+    ctx = model_context(model, feats)
+    assert ctx.attn_layer is None  # the shared positive pass does not materialise probabilities
     loss = model.losses['itm_softmask']
     torch.manual_seed(5)
-    mask_eval, valid, word = loss.soft_masks(dict(feats), model)
+    mask_eval, valid, word = loss.soft_masks(ctx)
+    assert ctx._positive is None  # eval mode ran its own pass, not the shared one
     assert valid.all()
     assert all(m.training for m in model.modules())  # dropout is back on after the pass
     frozen = copy.deepcopy(model).eval()
@@ -71,7 +74,7 @@ def test_eval_mode_mask_is_the_dropout_free_gradcam_and_train_mode_is_not():
     train.load_state_dict(model.state_dict())
     train.train()
     torch.manual_seed(5)  # the same word draw
-    mask_train, _, word_train = train.losses['itm_softmask'].soft_masks(dict(feats), train)
+    mask_train, _, word_train = train.losses['itm_softmask'].soft_masks(model_context(train, feats))
     # the training pass draws dropout before the word: compare with the dropout-free map of its word
     expected_train = reference_mask(frozen.fusion, frozen.itm_head, feats, word_train)
     assert (mask_train - expected_train).abs().max() > 1e-2  # dropout changes the map
@@ -117,12 +120,11 @@ def _check_fp16_mask(mode: str, device: str) -> None:
     loss = model.losses['itm_softmask']
     with torch.autocast(device_type=device, dtype=torch.float16):
         # the set-up is real: the plain fp16 gradient of the match logit underflows to 0
-        out = model.fuse(feats['text_tokens'], feats['text_mask'], feats['image_tokens'],
-                         attn_layer=LAYER)
+        out = model.fuse(feats.text_tokens, feats.text_mask, feats.image_tokens, attn_layer=LAYER)
         (plain,) = torch.autograd.grad(model.itm_head(out.cls)[:, 1].sum(), out.cross_attn)
         assert plain.dtype == torch.float16 and (plain[..., 1:] == 0).all()
         torch.manual_seed(2)
-        mask, valid, word = loss.soft_masks(dict(feats), model)
+        mask, valid, word = loss.soft_masks(model_context(model, feats))
     expected = reference_mask(model.fusion, model.itm_head, feats, word)  # fp32, no autocast
     assert valid.all() and expected.min() < 0.5
     assert (mask.min(dim=1).values < 0.5).all()   # not flat (the old code gave all ones)
@@ -159,7 +161,7 @@ def test_itm_masked_text_view_rows_are_positives_in_order(weights):
     batch = tiny_batch(4)
     feats = model.extract_features(batch)
     img_neg, txt_neg = torch.tensor([1, 2, 3, 0]), torch.tensor([3, 0, 1, 2])
-    out = model.losses['itm'].loss_with_negatives(feats, model, img_neg, txt_neg)
+    out = model.losses['itm'].loss_with_negatives(model_context(model, feats), img_neg, txt_neg)
     # independently: the masked caption encoded on its own, every pair scored on its own
     img, _ = model.encode_image(batch['image'])
     txt, _ = model.encode_text(batch['input_ids'], batch['attention_mask'])
@@ -192,11 +194,13 @@ def test_itc_view_weighting_is_the_documented_formula(weights):
     unit = [F.normalize(torch.randn(4, 8, generator=g), dim=-1) for _ in range(7)]
     v, t, v_m, t_m, v_aug, t_masked, _ = unit
     temp, alpha = torch.tensor(0.1), 0.4
-    feats = dict(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                 image_embed_aug=v_aug, text_embed_masked=t_masked, temp=temp, alpha=alpha)
+    ctx = stub_context(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
+                       views=dict(image_aug=EncodedView(torch.empty(0), v_aug),
+                                  text_masked=EncodedView(torch.empty(0), t_masked)),
+                       temp=temp, alpha=alpha)
     views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
     loss = ITCLoss(embed_dim=8, queue_size=0, views=views, view_weights=weights)
-    got = loss(feats, None)['loss_itc']
+    got = loss(ctx)['loss_itc']
     per_view = []
     for rows_v, rows_t in ((v, t), (v_aug, t), (v, t_masked)):
         # columns and distillation targets: always the original pair's momentum features

@@ -16,6 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 
 from tests.conftest import minilm_path, shared_path
+from tests.models.loss_context import model_context
 from vlreg.engine.grounding_loop import GradCAMGroundingLoop
 from vlreg.engine.pointing_loop import GradCAMPointingLoop
 from vlreg.models import ALBEFPretrainer
@@ -65,8 +66,8 @@ def test_pretraining_losses_and_soft_mask_on_cnn_tokens(apply_to: str) -> None:
     model = _cnn_model(losses).train()
     inputs = _batch()
     features = model.extract_features(inputs)
-    assert features['image_tokens'].shape == (4, 10, 32)  # pooled + 3 x 3 grid
-    mask, valid, _ = model.losses['itm_softmask'].soft_masks(features, model)
+    assert features.image_tokens.shape == (4, 10, 32)  # pooled + 3 x 3 grid
+    mask, valid, _ = model.losses['itm_softmask'].soft_masks(model_context(model, features))
     assert mask.shape == (4, 9) and bool(valid.all())
     assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0 and float(mask.min()) < 1.0
     out = model.loss(inputs)

@@ -15,7 +15,7 @@ model = dict(
     image_backbone=dict(_delete_=True, type='ConvStemViTBackbone', img_size={{_base_.image_size}},
                         patch_size=16, embed_dim=128, depth=2, num_heads=4, mlp_ratio=2.0,
                         stem_width=16),
-    # Added after the base's itc / itm / mlm (losses run in this order).
+    # Added to the base's itc / itm / mlm (losses run in name order, whatever the config's).
     losses=dict(text_uniformity=dict(type='TextUniformityLoss', t=2.0, loss_weight=0.1)),
 )
 

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from vlreg.models.losses import BaseVLLoss
+from vlreg.models.losses import BaseVLLoss, LossContext
 from vlreg.registry import LOSSES
 
 
@@ -15,7 +13,7 @@ from vlreg.registry import LOSSES
 class TextUniformityLoss(BaseVLLoss):
     r"""Uniformity of the L2-normalised text embeddings (Wang & Isola, ICML 2020).
 
-    For the ``B`` text embeddings ``z_1 .. z_B`` of the batch (``features['text_embed']``, unit
+    For the ``B`` text embeddings ``z_1 .. z_B`` of the batch (``ctx.features.text_embed``, unit
     norm)::
 
         L_uniform = log( 1 / (B (B - 1)) * sum_{i != j} exp(-t * ||z_i - z_j||^2) )
@@ -45,17 +43,16 @@ class TextUniformityLoss(BaseVLLoss):
             raise ValueError(f'TextUniformityLoss: t must be positive, got {t}')
         self.t = float(t)
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
         """The loss of one batch.
 
         Args:
-            features: the pretrainer's feature dict; only ``text_embed`` ``[B, E]`` is read.
-            model: unused.
+            ctx: the step's context; only ``ctx.features.text_embed`` ``[B, E]`` is read.
 
         Returns:
             ``{'loss_text_uniformity': scalar, 'text_mean_cos': scalar}``.
         """
-        z = features['text_embed'].float()
+        z = ctx.features.text_embed.float()
         b = z.shape[0]
         if b < 2:
             zero = z.sum() * 0.0

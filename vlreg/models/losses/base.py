@@ -1,50 +1,66 @@
-"""What every loss shares: the features it reads, its weight, and a clear error when one is missing."""
+"""What every loss shares: what it declares it needs, its weight, and a clear error when a need is
+not met (at build time where the model decides it, at run time for what the batch decides)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
+from vlreg.structures.batch_keys import IMAGE_VIEWS, TEXT_VIEWS
+
+from .context import LossContext
+
 
 class BaseVLLoss(nn.Module):
-    """A single objective. Subclasses set ``requires`` and implement :meth:`compute`.
+    """A single objective. Subclasses declare their needs and implement :meth:`compute`.
 
-    A loss owns no trainable parameters (buffers such as queues are fine), reads named features built by
-    the pretrainer (see docs/architecture.md), returns ``{'loss_<name>': weighted tensor}`` and logs
-    diagnostics under keys without the word "loss".
+    A loss owns no trainable parameters (buffers such as queues are fine), reads the step's
+    :class:`~.contract.VLFeatures` and the model through a :class:`~.context.LossContext`, writes nothing
+    into them, returns ``{'loss_<name>': weighted tensor}`` and logs diagnostics under keys without the
+    word "loss" (docs/architecture.md, "Losses").
+
+    Declarations (class or instance attributes), checked by the pretrainer when it is built
+    (:func:`~.requirements.check_loss`), naming ``losses.<name>``:
+
+    - ``requires``: the :class:`~.contract.VLFeatures` fields read; the optional ones (MLM ids, word
+      annotations, image ids) are checked again when a batch arrives.
+    - ``needs_heads``: model heads that must exist (e.g. ``('itm_head',)``).
+    - ``needs_momentum``: the loss cannot work without the momentum encoders.
+    - ``views``: ``(image view, text view)`` pairs to encode (multi-modal augmentation).
+    - ``cross_attn_layer``: the fusion layer whose cross-attention probabilities the loss explains
+      (None: none); ``reuses_itm_pass``: whether it reads them from the shared positive pass.
+    - ``uses_similarities``: it reads :meth:`LossContext.similarities` (computed before any loss runs,
+      so that they do not depend on whether ITC has moved its queues yet).
 
     Args:
         loss_weight: multiplies the returned loss.
     """
 
     requires: tuple[str, ...] = ()
+    needs_heads: tuple[str, ...] = ()
+    needs_momentum: bool = False
+    views: tuple[tuple[str, str], ...] = ()
+    cross_attn_layer: int | None = None
+    reuses_itm_pass: bool = True
+    uses_similarities: bool = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.loss_weight = loss_weight
 
-    def forward(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        missing = [k for k in self.requires if k not in features]
+    def forward(self, ctx: LossContext) -> dict[str, Tensor]:
+        missing = ctx.features.missing(self.requires)
         if missing:
-            raise KeyError(f'{type(self).__name__} needs features {missing}; the model provided '
-                           f'{sorted(features)} (is a head, the momentum encoder or an input missing?)')
+            raise KeyError(f'{type(self).__name__} needs features {missing}, which this batch lacks '
+                           '(is a pipeline transform, a head or the momentum encoder missing?)')
         if any(p.requires_grad for p in self.parameters(recurse=True)):
             raise RuntimeError(f'{type(self).__name__} must not own trainable parameters')
-        return self.compute(features, model)
+        return self.compute(ctx)
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
         raise NotImplementedError
 
 
-IMAGE_VIEWS = ('image', 'image_aug')
-TEXT_VIEWS = ('text', 'text_masked')
-
-
-def view_key(base: str, view: str) -> str:
-    """Feature key of a view: ``view_key('image_embed', 'image_aug') == 'image_embed_aug'``."""
-    kind, _, suffix = view.partition('_')
-    return f'{base}_{suffix}' if suffix else base
 
 
 def check_views(views: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,7 +9,9 @@ from torch import Tensor
 from vlreg.registry import LOSSES
 
 from ..utils.dist import gather_no_grad, gather_with_grad, rank_and_world
-from .base import BaseVLLoss, check_view_weights, check_views, view_key
+from .base import BaseVLLoss, check_view_weights, check_views
+from .context import LossContext
+from .contract import VLFeatures
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -30,9 +30,9 @@ class ITCLoss(BaseVLLoss):
     every column with the same image id when ``use_image_ids`` (retrieval fine-tuning). Without a momentum
     encoder the columns are the online features gathered with gradient and there is no queue.
 
-    Reads ``image_embed``, ``text_embed``, ``temp``, ``alpha`` and, when present, ``image_embed_m``,
-    ``text_embed_m``, ``image_ids``. Returns ``loss_itc``; writes ``sim_i2t_batch`` / ``sim_t2i_batch``
-    (local rows x local batch columns, detached) into the features for hard-negative mining.
+    Reads ``image_embed``, ``text_embed``, ``temp``, ``alpha``, the views' embeddings and, when present,
+    the momentum embeddings and ``image_ids``. Returns ``loss_itc``. The in-batch similarities ITM mines
+    its negatives from are the context's (:meth:`LossContext.similarities`), not written by this loss.
 
     Args:
         embed_dim: width of the projected features (queue rows).
@@ -82,16 +82,17 @@ class ITCLoss(BaseVLLoss):
         """
         return soft_cross_entropy(sim, targets)
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        temp, alpha = features['temp'], float(features['alpha'])
-        v, t = features['image_embed'], features['text_embed']
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
+        features = ctx.features
+        temp, alpha = features.temp, float(features.alpha)
+        v, t = features.image_embed, features.text_embed
         if v.shape[1] != self.embed_dim:
             raise ValueError(f'ITCLoss(embed_dim={self.embed_dim}) got features of width {v.shape[1]}')
         rank, _ = rank_and_world()
         n = v.shape[0]
-        momentum = 'image_embed_m' in features and 'text_embed_m' in features
-        if momentum:
-            v_m, t_m = features['image_embed_m'].detach(), features['text_embed_m'].detach()
+        momentum = features.momentum is not None
+        if features.momentum is not None:
+            v_m, t_m = features.momentum.image_embed.detach(), features.momentum.text_embed.detach()
             v_all, t_all = gather_no_grad(v_m), gather_no_grad(t_m)
             cols_t = torch.cat([t_all, self.text_queue.t().clone().detach()]) if self.queue_size else t_all
             cols_v = torch.cat([v_all, self.image_queue.t().clone().detach()]) if self.queue_size else v_all
@@ -109,18 +110,14 @@ class ITCLoss(BaseVLLoss):
             alpha = 0.0
         losses = []
         for image_view, text_view in self.views:
-            rows_v = features[view_key('image_embed', image_view)]
-            rows_t = features[view_key('text_embed', text_view)]
+            rows_v = features.image_view(image_view).embed
+            rows_t = features.text_view(text_view).embed
             sim_i2t = rows_v @ cols_t.t() / temp
             sim_t2i = rows_t @ cols_v.t() / temp
             losses.append((self.direction_loss(sim_i2t, tgt_i2t, pos_targets, alpha)
                            + self.direction_loss(sim_t2i, tgt_t2i, pos_targets, alpha)) / 2)
-            if (image_view, text_view) == ('image', 'text'):
-                cols = slice(rank * n, (rank + 1) * n)
-                features['sim_i2t_batch'] = sim_i2t[:, cols].detach()
-                features['sim_t2i_batch'] = sim_t2i[:, cols].detach()
-        if momentum and self.queue_size and model.training:
-            ids = gather_no_grad(features['image_ids']) if self.use_image_ids else None
+        if momentum and self.queue_size and ctx.model is not None and ctx.model.training:
+            ids = gather_no_grad(features.image_ids) if self.use_image_ids else None
             self._enqueue(v_all, t_all, ids)
         if self.view_weights is None:
             loss = torch.stack(losses).mean()
@@ -128,13 +125,13 @@ class ITCLoss(BaseVLLoss):
             loss = sum(w * view_loss for w, view_loss in zip(self.view_weights, losses))
         return {'loss_itc': loss * self.loss_weight}
 
-    def _positives(self, features: dict[str, Any], n: int, rank: int, num_cols: int) -> Tensor:
-        device = features['image_embed'].device
+    def _positives(self, features: VLFeatures, n: int, rank: int, num_cols: int) -> Tensor:
+        device = features.image_embed.device
         if self.use_image_ids:
-            if 'image_ids' not in features:
+            if features.image_ids is None:
                 raise KeyError('ITCLoss(use_image_ids=True) needs image ids in the batch (image_ids)')
-            ids = features['image_ids'].view(-1, 1)
-            cols = gather_no_grad(features['image_ids'].view(-1))
+            ids = features.image_ids.view(-1, 1)
+            cols = gather_no_grad(features.image_ids.view(-1))
             if num_cols > cols.shape[0]:
                 cols = torch.cat([cols, self.idx_queue.view(-1)])
             return (ids == cols.view(1, -1)).float()

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vlreg.registry import LOSSES
 
-from .base import BaseVLLoss, check_view_weights, check_views, view_key
+from .base import BaseVLLoss, check_view_weights, check_views
+from .context import LossContext
 
 
 @torch.no_grad()
@@ -51,12 +50,13 @@ class ITMLoss(BaseVLLoss):
 
     Rows, labels: the B original pairs (1), the B pairs of each extra view in ``views`` order (1), then
     the negatives in ALBEF's order: (text b, image ``image_neg_idx[b]``) then (text ``text_neg_idx[b]``,
-    image b) (0). The positive-pair fusion output is left in ``features['itm_pos']`` for later losses (the
-    soft-masked ITM reuses it instead of running it twice).
+    image b) (0). The positive rows come from the context's shared positive pass
+    (:meth:`LossContext.positive_fusion` / :meth:`~LossContext.positive_itm_logits`, which the
+    soft-masked ITM reuses) and the negatives from :meth:`LossContext.hard_negatives` (drawn from the
+    in-batch ITC similarities), so this loss runs in any order relative to ITC and the soft-masked ITM.
 
-    Reads ``image_tokens``, ``text_tokens``, ``text_mask``, ``sim_i2t_batch``, ``sim_t2i_batch`` (written by
-    the ITC loss, which must come first) and ``image_ids`` when ``use_image_ids``. Returns ``loss_itm`` and
-    the diagnostic ``itm_acc``.
+    Reads ``image_tokens``, ``text_tokens``, ``text_mask``, the views' tokens and ``image_ids`` when
+    ``use_image_ids``. Returns ``loss_itm`` and the diagnostic ``itm_acc``.
 
     Args:
         use_image_ids: never pick a negative with the same image id (fine-tuning with several captions per
@@ -73,7 +73,9 @@ class ITMLoss(BaseVLLoss):
         ``dict(type='ITMLoss')``
     """
 
-    requires = ('image_tokens', 'text_tokens', 'text_mask', 'sim_i2t_batch', 'sim_t2i_batch')
+    requires = ('image_tokens', 'text_tokens', 'text_mask', 'image_embed', 'text_embed', 'temp')
+    needs_heads = ('itm_head',)
+    uses_similarities = True  # the pretrainer computes them before any loss moves ITC's queues
 
     def __init__(self, use_image_ids: bool = False,
                  views: Sequence[Sequence[str]] = (('image', 'text'),),
@@ -86,35 +88,30 @@ class ITMLoss(BaseVLLoss):
             raise ValueError("ITMLoss views must include ('image', 'text'): hard negatives are mined "
                              'for the original pairs')
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        ids = features.get('image_ids') if self.use_image_ids else None
-        image_neg_idx, text_neg_idx = sample_hard_negatives(
-            features['sim_i2t_batch'], features['sim_t2i_batch'], ids)
-        return self.loss_with_negatives(features, model, image_neg_idx, text_neg_idx)
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
+        image_neg_idx, text_neg_idx = ctx.hard_negatives(self.use_image_ids)
+        return self.loss_with_negatives(ctx, image_neg_idx, text_neg_idx)
 
-    def loss_with_negatives(self, features: dict[str, Any], model: Any, image_neg_idx: Tensor,
+    def loss_with_negatives(self, ctx: LossContext, image_neg_idx: Tensor,
                             text_neg_idx: Tensor) -> dict[str, Tensor]:
         """The loss for given negative indices (used directly by tests and the ALBEF reference check)."""
-        img, txt, mask = features['image_tokens'], features['text_tokens'], features['text_mask']
+        features, model = ctx.features, ctx.need_model()
+        img, txt, mask = features.image_tokens, features.text_tokens, features.text_mask
         b = img.shape[0]
-        pos = features.get('itm_pos')
-        if pos is None:
-            pos = model.fuse(txt, mask, img, attn_layer=features.get('gradcam_layer'))
-            features['itm_pos'] = pos
+        pos_logits = ctx.positive_itm_logits()  # first, as ALBEF runs the positive pass first
         neg_txt, neg_mask = [txt, txt[text_neg_idx]], [mask, mask[text_neg_idx]]
         neg_img = [img[image_neg_idx], img]
         extra = [v for v in self.views if v != ('image', 'text')]
         for image_view, text_view in extra:  # extra positives ride in the same fusion call
-            neg_txt.append(features[view_key('text_tokens', text_view)])
+            neg_txt.append(features.text_view(text_view).tokens)
             neg_mask.append(mask)
-            neg_img.append(features[view_key('image_tokens', image_view)])
+            neg_img.append(features.image_view(image_view).tokens)
         rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), torch.cat(neg_img))
         n_pos = b * (1 + len(extra))
-        cls = torch.cat([pos.cls, rest.cls[2 * b:], rest.cls[:2 * b]])
-        logits = model.itm_head(cls)
+        rest_logits = model.itm_head(torch.cat([rest.cls[2 * b:], rest.cls[:2 * b]]))
+        logits = torch.cat([pos_logits, rest_logits])
         labels = torch.cat([torch.ones(n_pos, dtype=torch.long),
                             torch.zeros(2 * b, dtype=torch.long)]).to(logits.device)
-        features['itm_logits_pos'] = logits[:b]
         if self.view_weights is None:
             loss = F.cross_entropy(logits, labels)
         else:

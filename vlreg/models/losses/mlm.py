@@ -1,8 +1,6 @@
 """Masked language modelling conditioned on the image, with momentum distillation (ALBEF)."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,6 +9,7 @@ from vlreg.registry import LOSSES
 
 from ..utils.dist import all_reduce_sum, rank_and_world
 from .base import BaseVLLoss
+from .context import LossContext
 
 
 @LOSSES.register_module()
@@ -23,8 +22,9 @@ class MLMLoss(BaseVLLoss):
     summed across ranks), so a multi-process step equals a single-process one even when ranks hold different
     numbers of masked tokens.
 
-    Reads ``mlm_input_ids``, ``mlm_labels``, ``text_mask``, ``image_tokens``, ``alpha`` and, for
-    distillation, ``image_tokens_m`` and the model's momentum encoders. Returns ``loss_mlm`` and the
+    Reads ``mlm_input_ids``, ``mlm_labels``, ``text_mask``, ``image_tokens``, ``alpha``, the encoded
+    ``text_masked`` view when another loss asked for it and, for distillation, the momentum image tokens
+    and the model's momentum encoders (without them it is plain CE). Returns ``loss_mlm`` and the
     diagnostic ``mlm_acc``.
 
     Args:
@@ -36,25 +36,29 @@ class MLMLoss(BaseVLLoss):
     """
 
     requires = ('mlm_input_ids', 'mlm_labels', 'text_mask', 'image_tokens', 'alpha')
+    needs_heads = ('mlm_head',)
 
     def __init__(self, distill: bool = True, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
         self.distill = distill
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        ids, labels, mask = features['mlm_input_ids'], features['mlm_labels'], features['text_mask']
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
+        features, model = ctx.features, ctx.need_model()
+        ids, labels, mask = features.mlm_input_ids, features.mlm_labels, features.text_mask
         masked = labels != -100
-        text = features.get('text_tokens_masked')  # encoded already when the masked text is a view
-        if text is None:
+        if 'text_masked' in features.views:  # encoded already when the masked text is a view
+            text = features.views['text_masked'].tokens
+        else:
             text = model.text_backbone(ids, mask)
-        hidden = model.fuse(text, mask, features['image_tokens']).hidden
+        hidden = model.fuse(text, mask, features.image_tokens).hidden
         logits = model.mlm_head(hidden[masked])
         target = labels[masked]
         ce = F.cross_entropy(logits.float(), target, reduction='none')
-        alpha = float(features['alpha'])
-        if self.distill and alpha > 0 and getattr(model, 'has_momentum', False):
+        alpha = float(features.alpha)
+        if self.distill and alpha > 0 and features.momentum is not None \
+                and getattr(model, 'has_momentum', False):
             with torch.no_grad():
-                logits_m = model.momentum_mlm_logits(ids, mask, features['image_tokens_m'], masked)
+                logits_m = model.momentum_mlm_logits(ids, mask, features.momentum.image_tokens, masked)
             soft = -(F.log_softmax(logits.float(), dim=1) * F.softmax(logits_m.float(), dim=1)).sum(1)
             per_token = (1 - alpha) * ce + alpha * soft
         else:

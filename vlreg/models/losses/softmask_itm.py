@@ -2,8 +2,6 @@
 most relevant to one word of the caption are damped, not removed."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,9 +9,12 @@ from torch.profiler import record_function
 
 from vlreg.registry import LOSSES
 
+from ..fusion.bert_fusion import FusionOutput
 from ..utils.gradcam import cross_attention_gradcam, dropout_off
 from ..utils.softmask import soft_mask_from_cam
 from .base import BaseVLLoss
+from .context import LossContext
+from .contract import LossModel, VLFeatures
 
 
 def pick_random_words(word_ids: Tensor, content_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -49,8 +50,9 @@ class SoftMaskITMLoss(BaseVLLoss):
     1. Word-conditional Grad-CAM: the gradient of the positive-pair ITM "match" logit w.r.t. the
        cross-attention probabilities of fusion layer ``layer`` (``torch.autograd.grad``: parameter
        gradients are untouched), ReLU, times the probabilities, reduced over heads, image [CLS] dropped.
-       ``gradcam_mode='train'`` reuses the positive-pair fusion pass of the ITM loss (training mode,
-       dropout on; only that layer computes probabilities); ``'eval'`` runs a separate dropout-free
+       ``gradcam_mode='train'`` reuses the step's shared positive-pair fusion pass and ITM logits
+       (:meth:`LossContext.positive_fusion`, also the ITM loss's positive rows; training mode, dropout
+       on; only that layer computes probabilities); ``'eval'`` runs a separate dropout-free
        pass of the fusion encoder and ITM head on the same (detached) unimodal tokens, in fp32 also
        under autocast, as ALBEF's Grad-CAM recipe runs in eval mode.
     2. One content word per sample at random (``word_ids`` / ``content_mask`` from ``AnnotateWords``).
@@ -59,8 +61,8 @@ class SoftMaskITMLoss(BaseVLLoss):
        (``apply_to='fusion_tokens'``) or the image pixels are, and the ViT runs again
        (``apply_to='pixels'``); the pair is scored by the ITM head with label ``label`` (1: still a match).
 
-    Reads ``image_tokens``, ``text_tokens``, ``text_mask``, ``word_ids``, ``content_mask`` and the ITM
-    loss's ``itm_pos`` / ``itm_logits_pos`` when present (it must come after ITM to reuse them). Returns
+    Reads ``image_tokens``, ``text_tokens``, ``text_mask``, ``word_ids``, ``content_mask`` (and
+    ``image`` with ``apply_to='pixels'``); runs in any order relative to ITM. Returns
     ``loss_itm_softmask`` and diagnostics ``softmask_mean`` (mean mask value) and ``softmask_acc``.
 
     Args:
@@ -81,6 +83,7 @@ class SoftMaskITMLoss(BaseVLLoss):
     """
 
     requires = ('image_tokens', 'text_tokens', 'text_mask', 'word_ids', 'content_mask')
+    needs_heads = ('itm_head',)
 
     def __init__(self, layer: int = 2, head_reduction: str = 'mean', floor: float = 0.0,
                  sharpness: float = 1.0, strength: float = 1.0, label: int = 1, prob: float = 1.0,
@@ -104,7 +107,7 @@ class SoftMaskITMLoss(BaseVLLoss):
 
     @property
     def reuses_itm_pass(self) -> bool:
-        """Whether the ITM loss's positive pass must materialise this layer's probabilities."""
+        """Whether the shared positive pass must materialise this layer's probabilities."""
         return self.gradcam_mode == 'train'
 
     @property
@@ -112,64 +115,62 @@ class SoftMaskITMLoss(BaseVLLoss):
         """The probability of applying the loss at this step: ``prob * warmup_factor``."""
         return self.prob * self.warmup_factor
 
-    def positive_pass(self, features: dict[str, Any], model: Any) -> tuple[Any, Tensor]:
-        """The positive pairs' fusion output (with this layer's probabilities) and ITM logits."""
+    def positive_pass(self, ctx: LossContext) -> tuple[FusionOutput, Tensor]:
+        """The positive pairs' fusion output (with this layer's probabilities) and ITM logits: the
+        context's shared pass when it keeps this layer, else a pass of this loss's own."""
+        model = ctx.need_model()
         if self.gradcam_mode == 'eval':
-            return self.eval_pass(features, model)
-        pos = features.get('itm_pos')
-        if pos is None or pos.cross_attn is None or features.get('gradcam_layer') != self.cross_attn_layer:
-            pos = model.fuse(features['text_tokens'], features['text_mask'], features['image_tokens'],
-                             attn_layer=self.cross_attn_layer)
-            logits = model.itm_head(pos.cls)
-        else:
-            logits = features.get('itm_logits_pos')
-            if logits is None:
-                logits = model.itm_head(pos.cls)
-        return pos, logits
+            return self.eval_pass(ctx.features, model)
+        if ctx.attn_layer == self.cross_attn_layer:
+            return ctx.positive_fusion(), ctx.positive_itm_logits()
+        f = ctx.features
+        pos = model.fuse(f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.cross_attn_layer)
+        return pos, model.itm_head(pos.cls)
 
-    def eval_pass(self, features: dict[str, Any], model: Any) -> tuple[Any, Tensor]:
+    def eval_pass(self, features: VLFeatures, model: LossModel) -> tuple[FusionOutput, Tensor]:
         """A dropout-free fp32 pass of the fusion encoder and ITM head on the detached tokens."""
         dtype = next(model.fusion.parameters()).dtype  # fp32 under autocast
-        text = features['text_tokens'].detach().to(dtype)
-        image = features['image_tokens'].detach().to(dtype)
+        text = features.text_tokens.detach().to(dtype)
+        image = features.image_tokens.detach().to(dtype)
         with dropout_off(model.fusion, model.itm_head), torch.enable_grad(), \
                 torch.autocast(device_type=image.device.type, enabled=False):
-            pos = model.fuse(text, features['text_mask'], image, attn_layer=self.cross_attn_layer)
+            pos = model.fuse(text, features.text_mask, image, attn_layer=self.cross_attn_layer)
             return pos, model.itm_head(pos.cls)
 
-    def soft_masks(self, features: dict[str, Any], model: Any) -> tuple[Tensor, Tensor, Tensor]:
+    def soft_masks(self, ctx: LossContext) -> tuple[Tensor, Tensor, Tensor]:
         """``(mask [B, N], valid [B], word [B])`` for the batch (mask detached)."""
-        pos, logits = self.positive_pass(features, model)
+        features = ctx.features
+        pos, logits = self.positive_pass(ctx)
         with record_function('softmask/gradcam'):
-            cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, features['text_mask'],
+            cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, features.text_mask,
                                              self.head_reduction, retain_graph=True)
-        word, valid = pick_random_words(features['word_ids'], features['content_mask'])
-        g = word_map(cam.detach(), features['word_ids'], word)
+        word, valid = pick_random_words(features.word_ids, features.content_mask)
+        g = word_map(cam.detach(), features.word_ids, word)
         mask = soft_mask_from_cam(g, floor=self.floor, sharpness=self.sharpness,
                                   strength=self.strength)
         mask = torch.where(valid[:, None], mask, torch.ones_like(mask))
         return mask.detach(), valid, word
 
-    def compute(self, features: dict[str, Any], model: Any) -> dict[str, Tensor]:
-        image_tokens = features['image_tokens']
+    def compute(self, ctx: LossContext) -> dict[str, Tensor]:
+        image_tokens = ctx.features.image_tokens
         prob = self.current_prob
         if prob < 1.0 and float(torch.rand(())) >= prob:
             zero = image_tokens.sum() * 0.0  # keeps the graph (and DDP) consistent on skipped steps
             return {'loss_itm_softmask': zero, 'softmask_mean': zero.detach() + 1.0}
-        mask, valid, _ = self.soft_masks(features, model)
+        mask, valid, _ = self.soft_masks(ctx)
         with record_function('softmask/masked_itm'):
-            return self._masked_itm(features, model, image_tokens, mask, valid)
+            return self._masked_itm(ctx.features, ctx.need_model(), image_tokens, mask, valid)
 
-    def _masked_itm(self, features: dict[str, Any], model: Any, image_tokens: Tensor, mask: Tensor,
+    def _masked_itm(self, features: VLFeatures, model: LossModel, image_tokens: Tensor, mask: Tensor,
                     valid: Tensor) -> dict[str, Tensor]:
         if self.apply_to == 'fusion_tokens':
             masked = torch.cat([image_tokens[:, :1], image_tokens[:, 1:] * mask[:, :, None]], dim=1)
         else:
             gh, gw = model.image_backbone.grid_size
-            image = features['image']
+            image = features.image
             pix = F.interpolate(mask.view(-1, 1, gh, gw), size=image.shape[-2:], mode='nearest')
             masked, _ = model.encode_image(image * pix)
-        logits = model.itm_head(model.fuse(features['text_tokens'], features['text_mask'], masked).cls)
+        logits = model.itm_head(model.fuse(features.text_tokens, features.text_mask, masked).cls)
         labels = torch.full((logits.shape[0],), self.label, dtype=torch.long, device=logits.device)
         per_sample = F.cross_entropy(logits, labels, reduction='none')
         weight = valid.to(per_sample.dtype)

@@ -10,9 +10,13 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from vlreg.registry import HEADS, LOSSES, MODELS, build_from_slot
+from vlreg.structures.batch_keys import (ATTENTION_MASK, IMAGE, INPUT_IDS, missing_view_message,
+                                         view_batch_key)
 
 from ..encoders import ALBEFEncoderModel
 from ..fusion.bert_fusion import FusionOutput
+from ..losses import (EncodedView, LossContext, MomentumFeatures, VLFeatures, check_loss,
+                      declared_attn_layer, queue_columns)
 from ..utils.checkpoint import load_checkpoint_into
 from ..utils.gradcam import cross_attention_gradcam
 
@@ -39,15 +43,15 @@ class ALBEFPretrainer(ALBEFEncoderModel):
     learnable temperature, momentum (EMA) copies and the losses, each a registered component.
 
     ``loss`` mode updates the momentum encoders first (as ALBEF's forward does), encodes the batch into the
-    feature dict of docs/architecture.md and sums nothing itself: it returns every loss's ``loss_*`` entries
+    :class:`VLFeatures` of docs/architecture.md and sums nothing itself: it returns every loss's ``loss_*`` entries
     (MMEngine adds them) and diagnostics.
 
     Args:
         image_backbone: a ``BACKBONES`` config (e.g. ``TimmViTBackbone``).
         text_backbone: a ``BACKBONES`` config (``BertTextBackbone``).
         fusion: a ``FUSION_HEADS`` config (``BertFusion``).
-        losses: ``{name: LOSSES config}``, run in this order (ITC before ITM: ITM mines its negatives from
-            ITC's similarities). Set an entry to None in a child config to drop it.
+        losses: ``{name: LOSSES config}``; their order does not matter (they run in name order and
+            share a :class:`LossContext`). Set an entry to None in a child config to drop it.
         embed_dim: width of the contrastive projections.
         itm_head, mlm_head: ``HEADS`` configs, or None when no loss needs them (``hidden_size`` /
             ``vocab_size`` default to the text encoder's).
@@ -120,32 +124,19 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             for name, cfg in losses.items() if cfg is not None})
         if not self.losses:
             raise ValueError('ALBEFPretrainer needs at least one loss in `losses`')
+        for name, loss in self.losses.items():  # what each loss declares it needs (losses/base.py)
+            check_loss(name, loss, heads=dict(itm_head=self.itm_head, mlm_head=self.mlm_head),
+                       has_momentum=momentum is not None)
         # extra views (multi-modal augmentation) and the Grad-CAM layer (soft-masked ITM) the losses ask for
         pairs = [pair for loss in self.losses.values() for pair in getattr(loss, 'views', ())]
         self.image_views = sorted({a for a, _ in pairs} - {'image'})
         self.text_views = sorted({b for _, b in pairs} - {'text'})
-        layers = {loss.cross_attn_layer for loss in self.losses.values()
-                  if getattr(loss, 'cross_attn_layer', None) is not None}
-        if len(layers) > 1:
-            raise ValueError(f'losses ask for Grad-CAM on different fusion layers {sorted(layers)}')
-        self.gradcam_layer = layers.pop() if layers else None
-        # the ITM positive pass materialises that layer's probabilities only for a loss that reuses it
-        # (SoftMaskITMLoss(gradcam_mode='train')); gradcam_mode='eval' runs its own pass
+        self.gradcam_layer = declared_attn_layer(self.losses, len(getattr(self.fusion, 'layer', ())))
+        # the shared positive pass materialises that layer's probabilities only for a loss that reuses
+        # it (SoftMaskITMLoss(gradcam_mode='train')); gradcam_mode='eval' runs its own pass
         self.itm_attn_layer = self.gradcam_layer if any(
             getattr(loss, 'reuses_itm_pass', True) for loss in self.losses.values()
             if getattr(loss, 'cross_attn_layer', None) is not None) else None
-        n_fusion = len(getattr(self.fusion, 'layer', ()))
-        if self.gradcam_layer is not None and n_fusion:
-            if not -n_fusion <= self.gradcam_layer < n_fusion:
-                askers = [f'losses.{n}' for n, loss in self.losses.items()
-                          if getattr(loss, 'cross_attn_layer', None) is not None]
-                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} ({", ".join(askers)}: layer) does '
-                                 f'not exist: the fusion encoder has {n_fusion} layers; allowed: 0 to '
-                                 f'{n_fusion - 2} (or {-n_fusion} to -2; not the last layer)')
-            if self.gradcam_layer % n_fusion == n_fusion - 1:
-                raise ValueError(f'Grad-CAM layer {self.gradcam_layer} is the last fusion layer: there '
-                                 'the words\' cross-attention cannot reach the fused [CLS] (their '
-                                 'gradient is exactly 0); use an earlier layer (ALBEF: the 3rd of 6)')
         if momentum is not None:
             self.add_momentum_copies(MOMENTUM_PAIRS, momentum)
 
@@ -280,13 +271,13 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         return cam.detach(), logits.detach()
 
     # -- BaseModel (VLBaseModel dispatches forward) ------------------------------------------
-    def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Any]:
+    def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> VLFeatures:
         return self.extract_features(inputs, data_samples)
 
     def extract_features(self, inputs: dict[str, Tensor],
-                         data_samples: list | None = None) -> dict[str, Any]:
-        """The feature dict every loss reads (docs/architecture.md)."""
-        for key in ('image', 'input_ids', 'attention_mask'):
+                         data_samples: list | None = None) -> VLFeatures:
+        """The features every loss reads (:class:`VLFeatures`, docs/architecture.md)."""
+        for key in (IMAGE, INPUT_IDS, ATTENTION_MASK):
             if key not in inputs:
                 raise KeyError(f'the batch has no {key!r}; got {sorted(inputs)}')
         images, texts = self._view_inputs(inputs)
@@ -301,49 +292,37 @@ class ALBEFPretrainer(ALBEFEncoderModel):
                 torch.cat(texts) if len(texts) > 1 else texts[0],
                 mask.repeat(len(texts), 1) if len(texts) > 1 else mask)
         b = inputs['image'].shape[0]
-        view_features: dict[str, Tensor] = {}
+        views: dict[str, EncodedView] = {}
         for i, view in enumerate(self.image_views, start=1):
-            suffix = view.split('_', 1)[1]
-            view_features[f'image_tokens_{suffix}'] = image_tokens[i * b:(i + 1) * b]
-            view_features[f'image_embed_{suffix}'] = image_embed[i * b:(i + 1) * b]
+            views[view] = EncodedView(image_tokens[i * b:(i + 1) * b], image_embed[i * b:(i + 1) * b])
         if len(texts) > 1:
-            view_features['text_tokens_masked'] = text_tokens[b:]
-            view_features['text_embed_masked'] = text_embed[b:]
-        image_tokens, image_embed = image_tokens[:b], image_embed[:b]
-        text_tokens, text_embed = text_tokens[:b], text_embed[:b]
+            views['text_masked'] = EncodedView(text_tokens[b:], text_embed[b:])
         with torch.no_grad():
             self.temp.clamp_(*self.temp_range)
-        features: dict[str, Any] = dict(
-            inputs, image_tokens=image_tokens, image_embed=image_embed, text_tokens=text_tokens,
-            text_mask=inputs['attention_mask'], text_embed=text_embed, temp=self.temp, alpha=self.alpha)
-        if self.has_momentum:
-            features['image_tokens_m'], features['image_embed_m'], features['text_embed_m'] = \
-                self.encode_momentum(inputs['image'], inputs['input_ids'], inputs['attention_mask'])
-        features.update(view_features)
-        if self.itm_attn_layer is not None:
-            features['gradcam_layer'] = self.itm_attn_layer
-        ids = _image_ids(data_samples, image_embed.device)
-        if ids is not None:
-            features['image_ids'] = ids
-        return features
+        momentum = MomentumFeatures(*self.encode_momentum(
+            inputs['image'], inputs['input_ids'], mask)) if self.has_momentum else None
+        return VLFeatures(
+            image=inputs['image'], input_ids=inputs['input_ids'], text_mask=mask,
+            image_tokens=image_tokens[:b], image_embed=image_embed[:b], text_tokens=text_tokens[:b],
+            text_embed=text_embed[:b], temp=self.temp, alpha=self.alpha, momentum=momentum, views=views,
+            mlm_input_ids=inputs.get('mlm_input_ids'), mlm_labels=inputs.get('mlm_labels'),
+            word_ids=inputs.get('word_ids'), content_mask=inputs.get('content_mask'),
+            image_ids=_image_ids(data_samples, image_embed.device), inputs=inputs)
 
     def _view_inputs(self, inputs: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """The images (original first, then ``image_views``) and token ids (original, then the
         masked caption when ``text_masked`` is a view) to encode: the extra views are the
         ``ImageView`` transform's distorted image and ``MaskText``'s MLM-masked caption."""
-        images = [inputs['image']]
+        images = [inputs[IMAGE]]
         for view in self.image_views:
-            if view not in inputs:
-                raise KeyError(f'a loss uses the view {view!r} but the batch has no {view!r}: add '
-                               f"dict(type='ImageView', out_key='img_{view.split('_', 1)[1]}') to the "
-                               'train pipeline')
-            images.append(inputs[view])
-        texts = [inputs['input_ids']]
+            if view_batch_key(view) not in inputs:
+                raise KeyError(missing_view_message(view))
+            images.append(inputs[view_batch_key(view)])
+        texts = [inputs[INPUT_IDS]]
         if 'text_masked' in self.text_views:
-            if 'mlm_input_ids' not in inputs:
-                raise KeyError("a loss uses the view 'text_masked' but the batch has no mlm_input_ids: "
-                               "add dict(type='MaskText', ...) to the train pipeline")
-            texts.append(inputs['mlm_input_ids'])
+            if view_batch_key('text_masked') not in inputs:
+                raise KeyError(missing_view_message('text_masked'))
+            texts.append(inputs[view_batch_key('text_masked')])
         return images, texts
 
     def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, Tensor]:
@@ -363,13 +342,25 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             self._ema_now = True
 
     def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
+        """Every loss's ``loss_*`` entries and diagnostics, plus ``temp``.
+
+        The losses share one :class:`LossContext` (the in-batch similarities, the hard negatives, the
+        positive-pair fusion pass) and write nothing into the features, so none depends on another
+        having run first. They run, and report, in the order of their names, whatever the config's
+        order: random draws (hard negatives, word picks, dropout) and the sum of the entries then do
+        not depend on how the config lists them.
+        """
         if self.training and self.has_momentum and getattr(self, '_ema_now', True):
             self.momentum_update()
-        features = self.extract_features(inputs, data_samples)
+        names = sorted(self.losses)
+        ctx = LossContext(self.extract_features(inputs, data_samples), self, self.itm_attn_layer,
+                          queue_columns(self.losses))
+        if any(getattr(self.losses[n], 'uses_similarities', False) for n in names):
+            ctx.similarities()  # before a loss moves the queues (the batch columns do not change)
         out: dict[str, Tensor] = {}
-        for name, loss in self.losses.items():
+        for name in names:
             with record_function(f'loss/{name}'):
-                out.update(loss(features, self))
+                out.update(self.losses[name](ctx))
         out['temp'] = self.temp.detach()
         return out
 

@@ -1,0 +1,123 @@
+"""The per-step context a loss receives: the batch's features, the model, and the work several losses
+share, computed once on first request and cached for the rest of the step."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..fusion.bert_fusion import FusionOutput
+from ..utils.dist import gather_no_grad, rank_and_world
+from .contract import LossModel, VLFeatures
+
+
+@torch.no_grad()
+def in_batch_similarities(features: VLFeatures,
+                          queues: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """``(sim_i2t, sim_t2i)`` ``[B, B]``, detached: this process's rows against this process's batch
+    columns, as ITC scores them: online image x momentum text / temp and online text x momentum image /
+    temp (online x online without momentum encoders). ITM mines its hard negatives from them (ALBEF).
+
+    ``queues`` (ITC's ``(image_queue, text_queue)``, ``[E, Q]``) are appended to the columns as ITC
+    does before the batch columns are cut out: the same matrix product, so the same bits.
+    """
+    rank, _ = rank_and_world()
+    n = features.image_embed.shape[0]
+    if features.momentum is not None:
+        col_t, col_v = features.momentum.text_embed, features.momentum.image_embed
+    else:
+        col_t, col_v = features.text_embed, features.image_embed
+        queues = None  # ITC without momentum encoders has no queue columns
+    cols_t, cols_v = gather_no_grad(col_t.detach()), gather_no_grad(col_v.detach())
+    if queues is not None:
+        cols_t = torch.cat([cols_t, queues[1].t().clone().detach()])
+        cols_v = torch.cat([cols_v, queues[0].t().clone().detach()])
+    local = slice(rank * n, (rank + 1) * n)
+    sim_i2t = features.image_embed @ cols_t.t() / features.temp
+    sim_t2i = features.text_embed @ cols_v.t() / features.temp
+    return sim_i2t[:, local].detach(), sim_t2i[:, local].detach()
+
+
+def queue_columns(losses: Mapping[str, nn.Module]) -> tuple[Tensor, Tensor] | None:
+    """``(image_queue, text_queue)`` of the first loss by name that queues features (ITC), or None."""
+    for name in sorted(losses):
+        loss = losses[name]
+        if getattr(loss, 'queue_size', 0) and hasattr(loss, 'text_queue'):
+            return loss.image_queue, loss.text_queue
+    return None
+
+
+class LossContext:
+    """One training step's shared state, owned by the pretrainer (created in its ``loss``).
+
+    Losses read :attr:`features` and call :attr:`model` through :class:`~.contract.LossModel`; what more
+    than one loss needs is asked of the context, which computes it on the first call and returns the
+    same object afterwards, so no loss depends on another having run first:
+
+    - :meth:`similarities`: the in-batch similarities ITM mines its hard negatives from;
+    - :meth:`hard_negatives`: the drawn negatives (drawn once per step and setting);
+    - :meth:`positive_fusion` / :meth:`positive_itm_logits`: the positive pairs' fusion pass, with the
+      cross-attention probabilities of :attr:`attn_layer` (the Grad-CAM layer losses declared), and
+      its ITM logits.
+
+    Args:
+        features: the batch's features.
+        model: the pretrainer (or any :class:`~.contract.LossModel`).
+        attn_layer: fusion layer whose cross-attention probabilities the positive pass keeps (None:
+            none, the fused kernel everywhere).
+        queues: the ITC loss's ``(image_queue, text_queue)``, extra columns of :meth:`similarities`
+            (see :func:`in_batch_similarities`; None: no queue).
+    """
+
+    def __init__(self, features: VLFeatures, model: LossModel | None,
+                 attn_layer: int | None = None, queues: tuple[Tensor, Tensor] | None = None) -> None:
+        self.features = features
+        self.model = model
+        self.attn_layer = attn_layer
+        self.queues = queues
+        self._similarities: tuple[Tensor, Tensor] | None = None
+        self._negatives: dict[bool, tuple[Tensor, Tensor]] = {}
+        self._positive: FusionOutput | None = None
+        self._positive_logits: Tensor | None = None
+
+    def similarities(self) -> tuple[Tensor, Tensor]:
+        """See :func:`in_batch_similarities`; cached."""
+        if self._similarities is None:
+            self._similarities = in_batch_similarities(self.features, self.queues)
+        return self._similarities
+
+    def hard_negatives(self, use_image_ids: bool = False) -> tuple[Tensor, Tensor]:
+        """``(image_neg_idx, text_neg_idx)`` drawn from :meth:`similarities` (see
+        :func:`~.itm.sample_hard_negatives`); same-image-id pairs excluded when ``use_image_ids`` and
+        the batch has image ids. Drawn once per step for each setting."""
+        from .itm import sample_hard_negatives  # the sampler belongs to the ITM loss
+
+        if use_image_ids not in self._negatives:
+            ids = self.features.image_ids if use_image_ids else None
+            self._negatives[use_image_ids] = sample_hard_negatives(*self.similarities(), ids)
+        return self._negatives[use_image_ids]
+
+    def positive_fusion(self) -> FusionOutput:
+        """The fusion pass of the B original pairs (in the autograd graph), keeping the
+        cross-attention probabilities of :attr:`attn_layer`; cached."""
+        if self._positive is None:
+            f = self.features
+            self._positive = self.need_model().fuse(f.text_tokens, f.text_mask, f.image_tokens,
+                                                attn_layer=self.attn_layer)
+        return self._positive
+
+    def positive_itm_logits(self) -> Tensor:
+        """ITM logits ``[B, 2]`` of :meth:`positive_fusion`; cached."""
+        if self._positive_logits is None:
+            head = self.need_model().itm_head
+            if head is None:
+                raise RuntimeError('the positive-pair ITM logits need the model\'s itm_head')
+            self._positive_logits = head(self.positive_fusion().cls)
+        return self._positive_logits
+
+    def need_model(self) -> LossModel:
+        """The model, or a clear error when the context was made without one (a model-free test)."""
+        if self.model is None:
+            raise RuntimeError('this loss needs the model, but its LossContext has none')
+        return self.model

@@ -40,6 +40,7 @@ Writes ``results.json`` (every process's record) and ``results.md`` (the tables)
 Never time anything while another heavy job runs: two CPU-heavy processes at once slow both by far
 more than 2x. Smoke run: ``--rounds 1 --steps 1 --warmup 0 --batches 4 --retrieval-n 8 --k 4``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,11 +57,26 @@ ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT.parent / 'shared' / 'peer' / 'albef_bench.py'
 PEER_SIZES = dict(  # the harness's 'tiny' size, in vlreg's config keys
     image_backbone=dict(model_name='vit_tiny_patch16_224', embed_dim=192, depth=4, num_heads=3),
-    text_backbone=dict(vocab_size=30522, hidden_size=256, num_layers=4, num_heads=4,
-                       intermediate_size=1024, max_position_embeddings=512),
-    fusion=dict(hidden_size=256, encoder_width=192, num_layers=4, num_heads=4,
-                intermediate_size=1024, layer_offset=4),
-    embed_dim=256, momentum=0.995, alpha=0.4)
+    text_backbone=dict(
+        vocab_size=30522,
+        hidden_size=256,
+        num_layers=4,
+        num_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=512,
+    ),
+    fusion=dict(
+        hidden_size=256,
+        encoder_width=192,
+        num_layers=4,
+        num_heads=4,
+        intermediate_size=1024,
+        layer_offset=4,
+    ),
+    embed_dim=256,
+    momentum=0.995,
+    alpha=0.4,
+)
 VARIANTS = dict(vlreg_baseline='synthetic_baseline.py', vlreg_softmask='synthetic_all.py')
 
 
@@ -72,8 +88,7 @@ def peak_rss_mb() -> float:
 def flop_counter():
     """A FlopCounterMode that also counts the CPU SDPA kernels."""
     import torch
-    from torch.utils.flop_counter import (FlopCounterMode, sdpa_backward_flop_count,
-                                          sdpa_flop_count)
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     def fwd(query, key, value, *args, out_shape=None, **kwargs):
         return sdpa_flop_count(query, key, value)
@@ -82,13 +97,16 @@ def flop_counter():
         return sdpa_backward_flop_count(grad, query, key, value)
 
     aten = torch.ops.aten
-    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: fwd,
-               aten._scaled_dot_product_flash_attention_for_cpu_backward: bwd}
+    mapping = {
+        aten._scaled_dot_product_flash_attention_for_cpu: fwd,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: bwd,
+    }
     return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
 def child_matmul(args) -> dict:
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -99,7 +117,7 @@ def child_matmul(args) -> dict:
         for _ in range(10):
             a @ b
         best = min(best, (time.perf_counter() - t0) / 10)
-    return dict(kind='matmul', flops_per_s=2 * 2048 ** 3 / best, threads=torch.get_num_threads())
+    return dict(kind='matmul', flops_per_s=2 * 2048**3 / best, threads=torch.get_num_threads())
 
 
 def build_vlreg(variant: str, res: int, queue: int, batch: int):
@@ -124,13 +142,16 @@ def build_vlreg(variant: str, res: int, queue: int, batch: int):
     model = MODELS.build(cfg.model).train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    batches = [pseudo_collate([dataset[(i * batch + j) % len(dataset)] for j in range(batch)])
-               for i in range(3)]
+    batches = [
+        pseudo_collate([dataset[(i * batch + j) % len(dataset)] for j in range(batch)])
+        for i in range(3)
+    ]
     return model, optim, batches
 
 
 def child_vlreg_train(args) -> dict:
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     model, optim, batches = build_vlreg(args.variant, args.res, args.queue, args.batch)
@@ -144,10 +165,19 @@ def child_vlreg_train(args) -> dict:
     with flop_counter() as fc:
         model.train_step(batches[0], optim)
     med = statistics.median(times)
-    return dict(kind='train', side=args.variant, batch=args.batch, image_res=args.res,
-                queue=args.queue, median_step_s=med, img_per_s=args.batch / med,
-                peak_rss_mb=peak_rss_mb(), step_flops=fc.get_total_flops(),
-                threads=torch.get_num_threads(), steps=len(times))
+    return dict(
+        kind='train',
+        side=args.variant,
+        batch=args.batch,
+        image_res=args.res,
+        queue=args.queue,
+        median_step_s=med,
+        img_per_s=args.batch / med,
+        peak_rss_mb=peak_rss_mb(),
+        step_flops=fc.get_total_flops(),
+        threads=torch.get_num_threads(),
+        steps=len(times),
+    )
 
 
 def child_albef_flops(args) -> dict:
@@ -157,6 +187,7 @@ def child_albef_flops(args) -> dict:
 
     sys.path.insert(0, str(HARNESS.parent))
     import albef_bench as hb
+
     hb.setup(args.albef_src)
     import torch
     from optim import create_optimizer
@@ -164,26 +195,39 @@ def child_albef_flops(args) -> dict:
     ns = types.SimpleNamespace(albef_src=args.albef_src, vocab_dir=args.vocab_dir, work=args.work)
     model, tok, _ = hb.build_pretrain(ns, 'tiny', args.res, args.queue)
     model.train()
-    optimizer = create_optimizer(types.SimpleNamespace(opt='adamW', lr=1e-4, weight_decay=0.02),
-                                 model)
+    optimizer = create_optimizer(
+        types.SimpleNamespace(opt='adamW', lr=1e-4, weight_decay=0.02), model
+    )
     rng = random.Random(0)
     image = torch.randn(args.batch, 3, args.res, args.res)
-    text = tok([rng.choice(hb.CAPTIONS) for _ in range(args.batch)], padding='longest',
-               truncation=True, max_length=25, return_tensors='pt')
+    text = tok(
+        [rng.choice(hb.CAPTIONS) for _ in range(args.batch)],
+        padding='longest',
+        truncation=True,
+        max_length=25,
+        return_tensors='pt',
+    )
     with flop_counter() as fc:
         optimizer.zero_grad()
         sum(model(image, text, alpha=0.4)).backward()
         optimizer.step()
-    return dict(kind='flops', side='albef', batch=args.batch, step_flops=fc.get_total_flops(),
-                text_len=int(text.input_ids.shape[1]))
+    return dict(
+        kind='flops',
+        side='albef',
+        batch=args.batch,
+        step_flops=fc.get_total_flops(),
+        text_len=int(text.input_ids.shape[1]),
+    )
 
 
 def child_vlreg_retrieval(args) -> dict:
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     model, _, _ = build_vlreg('vlreg_baseline', args.res, args.queue, 2)
     from vlreg.engine.loops import RetrievalValLoop, _Features
+
     model.eval()
     n_img, n_txt = args.n, 5 * args.n
     g = torch.Generator().manual_seed(0)
@@ -201,13 +245,20 @@ def child_vlreg_retrieval(args) -> dict:
             img_tok.append(tok)
             img_emb.append(emb)
         for s in range(0, n_txt, 256):
-            tok, emb = model.encode_text(ids[s:s + 256], mask[s:s + 256])
+            tok, emb = model.encode_text(ids[s : s + 256], mask[s : s + 256])
             txt_tok.append(tok)
             txt_emb.append(emb)
-        feats = _Features(torch.cat(img_tok), torch.cat(txt_tok), mask, torch.cat(img_emb),
-                          torch.cat(txt_emb), torch.arange(n_img), torch.arange(n_txt),
-                          [list(range(5 * i, 5 * i + 5)) for i in range(n_img)],
-                          [t // 5 for t in range(n_txt)])
+        feats = _Features(
+            torch.cat(img_tok),
+            torch.cat(txt_tok),
+            mask,
+            torch.cat(img_emb),
+            torch.cat(txt_emb),
+            torch.arange(n_img),
+            torch.arange(n_txt),
+            [list(range(5 * i, 5 * i + 5)) for i in range(n_img)],
+            [t // 5 for t in range(n_txt)],
+        )
         t1 = time.perf_counter()
         loop = object.__new__(RetrievalValLoop)
         loop.fp16 = False
@@ -215,11 +266,22 @@ def child_vlreg_retrieval(args) -> dict:
         with flop_counter() as fc:
             loop._score(model, feats, torch.device('cpu'))
     total = time.perf_counter() - t0
-    return dict(kind='retrieval', side='vlreg', n_images=n_img, n_texts=n_txt, k=args.k,
-                total_s=total, encode_s=t1 - t0, rerank_s=total - (t1 - t0),
-                itm_pairs_scored=loop.work.pairs, fusion_calls=loop.work.calls,
-                image_kv_projections=loop.work.image_kv_rows, rerank_flops=fc.get_total_flops(),
-                peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads())
+    return dict(
+        kind='retrieval',
+        side='vlreg',
+        n_images=n_img,
+        n_texts=n_txt,
+        k=args.k,
+        total_s=total,
+        encode_s=t1 - t0,
+        rerank_s=total - (t1 - t0),
+        itm_pairs_scored=loop.work.pairs,
+        fusion_calls=loop.work.calls,
+        image_kv_projections=loop.work.image_kv_rows,
+        rerank_flops=fc.get_total_flops(),
+        peak_rss_mb=peak_rss_mb(),
+        threads=torch.get_num_threads(),
+    )
 
 
 def child_albef_retrieval(args) -> None:
@@ -229,28 +291,61 @@ def child_albef_retrieval(args) -> None:
     the import succeeds."""
     import types
 
-    for name in ('vqaTools', 'vqaTools.vqa', 'vqaTools.vqaEval', 'refTools',
-                 'refTools.evaluation', 'refTools.evaluation.refEvaluation'):
+    for name in (
+        'vqaTools',
+        'vqaTools.vqa',
+        'vqaTools.vqaEval',
+        'refTools',
+        'refTools.evaluation',
+        'refTools.evaluation.refEvaluation',
+    ):
         module = types.ModuleType(name)
         module.VQA = module.VQAEval = module.RefEvaluation = None
         sys.modules.setdefault(name, module)
     sys.path.insert(0, str(HARNESS.parent))
     import albef_bench as hb
-    sys.argv = [str(HARNESS), '--albef-src', args.albef_src, '--vocab-dir', args.vocab_dir,
-                '--work', args.work, '--threads', str(args.threads), 'retrieval', '--size',
-                'tiny', '--image-res', str(args.res), '--n', str(args.n), '--k', str(args.k)]
+
+    sys.argv = [
+        str(HARNESS),
+        '--albef-src',
+        args.albef_src,
+        '--vocab-dir',
+        args.vocab_dir,
+        '--work',
+        args.work,
+        '--threads',
+        str(args.threads),
+        'retrieval',
+        '--size',
+        'tiny',
+        '--image-res',
+        str(args.res),
+        '--n',
+        str(args.n),
+        '--k',
+        str(args.k),
+    ]
     hb.main()
 
 
-CHILDREN = dict(matmul=child_matmul, vlreg_train=child_vlreg_train,
-                albef_flops=child_albef_flops, vlreg_retrieval=child_vlreg_retrieval,
-                albef_retrieval=child_albef_retrieval)
+CHILDREN = dict(
+    matmul=child_matmul,
+    vlreg_train=child_vlreg_train,
+    albef_flops=child_albef_flops,
+    vlreg_retrieval=child_vlreg_retrieval,
+    albef_retrieval=child_albef_retrieval,
+)
 
 
 # --------------------------------------------------------------------------------------- parent
 def run(cmd: list[str]) -> list[dict]:
-    env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',
-               NO_ALBUMENTATIONS_UPDATE='1', PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE='1',
+        TRANSFORMERS_OFFLINE='1',
+        NO_ALBUMENTATIONS_UPDATE='1',
+        PYTHONPATH=str(ROOT),
+    )
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode:
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{res.stderr[-3000:]}')
@@ -269,7 +364,9 @@ def main() -> None:
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--res', type=int, default=224)
     p.add_argument('--queue', type=int, default=65536)
-    p.add_argument('--retrieval-n', type=int, default=200, help='images (captions: 5 each); 0 = skip')
+    p.add_argument(
+        '--retrieval-n', type=int, default=200, help='images (captions: 5 each); 0 = skip'
+    )
     p.add_argument('--k', type=int, default=128)
     p.add_argument('--threads', type=int, default=0)
     p.add_argument('--out', default='work_dirs/peer_albef')
@@ -283,12 +380,40 @@ def main() -> None:
         if result is not None:
             print(json.dumps(result), flush=True)
         return
-    me = [sys.executable, __file__, '--peer-python', args.peer_python, '--albef-src',
-          args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work, '--res',
-          str(args.res), '--queue', str(args.queue), '--threads', str(args.threads),
-          '--steps', str(args.steps), '--warmup', str(args.warmup)]
-    harness = [args.peer_python, str(HARNESS), '--albef-src', args.albef_src, '--vocab-dir',
-               args.vocab_dir, '--work', args.work, '--threads', str(args.threads)]
+    me = [
+        sys.executable,
+        __file__,
+        '--peer-python',
+        args.peer_python,
+        '--albef-src',
+        args.albef_src,
+        '--vocab-dir',
+        args.vocab_dir,
+        '--work',
+        args.work,
+        '--res',
+        str(args.res),
+        '--queue',
+        str(args.queue),
+        '--threads',
+        str(args.threads),
+        '--steps',
+        str(args.steps),
+        '--warmup',
+        str(args.warmup),
+    ]
+    harness = [
+        args.peer_python,
+        str(HARNESS),
+        '--albef-src',
+        args.albef_src,
+        '--vocab-dir',
+        args.vocab_dir,
+        '--work',
+        args.work,
+        '--threads',
+        str(args.threads),
+    ]
     records: list[dict] = []
     batches = [int(b) for b in args.batches.split(',')]
     sides = ['albef', *VARIANTS]
@@ -298,30 +423,85 @@ def main() -> None:
             order = sides if rnd % 2 == 0 else sides[::-1]
             for side in order:
                 if side == 'albef':
-                    out = run(harness + ['train', '--size', 'tiny', '--batch', str(batch),
-                                         '--image-res', str(args.res), '--queue', str(args.queue),
-                                         '--steps', str(args.steps), '--warmup',
-                                         str(args.warmup)])
+                    out = run(
+                        harness
+                        + [
+                            'train',
+                            '--size',
+                            'tiny',
+                            '--batch',
+                            str(batch),
+                            '--image-res',
+                            str(args.res),
+                            '--queue',
+                            str(args.queue),
+                            '--steps',
+                            str(args.steps),
+                            '--warmup',
+                            str(args.warmup),
+                        ]
+                    )
                     out = [dict(o, side='albef', peak_rss_mb=o['peak_rss_mb']) for o in out]
                 else:
-                    out = run(me + ['--child', 'vlreg_train', '--variant', side, '--batch',
-                                    str(batch)])
+                    out = run(
+                        me + ['--child', 'vlreg_train', '--variant', side, '--batch', str(batch)]
+                    )
                 records += [dict(r, round=rnd) for r in out]
-                print(f'round {rnd} batch {batch} {side}: {out[-1]["median_step_s"]:.3f} s',
-                      flush=True)
+                print(
+                    f'round {rnd} batch {batch} {side}: {out[-1]["median_step_s"]:.3f} s',
+                    flush=True,
+                )
     for batch in batches:  # ALBEF's FLOPs, counted once per batch (they do not change)
-        records += run([args.peer_python, __file__, '--child', 'albef_flops', '--albef-src',
-                        args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work,
-                        '--res', str(args.res), '--queue', str(args.queue), '--batch',
-                        str(batch), '--peer-python', args.peer_python])
+        records += run(
+            [
+                args.peer_python,
+                __file__,
+                '--child',
+                'albef_flops',
+                '--albef-src',
+                args.albef_src,
+                '--vocab-dir',
+                args.vocab_dir,
+                '--work',
+                args.work,
+                '--res',
+                str(args.res),
+                '--queue',
+                str(args.queue),
+                '--batch',
+                str(batch),
+                '--peer-python',
+                args.peer_python,
+            ]
+        )
     if args.retrieval_n:
-        records += run(me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k',
-                             str(args.k)])
-        records += run([args.peer_python, __file__, '--child', 'albef_retrieval', '--albef-src',
-                        args.albef_src, '--vocab-dir', args.vocab_dir, '--work', args.work,
-                        '--res', str(args.res), '--threads', str(args.threads), '--n',
-                        str(args.retrieval_n), '--k', str(args.k), '--peer-python',
-                        args.peer_python])
+        records += run(
+            me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k', str(args.k)]
+        )
+        records += run(
+            [
+                args.peer_python,
+                __file__,
+                '--child',
+                'albef_retrieval',
+                '--albef-src',
+                args.albef_src,
+                '--vocab-dir',
+                args.vocab_dir,
+                '--work',
+                args.work,
+                '--res',
+                str(args.res),
+                '--threads',
+                str(args.threads),
+                '--n',
+                str(args.retrieval_n),
+                '--k',
+                str(args.k),
+                '--peer-python',
+                args.peer_python,
+            ]
+        )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'results.json').write_text(json.dumps(records, indent=1))
@@ -332,10 +512,13 @@ def main() -> None:
 
 def report(records: list[dict], batches: list[int], sides: list[str]) -> str:
     rate = statistics.median(r['flops_per_s'] for r in records if r['kind'] == 'matmul')
-    lines = [f'fp32 matmul rate (2048^3 torch.mm, median of rounds): {rate / 1e9:.1f} GFLOP/s', '',
-             '| batch | side | median step (s) | images/s | peak RSS (MB) | ALBEF / side '
-             '(per round) | GFLOP per step | fraction of matmul rate |',
-             '|---|---|---|---|---|---|---|---|']
+    lines = [
+        f'fp32 matmul rate (2048^3 torch.mm, median of rounds): {rate / 1e9:.1f} GFLOP/s',
+        '',
+        '| batch | side | median step (s) | images/s | peak RSS (MB) | ALBEF / side '
+        '(per round) | GFLOP per step | fraction of matmul rate |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     for batch in batches:
         train = [r for r in records if r['kind'] == 'train' and r['batch'] == batch]
         albef = {r['round']: r['median_step_s'] for r in train if r['side'] == 'albef'}
@@ -343,23 +526,33 @@ def report(records: list[dict], batches: list[int], sides: list[str]) -> str:
             mine = [r for r in train if r['side'] == side]
             med = statistics.median(r['median_step_s'] for r in mine)
             ratios = [albef[r['round']] / r['median_step_s'] for r in mine]
-            flops = [r['step_flops'] for r in records if r.get('step_flops') and r['side'] == side
-                     and r['batch'] == batch]
+            flops = [
+                r['step_flops']
+                for r in records
+                if r.get('step_flops') and r['side'] == side and r['batch'] == batch
+            ]
             gflop = flops[0] / 1e9 if flops else float('nan')
-            lines.append(f'| {batch} | {side} | {med:.3f} | {batch / med:.2f} | '
-                         f'{max(r["peak_rss_mb"] for r in mine):.0f} | '
-                         f'{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) '
-                         f'| {gflop:.1f} | {gflop * 1e9 / med / rate:.3f} |')
+            lines.append(
+                f'| {batch} | {side} | {med:.3f} | {batch / med:.2f} | '
+                f'{max(r["peak_rss_mb"] for r in mine):.0f} | '
+                f'{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) '
+                f'| {gflop:.1f} | {gflop * 1e9 / med / rate:.3f} |'
+            )
     ret = [r for r in records if r['kind'] == 'retrieval']
     if ret:
-        lines += ['', '| retrieval | images x texts | k | total (s) | ITM-scored pairs | peak RSS (MB) |',
-                  '|---|---|---|---|---|---|']
+        lines += [
+            '',
+            '| retrieval | images x texts | k | total (s) | ITM-scored pairs | peak RSS (MB) |',
+            '|---|---|---|---|---|---|',
+        ]
         for r in ret:
             side = r.get('side', 'albef')
             pairs = r.get('itm_pairs_scored', r.get('itm_pairs'))
-            lines.append(f'| {side} | {r["n_images"]} x {r["n_texts"]} | '
-                         f'{r.get("k", r.get("k_used"))} | {r["total_s"]:.2f} | {pairs} | '
-                         f'{r["peak_rss_mb"]:.0f} |')
+            lines.append(
+                f'| {side} | {r["n_images"]} x {r["n_texts"]} | '
+                f'{r.get("k", r.get("k_used"))} | {r["total_s"]:.2f} | {pairs} | '
+                f'{r["peak_rss_mb"]:.0f} |'
+            )
     return '\n'.join(lines) + '\n'
 
 

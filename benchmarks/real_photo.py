@@ -18,6 +18,7 @@ Reports both, the margin (model - probe) of every recall, the training time and 
 pass over the images runs the frozen CNN stages; later ones read the cache). Numbers are meaningful only
 on an otherwise quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,18 +69,24 @@ class TimeBudgetHook(Hook):
         self.last = now
         if now - self.start > self.budget_s:
             runner.train_loop.stop_training = True
-            runner.logger.info(f'time budget of {self.budget_s / 60:.1f} min reached after '
-                               f'{runner.iter + 1} iterations: training stops')
+            runner.logger.info(
+                f'time budget of {self.budget_s / 60:.1f} min reached after '
+                f'{runner.iter + 1} iterations: training stops'
+            )
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(str(ROOT / args.config) if not os.path.isabs(args.config) else args.config)
+    cfg = Config.fromfile(
+        str(ROOT / args.config) if not os.path.isabs(args.config) else args.config
+    )
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or str(ROOT / 'work_dirs' / ('real_photo_' + Path(args.config).stem))
+    cfg.work_dir = args.work_dir or str(
+        ROOT / 'work_dirs' / ('real_photo_' + Path(args.config).stem)
+    )
     if args.max_iters:
         cfg.train_cfg.max_iters = args.max_iters
-    cfg.train_cfg.val_interval = 10 ** 9  # evaluated once, at the end, by the test loop
+    cfg.train_cfg.val_interval = 10**9  # evaluated once, at the end, by the test loop
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     return cfg
 
@@ -111,7 +118,9 @@ def train_and_test(cfg: Config, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     metrics = runner.test()
     out['test_s'] = time.perf_counter() - t0
-    out['metrics'] = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
+    out['metrics'] = {
+        k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()
+    }
     return out
 
 
@@ -144,7 +153,7 @@ def image_features(cfg: Config, datasets: list, batch: int = 64) -> torch.Tensor
     feats = []
     for start in range(0, len(paths), batch):
         imgs = []
-        for p in paths[start:start + batch]:
+        for p in paths[start : start + batch]:
             rgb = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)
             rgb = cv2.resize(rgb, (bb.img_size, bb.img_size), interpolation=cv2.INTER_CUBIC)
             imgs.append(torch.from_numpy(rgb).permute(2, 0, 1).float())
@@ -163,8 +172,13 @@ def text_features(captions: list[str], batch: int = 256) -> torch.Tensor:
     tok, bert = BertTokenizerFast.from_pretrained(path), BertModel.from_pretrained(path).eval()
     out = []
     for start in range(0, len(captions), batch):
-        enc = tok(captions[start:start + batch], padding=True, truncation=True, max_length=40,
-                  return_tensors='pt')
+        enc = tok(
+            captions[start : start + batch],
+            padding=True,
+            truncation=True,
+            max_length=40,
+            return_tensors='pt',
+        )
         hidden = bert(**enc).last_hidden_state
         mask = enc['attention_mask'].unsqueeze(-1).float()
         out.append((hidden * mask).sum(1) / mask.sum(1))
@@ -208,8 +222,10 @@ def linear_probe(feats: dict, epochs: int, seed: int = 0) -> dict:
             logits = log_scale.exp().clamp(max=100) * zi @ zt.t()
             same = (owner[idx][:, None] == owner[idx][None, :]).float()
             target = same / same.sum(1, keepdim=True)
-            loss = (-(target * logits.log_softmax(1)).sum(1).mean()
-                    - (target * logits.t().log_softmax(1)).sum(1).mean()) / 2
+            loss = (
+                -(target * logits.log_softmax(1)).sum(1).mean()
+                - (target * logits.t().log_softmax(1)).sum(1).mean()
+            ) / 2
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -232,20 +248,29 @@ def report(model: dict | None, probe: dict | None) -> None:
         print(f'protocol (model): {protocol}')
         if 'train_s' in model:
             first, later = (model[k] for k in ('step_median_first_epoch_s', 'step_median_later_s'))
-            print(f'training: {model["train_s"] / 60:.1f} min, {model["iters"]} iterations '
-                  f'({model["iters_per_epoch"]} per epoch); median step '
-                  f'{"-" if first is None else f"{first:.2f}"} s in the first epoch (the frozen CNN '
-                  f'stages run, the cache fills), {"-" if later is None else f"{later:.2f}"} s '
-                  f'later (cache hits); test {model["test_s"]:.0f} s')
+            print(
+                f'training: {model["train_s"] / 60:.1f} min, {model["iters"]} iterations '
+                f'({model["iters_per_epoch"]} per epoch); median step '
+                f'{"-" if first is None else f"{first:.2f}"} s in the first epoch (the frozen CNN '
+                f'stages run, the cache fills), {"-" if later is None else f"{later:.2f}"} s '
+                f'later (cache hits); test {model["test_s"]:.0f} s'
+            )
     if probe is not None:
-        print(f'protocol (probe): cosine of two linear maps on frozen EfficientNet-Lite0 pooled / '
-              f'mean-pooled MiniLM features, InfoNCE, {probe["epochs"]} epochs; features '
-              f'{probe["extract_s"]:.0f} s, probe training {probe["train_s"]:.0f} s')
+        print(
+            f'protocol (probe): cosine of two linear maps on frozen EfficientNet-Lite0 pooled / '
+            f'mean-pooled MiniLM features, InfoNCE, {probe["epochs"]} epochs; features '
+            f'{probe["extract_s"]:.0f} s, probe training {probe["train_s"]:.0f} s'
+        )
     print(f'{"":10s}' + ''.join(f'{k:>9s}' for k in KEYS))
     rows = {}
     if model is not None:
-        rows['model'] = {k: next((float(v) for n, v in model['metrics'].items()
-                                  if n.endswith('/' + k) or n == k), float('nan')) for k in KEYS}
+        rows['model'] = {
+            k: next(
+                (float(v) for n, v in model['metrics'].items() if n.endswith('/' + k) or n == k),
+                float('nan'),
+            )
+            for k in KEYS
+        }
     if probe is not None:
         rows['probe'] = {k: probe[k] for k in KEYS}
     if len(rows) == 2:
@@ -268,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args(argv)
     cfg = build_cfg(args)
-    result: dict = dict(config=args.config, cfg_options={k: str(v) for k, v in args.cfg_options.items()})
+    result: dict = dict(
+        config=args.config, cfg_options={k: str(v) for k, v in args.cfg_options.items()}
+    )
     probe = None
     if not args.no_probe:
         feats = probe_features(cfg, Path(cfg.work_dir) / 'probe_features.pt')

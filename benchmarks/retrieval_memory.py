@@ -17,6 +17,7 @@ number is what ranking adds. Memory, not time, so it may run on a busy machine. 
 ``O((N_img + N_txt) * k)`` plus one ``chunk_size x N`` similarity block (and its sort): linear in
 N at a fixed chunk size; dense mode holds ``N_img * N_txt`` floats per matrix: quadratic.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ def run_one(n_txt: int, k: int, dim: int, mode: str, chunk: int) -> dict:
     import torch
 
     from vlreg.evaluation.retrieval import retrieval_metrics
-    from vlreg.evaluation.sparse_retrieval import (chunked_itc_ranks, chunked_topk, lookup_pairs,
-                                                   sparse_ground_truth_ranks, union_pairs)
+    from vlreg.evaluation.sparse_retrieval import (
+        chunked_itc_ranks,
+        chunked_topk,
+        lookup_pairs,
+        sparse_ground_truth_ranks,
+        union_pairs,
+    )
 
     torch.set_num_threads(1)
     n_img = n_txt // 5
@@ -66,8 +72,16 @@ def run_one(n_txt: int, k: int, dim: int, mode: str, chunk: int) -> dict:
     pair_scores = torch.rand(keys.numel(), generator=g)  # stands in for the ITM logits
     s_i = lookup_pairs(keys, pair_scores, cand_i, n_txt, True)
     s_t = lookup_pairs(keys, pair_scores, cand_t, n_txt, False)
-    out = dict(mode=mode, n_txt=n_txt, n_img=n_img, k=k, dim=dim, chunk_size=chunk,
-               distinct_pairs=int(keys.numel()), pairs_wanted=n_img * k_i + n_txt * k_t)
+    out = dict(
+        mode=mode,
+        n_txt=n_txt,
+        n_img=n_img,
+        k=k,
+        dim=dim,
+        chunk_size=chunk,
+        distinct_pairs=int(keys.numel()),
+        pairs_wanted=n_img * k_i + n_txt * k_t,
+    )
     if mode == 'sparse':
         tr = sparse_ground_truth_ranks(cand_i, s_i, img2txt, n_txt)
         ir = sparse_ground_truth_ranks(cand_t, s_t, [[i] for i in txt2img], n_img)
@@ -100,28 +114,44 @@ def main() -> None:
     parser.add_argument('--one', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child: one configuration, one JSON line
-        print(json.dumps(run_one(int(args.captions), args.k, args.dim, args.mode,
-                                 args.chunk_size)))
+        print(json.dumps(run_one(int(args.captions), args.k, args.dim, args.mode, args.chunk_size)))
         return
     modes = ('sparse', 'dense') if args.mode == 'both' else (args.mode,)
     rows = []
     for mode in modes:
         for n in (int(x) for x in args.captions.split(',')):
-            cmd = [sys.executable, __file__, '--one', '--captions', str(n), '--k', str(args.k),
-                   '--dim', str(args.dim), '--mode', mode, '--chunk-size', str(args.chunk_size)]
+            cmd = [
+                sys.executable,
+                __file__,
+                '--one',
+                '--captions',
+                str(n),
+                '--k',
+                str(args.k),
+                '--dim',
+                str(args.dim),
+                '--mode',
+                mode,
+                '--chunk-size',
+                str(args.chunk_size),
+            ]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f'{mode:6s} N_txt={r["n_txt"]:6d} N_img={r["n_img"]:5d} k={r["k"]}: '
-                  f'+{r["added_peak_mb"]:8.1f} MB peak over the features '
-                  f'(one dense matrix would be {r["dense_matrix_mb"]:.0f} MB); '
-                  f'{r["distinct_pairs"]} distinct pairs of {r["pairs_wanted"]} wanted',
-                  flush=True)
+            print(
+                f'{mode:6s} N_txt={r["n_txt"]:6d} N_img={r["n_img"]:5d} k={r["k"]}: '
+                f'+{r["added_peak_mb"]:8.1f} MB peak over the features '
+                f'(one dense matrix would be {r["dense_matrix_mb"]:.0f} MB); '
+                f'{r["distinct_pairs"]} distinct pairs of {r["pairs_wanted"]} wanted',
+                flush=True,
+            )
     print('\n| mode | captions | images | k | added peak RSS (MB) | one dense matrix (MB) |')
     print('|---|---|---|---|---|---|')
     for r in rows:
-        print(f'| {r["mode"]} | {r["n_txt"]} | {r["n_img"]} | {r["k"]} | {r["added_peak_mb"]} '
-              f'| {r["dense_matrix_mb"]} |')
+        print(
+            f'| {r["mode"]} | {r["n_txt"]} | {r["n_img"]} | {r["k"]} | {r["added_peak_mb"]} '
+            f'| {r["dense_matrix_mb"]} |'
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -9,6 +9,7 @@ Example:
     python benchmarks/soak.py --minutes 30 --eval-every 5 --out work_dirs/soak
     python benchmarks/soak.py --minutes 1 --eval-every 0.5    # smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,16 +64,29 @@ class SoakHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         now = time.monotonic()
-        self.samples.append(dict(iter=runner.iter + 1, t=round(now - self.start, 3),
-                                 step_s=now - self.last, rss_mib=rss_mib(), fds=open_handles()))
+        self.samples.append(
+            dict(
+                iter=runner.iter + 1,
+                t=round(now - self.start, 3),
+                step_s=now - self.last,
+                rss_mib=rss_mib(),
+                fds=open_handles(),
+            )
+        )
         self.last = now
         if self.eval_every > 0 and now - self.last_eval >= self.eval_every:
             t0 = time.monotonic()
             runner.val_loop.run()
             runner.model.train()
-            self.evals.append(dict(iter=runner.iter + 1, t=round(now - self.start, 3),
-                                   eval_s=time.monotonic() - t0, rss_mib=rss_mib(),
-                                   fds=open_handles()))
+            self.evals.append(
+                dict(
+                    iter=runner.iter + 1,
+                    t=round(now - self.start, 3),
+                    eval_s=time.monotonic() - t0,
+                    rss_mib=rss_mib(),
+                    fds=open_handles(),
+                )
+            )
             self.last_eval = self.last = time.monotonic()
         if now - self.start >= self.seconds:
             runner.train_loop.stop_training = True  # the loop ends after this iteration
@@ -90,24 +104,32 @@ def slope(xs: list[float], ys: list[float]) -> float:
 def summarise(samples: list[dict], evals: list[dict], warmup: float) -> dict:
     steady = [s for s in samples if s['t'] >= warmup] or samples
     n = len(steady)
-    thirds = [steady[i * n // 3:(i + 1) * n // 3] for i in range(3)]
+    thirds = [steady[i * n // 3 : (i + 1) * n // 3] for i in range(3)]
     return dict(
-        iterations=len(samples), evaluations=len(evals), warmup_s=warmup,
-        rss_growth_mib_per_1k_iters=1000 * slope([s['iter'] for s in steady],
-                                                 [s['rss_mib'] for s in steady]),
+        iterations=len(samples),
+        evaluations=len(evals),
+        warmup_s=warmup,
+        rss_growth_mib_per_1k_iters=1000
+        * slope([s['iter'] for s in steady], [s['rss_mib'] for s in steady]),
         rss_growth_mib_per_eval=slope(list(range(len(evals))), [e['rss_mib'] for e in evals]),
         fds_first_last=[steady[0]['fds'], steady[-1]['fds']] if steady else [],
-        step_s_median_by_third=[statistics.median(s['step_s'] for s in third) if third else None
-                                for third in thirds],
-        rss_mib_by_third=[max(s['rss_mib'] for s in third) if third else None for third in thirds])
+        step_s_median_by_third=[
+            statistics.median(s['step_s'] for s in third) if third else None for third in thirds
+        ],
+        rss_mib_by_third=[max(s['rss_mib'] for s in third) if third else None for third in thirds],
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--minutes', type=float, default=30.0)
     parser.add_argument('--eval-every', type=float, default=5.0, help='minutes between evaluations')
-    parser.add_argument('--warmup', type=float, default=2.0,
-                        help='minutes left out of the growth fits (allocator and caches settle)')
+    parser.add_argument(
+        '--warmup',
+        type=float,
+        default=2.0,
+        help='minutes left out of the growth fits (allocator and caches settle)',
+    )
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--out', default='work_dirs/soak')
     args = parser.parse_args(argv)
@@ -121,8 +143,14 @@ def main(argv: list[str] | None = None) -> dict:
     runner.register_hook(hook)
     runner.train()
     summary = summarise(hook.samples, hook.evals, min(args.warmup, args.minutes / 4) * 60)
-    result = dict(config=args.config, minutes=args.minutes, eval_every_min=args.eval_every,
-                  summary=summary, samples=hook.samples, evals=hook.evals)
+    result = dict(
+        config=args.config,
+        minutes=args.minutes,
+        eval_every_min=args.eval_every,
+        summary=summary,
+        samples=hook.samples,
+        evals=hook.evals,
+    )
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, 'soak.json')
     with open(path, 'w') as f:
@@ -133,14 +161,20 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_table(summary: dict) -> None:
-    rows = [('iterations / evaluations', f"{summary['iterations']} / {summary['evaluations']}"),
-            ('RSS max per third (MiB)', ' / '.join(f'{v:.0f}' for v in summary['rss_mib_by_third']
-                                                   if v is not None)),
-            ('RSS growth (MiB per 1k iters)', f"{summary['rss_growth_mib_per_1k_iters']:+.2f}"),
-            ('RSS growth (MiB per evaluation)', f"{summary['rss_growth_mib_per_eval']:+.2f}"),
-            ('open handles first -> last', ' -> '.join(map(str, summary['fds_first_last']))),
-            ('step time median per third (s)', ' / '.join(
-                f'{v:.3f}' for v in summary['step_s_median_by_third'] if v is not None))]
+    rows = [
+        ('iterations / evaluations', f'{summary["iterations"]} / {summary["evaluations"]}'),
+        (
+            'RSS max per third (MiB)',
+            ' / '.join(f'{v:.0f}' for v in summary['rss_mib_by_third'] if v is not None),
+        ),
+        ('RSS growth (MiB per 1k iters)', f'{summary["rss_growth_mib_per_1k_iters"]:+.2f}'),
+        ('RSS growth (MiB per evaluation)', f'{summary["rss_growth_mib_per_eval"]:+.2f}'),
+        ('open handles first -> last', ' -> '.join(map(str, summary['fds_first_last']))),
+        (
+            'step time median per third (s)',
+            ' / '.join(f'{v:.3f}' for v in summary['step_s_median_by_third'] if v is not None),
+        ),
+    ]
     width = max(len(r[0]) for r in rows)
     print('| ' + 'quantity'.ljust(width) + ' | value |')
     print('|' + '-' * (width + 2) + '|-------|')

@@ -12,6 +12,7 @@ ratio to the baseline's median, and, from one torch.profiler step of 'all', wher
 (CPU time inside the labelled regions: the encoders (extra views included), the losses, the Grad-CAM
 gradient, the soft-masked ITM pass). Target (issue): 'all' / baseline <= 1.25 on CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,8 @@ TINY = dict(  # tests/configs/tiny_synthetic.py's sizes
     image_backbone=dict(img_size=64, embed_dim=64, depth=2, num_heads=2),
     text_backbone=dict(hidden_size=64, num_heads=2, intermediate_size=128),
     fusion=dict(hidden_size=64, encoder_width=64, num_heads=2, intermediate_size=128),
-    embed_dim=32)
+    embed_dim=32,
+)
 
 
 def build(variant: str, preset: str):
@@ -71,15 +73,26 @@ def main() -> None:
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--lite', action='store_true',
-                        help="also time 'all_lite': 'all' with soft mask prob 0.5 and no extra ITM view")
-    parser.add_argument('--gradcam-eval', action='store_true',
-                        help="also time 'softmask_eval': +soft mask with gradcam_mode='eval'")
+    parser.add_argument(
+        '--lite',
+        action='store_true',
+        help="also time 'all_lite': 'all' with soft mask prob 0.5 and no extra ITM view",
+    )
+    parser.add_argument(
+        '--gradcam-eval',
+        action='store_true',
+        help="also time 'softmask_eval': +soft mask with gradcam_mode='eval'",
+    )
     args = parser.parse_args()
-    variants = VARIANTS + (('all_lite',) if args.lite else ()) + \
-        (('softmask_eval',) if args.gradcam_eval else ())
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, '
-          f'{args.rounds} interleaved rounds after {args.warmup} warm-up rounds')
+    variants = (
+        VARIANTS
+        + (('all_lite',) if args.lite else ())
+        + (('softmask_eval',) if args.gradcam_eval else ())
+    )
+    print(
+        f'torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, '
+        f'{args.rounds} interleaved rounds after {args.warmup} warm-up rounds'
+    )
     for preset in args.presets:
         runs = {v: build(v, preset) for v in variants}
         base_sd = runs['baseline'][1].state_dict()
@@ -101,8 +114,10 @@ def main() -> None:
                 if r >= args.warmup:
                     times[v].append(time.perf_counter() - t0)
         base = statistics.median(times['baseline'])
-        print(f'\n[{preset}] {sum(p.numel() for p in runs["baseline"][1].parameters()) / 1e6:.2f} M '
-              'parameters (momentum copies included)')
+        print(
+            f'\n[{preset}] {sum(p.numel() for p in runs["baseline"][1].parameters()) / 1e6:.2f} M '
+            'parameters (momentum copies included)'
+        )
         for v in variants:
             med = statistics.median(times[v])
             print(f'  {v:9s} median {med * 1000:7.1f} ms   ratio {med / base:5.2f}')
@@ -112,12 +127,22 @@ def main() -> None:
         events = {e.key: e for e in prof.key_averages()}
         step = sum(e.self_cpu_time_total for e in prof.key_averages())
         print('  where the time of one "all" step goes (forward-pass regions, % of the step):')
-        for key in ('encode/image', 'encode/text', 'loss/itc', 'loss/itm', 'loss/mlm', 'loss/itm_softmask',
-                    'softmask/gradcam', 'softmask/masked_itm'):
+        for key in (
+            'encode/image',
+            'encode/text',
+            'loss/itc',
+            'loss/itm',
+            'loss/mlm',
+            'loss/itm_softmask',
+            'softmask/gradcam',
+            'softmask/masked_itm',
+        ):
             if key in events:
                 print(f'    {key:22s} {100 * events[key].cpu_time_total / step:5.1f} %')
-        print('    (backward and optimizer time are not labelled; the extra backward follows the extra '
-              'forward passes)')
+        print(
+            '    (backward and optimizer time are not labelled; the extra backward follows the extra '
+            'forward passes)'
+        )
 
 
 if __name__ == '__main__':

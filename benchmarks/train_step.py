@@ -8,6 +8,7 @@ same call the Runner makes), after warm-up, median and inter-quartile range over
 process's peak resident set size (ru_maxrss) after the timed steps, and its growth over the steps. On a GPU
 it also reports torch.cuda.max_memory_allocated. This machine is noisy: compare medians in one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,10 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 from vlreg.registry import DATASETS, MODELS  # noqa: E402
 
-DEFAULTS = ['tests/configs/tiny_synthetic.py', 'configs/albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py']
+DEFAULTS = [
+    'tests/configs/tiny_synthetic.py',
+    'configs/albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py',
+]
 
 
 def rss_mb() -> float:
@@ -49,8 +53,9 @@ def bench(config: str, steps: int, warmup: int, batch_size: int | None) -> dict:
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     bs = batch_size or cfg.train_dataloader.batch_size
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    batches = [pseudo_collate([dataset[(i * bs + j) % len(dataset)] for j in range(bs)])
-               for i in range(4)]
+    batches = [
+        pseudo_collate([dataset[(i * bs + j) % len(dataset)] for j in range(bs)]) for i in range(4)
+    ]
     times = []
     start_rss = rss_mb()
     for i in range(warmup + steps):
@@ -63,9 +68,15 @@ def bench(config: str, steps: int, warmup: int, batch_size: int | None) -> dict:
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     q = statistics.quantiles(times, n=4)
-    out = dict(config=config, batch=bs, median_s=statistics.median(times), iqr_s=q[2] - q[0],
-               peak_rss_mb=rss_mb(), rss_growth_mb=rss_mb() - start_rss,
-               params_m=sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
+    out = dict(
+        config=config,
+        batch=bs,
+        median_s=statistics.median(times),
+        iqr_s=q[2] - q[0],
+        peak_rss_mb=rss_mb(),
+        rss_growth_mb=rss_mb() - start_rss,
+        params_m=sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+    )
     if device == 'cuda':
         out['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -86,13 +97,17 @@ def main() -> None:
         for config in args.configs:
             subprocess.run([sys.executable, __file__, config, *extra], check=True)
         return
-    print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, '
-          f'{"cuda" if torch.cuda.is_available() else "cpu"}')
+    print(
+        f'torch {torch.__version__}, threads {torch.get_num_threads()}, '
+        f'{"cuda" if torch.cuda.is_available() else "cpu"}'
+    )
     for config in args.configs:
         r = bench(config, args.steps, args.warmup, args.batch_size)
-        line = (f'{r["config"]}: batch {r["batch"]}, {r["params_m"]:.2f} M trainable params, '
-                f'step median {r["median_s"] * 1000:.0f} ms (IQR {r["iqr_s"] * 1000:.0f} ms, '
-                f'{args.steps} steps), peak RSS {r["peak_rss_mb"]:.0f} MB')
+        line = (
+            f'{r["config"]}: batch {r["batch"]}, {r["params_m"]:.2f} M trainable params, '
+            f'step median {r["median_s"] * 1000:.0f} ms (IQR {r["iqr_s"] * 1000:.0f} ms, '
+            f'{args.steps} steps), peak RSS {r["peak_rss_mb"]:.0f} MB'
+        )
         if 'cuda_peak_mb' in r:
             line += f', CUDA peak {r["cuda_peak_mb"]:.0f} MB'
         print(line, flush=True)

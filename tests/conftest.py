@@ -1,4 +1,5 @@
 """Shared test fixtures: the offline environment and the real data in ``../shared/data``."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Every shipped config parses and builds its model (pretrained paths dropped where the files are absent)."""
+
 from __future__ import annotations
 
 import glob
@@ -13,8 +14,9 @@ from mmengine.registry import init_default_scope
 from vlreg.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in glob.glob(str(ROOT / 'configs' / '**' / '*.py'), recursive=True)
-                 if '_base_' not in p)
+CONFIGS = sorted(
+    p for p in glob.glob(str(ROOT / 'configs' / '**' / '*.py'), recursive=True) if '_base_' not in p
+)
 
 
 def _drop_missing_weights(cfg: dict) -> None:
@@ -32,12 +34,15 @@ def test_config_builds(path):
     assert cfg.default_scope == 'vlreg'
     for key in ('train_dataloader', 'optim_wrapper', 'train_cfg', 'val_evaluator'):
         assert key in cfg, f'{path} has no {key}'
-    _drop_missing_weights(dict(model=cfg.model))  # the model's own pretrained= too (checked at build)
+    _drop_missing_weights(
+        dict(model=cfg.model)
+    )  # the model's own pretrained= too (checked at build)
     init_default_scope('vlreg')
     model = MODELS.build(cfg.model)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert n > 0
     from vlreg.models import ALBEFPretrainer
+
     if 'vit-b16-bert-base' in path and isinstance(model, ALBEFPretrainer):  # ALBEF's sizes
         assert model.image_backbone.width == 768 and model.text_backbone.width == 768
         assert len(model.fusion.layer) == 6
@@ -69,7 +74,9 @@ def test_albef_recipes_have_no_stochastic_depth(path):
     cfg = Config.fromfile(path)
     vits = _vit_configs(cfg.model)
     if cfg.model.get('image_backbone', {}).get('type') == 'TimmCNNBackbone':
-        assert not vits  # the real-photo configs' image encoder is a CNN: no ViT, no stochastic depth
+        assert (
+            not vits
+        )  # the real-photo configs' image encoder is a CNN: no ViT, no stochastic depth
         assert cfg.model.image_backbone.get('drop_path_rate', 0.0) == 0.0, path
         return
     assert vits, f'{path}: no TimmViTBackbone found'
@@ -81,7 +88,11 @@ def test_albef_recipes_have_no_stochastic_depth(path):
 def test_vit_backbone_default_has_no_stochastic_depth():
     from vlreg.models.backbones import TimmViTBackbone
 
-    vit = TimmViTBackbone(model_name='vit_tiny_patch16_224', img_size=32, embed_dim=32, depth=2,
-                          num_heads=2).vit
-    assert all(isinstance(block.drop_path1, torch.nn.Identity)
-               and isinstance(block.drop_path2, torch.nn.Identity) for block in vit.blocks)
+    vit = TimmViTBackbone(
+        model_name='vit_tiny_patch16_224', img_size=32, embed_dim=32, depth=2, num_heads=2
+    ).vit
+    assert all(
+        isinstance(block.drop_path1, torch.nn.Identity)
+        and isinstance(block.drop_path2, torch.nn.Identity)
+        for block in vit.blocks
+    )

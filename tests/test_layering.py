@@ -4,6 +4,7 @@
 Imports are read with ``ast`` (not by importing), so an import inside a function counts as much as
 one at the top of a file.
 """
+
 from __future__ import annotations
 
 import ast
@@ -63,14 +64,18 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     (heads / 'lazy.py').write_text('def f():\n    from vlreg.datasets.tokenizers import x\n')
     (heads / 'relative.py').write_text('from ...evaluation import vqa\n')
     (heads / 'fine.py').write_text('from ..utils import bert_layers\nimport torch\n')
-    found = _violations('vlreg.models', ('vlreg.datasets', 'vlreg.evaluation'),
-                        tmp_path / 'vlreg')
-    assert found == [f'{Path("vlreg/models/heads/lazy.py")} imports vlreg.datasets.tokenizers',
-                     f'{Path("vlreg/models/heads/lazy.py")} imports vlreg.datasets.tokenizers.x',
-                     f'{Path("vlreg/models/heads/relative.py")} imports vlreg.evaluation',
-                     f'{Path("vlreg/models/heads/relative.py")} imports vlreg.evaluation.vqa']
+    found = _violations('vlreg.models', ('vlreg.datasets', 'vlreg.evaluation'), tmp_path / 'vlreg')
+    assert found == [
+        f'{Path("vlreg/models/heads/lazy.py")} imports vlreg.datasets.tokenizers',
+        f'{Path("vlreg/models/heads/lazy.py")} imports vlreg.datasets.tokenizers.x',
+        f'{Path("vlreg/models/heads/relative.py")} imports vlreg.evaluation',
+        f'{Path("vlreg/models/heads/relative.py")} imports vlreg.evaluation.vqa',
+    ]
     assert imported_modules(heads / 'fine.py', tmp_path / 'vlreg') == {
-        'vlreg.models.utils', 'vlreg.models.utils.bert_layers', 'torch'}
+        'vlreg.models.utils',
+        'vlreg.models.utils.bert_layers',
+        'torch',
+    }
 
 
 def test_models_import_neither_datasets_nor_evaluation() -> None:
@@ -78,15 +83,25 @@ def test_models_import_neither_datasets_nor_evaluation() -> None:
 
 
 def test_structures_import_only_themselves() -> None:
-    forbidden = ('vlreg.apis', 'vlreg.datasets', 'vlreg.engine', 'vlreg.evaluation',
-                 'vlreg.models', 'vlreg.registry', 'vlreg.utils')
+    forbidden = (
+        'vlreg.apis',
+        'vlreg.datasets',
+        'vlreg.engine',
+        'vlreg.evaluation',
+        'vlreg.models',
+        'vlreg.registry',
+        'vlreg.utils',
+    )
     assert _violations('vlreg.structures', forbidden) == []
 
 
 def test_importing_structures_loads_no_other_layer() -> None:
-    code = ('import sys, vlreg.structures; print(sorted(m for m in sys.modules if '
-            "m.startswith(('vlreg.models', 'vlreg.datasets', 'vlreg.evaluation', 'vlreg.engine', "
-            "'vlreg.apis'))))")
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         cwd=ROOT.parent, check=True)
+    code = (
+        'import sys, vlreg.structures; print(sorted(m for m in sys.modules if '
+        "m.startswith(('vlreg.models', 'vlreg.datasets', 'vlreg.evaluation', 'vlreg.engine', "
+        "'vlreg.apis'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT.parent, check=True
+    )
     assert out.stdout.strip() == '[]', out.stdout + out.stderr

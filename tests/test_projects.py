@@ -4,6 +4,7 @@ from outside vlreg, and its config trains and evaluates through the real Runner.
 The fast tests check each plugin component against a hand computation; the slow test runs
 ``tools/train.py``'s ``main`` in-process on the plugin config (loaded by ``custom_imports``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -38,8 +39,9 @@ def plugin() -> Iterator[ModuleType]:
 
 def _load_train_tool() -> ModuleType:
     """``tools/train.py`` as a module (``tools`` is not a package)."""
-    spec = importlib.util.spec_from_file_location('_vlreg_train_tool_projects',
-                                                  ROOT / 'tools' / 'train.py')
+    spec = importlib.util.spec_from_file_location(
+        '_vlreg_train_tool_projects', ROOT / 'tools' / 'train.py'
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -53,8 +55,12 @@ def _brute_force_rank(scores: torch.Tensor, ground_truth: list[int]) -> int:
 
 # --- registration ---------------------------------------------------------------------------------
 def test_plugin_registers_into_vlreg_registries(plugin: ModuleType) -> None:
-    expected = {vr.LOSSES: 'TextUniformityLoss', vr.BACKBONES: 'ConvStemViTBackbone',
-                vr.AUGMENTATIONS: 'JitterBrightness', vr.METRICS: 'MedianRankMetric'}
+    expected = {
+        vr.LOSSES: 'TextUniformityLoss',
+        vr.BACKBONES: 'ConvStemViTBackbone',
+        vr.AUGMENTATIONS: 'JitterBrightness',
+        vr.METRICS: 'MedianRankMetric',
+    }
     for registry, name in expected.items():
         cls = registry.get(name)
         assert cls is getattr(plugin, name), (registry.name, name)
@@ -92,26 +98,39 @@ def test_text_uniformity_loss_matches_formula(plugin: ModuleType) -> None:
 def test_text_uniformity_loss_extremes(plugin: ModuleType) -> None:
     loss = plugin.TextUniformityLoss(t=2.0)
     collapsed = torch.nn.functional.normalize(torch.ones(4, 3), dim=-1)
-    assert float(loss(stub_context(text_embed=collapsed))['loss_text_uniformity']) == \
-        pytest.approx(0.0, abs=1e-6)
+    assert float(loss(stub_context(text_embed=collapsed))['loss_text_uniformity']) == pytest.approx(
+        0.0, abs=1e-6
+    )
     antipodal = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # ||z_i - z_j||^2 = 4
-    assert float(loss(stub_context(text_embed=antipodal))['loss_text_uniformity']) == \
-        pytest.approx(-8.0, abs=1e-5)
+    assert float(loss(stub_context(text_embed=antipodal))['loss_text_uniformity']) == pytest.approx(
+        -8.0, abs=1e-5
+    )
     single = loss(stub_context(text_embed=torch.tensor([[1.0, 0.0]])))
     assert float(single['loss_text_uniformity']) == 0.0
     # its declared needs pass the pretrainer's build-time check; a misspelt one fails naming it
     check_loss('uniformity', loss, heads={}, has_momentum=False)
     loss.requires = ('text_embeds',)
-    with pytest.raises(ValueError, match=r"losses\.uniformity \(TextUniformityLoss\) requires "
-                                         r"features \['text_embeds'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r'losses\.uniformity \(TextUniformityLoss\) requires '
+        r"features \['text_embeds'\]",
+    ):
         check_loss('uniformity', loss, heads={}, has_momentum=False)
 
 
 def test_conv_stem_backbone_interface(plugin: ModuleType) -> None:
     torch.manual_seed(0)
-    backbone = vr.BACKBONES.build(dict(type='ConvStemViTBackbone', img_size=(64, 96),
-                                       patch_size=16, embed_dim=32, depth=1, num_heads=2,
-                                       stem_width=8))
+    backbone = vr.BACKBONES.build(
+        dict(
+            type='ConvStemViTBackbone',
+            img_size=(64, 96),
+            patch_size=16,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            stem_width=8,
+        )
+    )
     assert backbone.width == 32
     assert backbone.grid_size == (4, 6)
     assert backbone.num_patches == 24
@@ -131,17 +150,45 @@ def test_conv_stem_backbone_interface(plugin: ModuleType) -> None:
 
 
 def test_conv_stem_backbone_fills_albef_image_slot(plugin: ModuleType) -> None:
-    model = vr.MODELS.build(dict(
-        type='ALBEFPretrainer',
-        image_backbone=dict(type='ConvStemViTBackbone', img_size=32, patch_size=8, embed_dim=32,
-                            depth=1, num_heads=2, stem_width=8),
-        text_backbone=dict(type='BertTextBackbone', vocab_size=50, hidden_size=32, num_layers=1,
-                           num_heads=2, intermediate_size=64, max_position_embeddings=16),
-        fusion=dict(type='BertFusion', hidden_size=32, encoder_width=32, num_layers=1,
-                    num_heads=2, intermediate_size=64, layer_offset=1),
-        embed_dim=16, momentum=None, mlm_head=None,
-        losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=0),
-                    uni=dict(type='TextUniformityLoss'))))
+    model = vr.MODELS.build(
+        dict(
+            type='ALBEFPretrainer',
+            image_backbone=dict(
+                type='ConvStemViTBackbone',
+                img_size=32,
+                patch_size=8,
+                embed_dim=32,
+                depth=1,
+                num_heads=2,
+                stem_width=8,
+            ),
+            text_backbone=dict(
+                type='BertTextBackbone',
+                vocab_size=50,
+                hidden_size=32,
+                num_layers=1,
+                num_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=16,
+            ),
+            fusion=dict(
+                type='BertFusion',
+                hidden_size=32,
+                encoder_width=32,
+                num_layers=1,
+                num_heads=2,
+                intermediate_size=64,
+                layer_offset=1,
+            ),
+            embed_dim=16,
+            momentum=None,
+            mlm_head=None,
+            losses=dict(
+                itc=dict(type='ITCLoss', embed_dim=16, queue_size=0),
+                uni=dict(type='TextUniformityLoss'),
+            ),
+        )
+    )
     tokens, embed = model.encode_image(torch.randn(3, 3, 32, 32))
     assert tokens.shape == (3, 1 + 16, 32) and embed.shape == (3, 16)
     assert torch.allclose(embed.norm(dim=-1), torch.ones(3), atol=1e-5)
@@ -166,29 +213,54 @@ def test_jitter_brightness(plugin: ModuleType) -> None:
 
 def test_median_rank_metric_against_brute_force(plugin: ModuleType) -> None:
     # 3 images, 6 texts (two per image); -1 everywhere but a few scores, so ties occur
-    scores_i2t = torch.tensor([[0.9, 0.1, 0.2, 0.3, -1.0, -1.0],
-                               [0.5, 0.8, 0.1, 0.7, -1.0, -1.0],
-                               [-1.0, -1.0, -1.0, -1.0, -1.0, -1.0]])
-    scores_t2i = torch.tensor([[0.9, 0.2, 0.1], [0.3, 0.1, 0.8], [0.1, 0.5, 0.4],
-                               [0.2, 0.9, 0.3], [0.7, 0.6, 0.5], [0.0, 0.0, 0.0]])
+    scores_i2t = torch.tensor(
+        [
+            [0.9, 0.1, 0.2, 0.3, -1.0, -1.0],
+            [0.5, 0.8, 0.1, 0.7, -1.0, -1.0],
+            [-1.0, -1.0, -1.0, -1.0, -1.0, -1.0],
+        ]
+    )
+    scores_t2i = torch.tensor(
+        [
+            [0.9, 0.2, 0.1],
+            [0.3, 0.1, 0.8],
+            [0.1, 0.5, 0.4],
+            [0.2, 0.9, 0.3],
+            [0.7, 0.6, 0.5],
+            [0.0, 0.0, 0.0],
+        ]
+    )
     img2txt, txt2img = [[0, 1], [2, 3], [4, 5]], [0, 0, 1, 1, 2, 2]
     metric = vr.METRICS.build(dict(type='MedianRankMetric'))
-    metric.process(None, [dict(scores_i2t=scores_i2t, scores_t2i=scores_t2i, img2txt=img2txt,
-                               txt2img=txt2img, protocol='itc')])
+    metric.process(
+        None,
+        [
+            dict(
+                scores_i2t=scores_i2t,
+                scores_t2i=scores_t2i,
+                img2txt=img2txt,
+                txt2img=txt2img,
+                protocol='itc',
+            )
+        ],
+    )
     result = metric.evaluate(1)
     txt = [_brute_force_rank(scores_i2t[i], img2txt[i]) for i in range(3)]
     img = [_brute_force_rank(scores_t2i[t], [txt2img[t]]) for t in range(6)]
     assert txt == [1, 2, 5] and img == [1, 2, 1, 1, 3, 3]  # the hand-made case is what we think
-    assert result == {'rank/txt_medr': 2.0, 'rank/img_medr': 1.5,
-                      'rank/txt_meanr': pytest.approx(8 / 3),
-                      'rank/img_meanr': pytest.approx(11 / 6)}
+    assert result == {
+        'rank/txt_medr': 2.0,
+        'rank/img_medr': 1.5,
+        'rank/txt_meanr': pytest.approx(8 / 3),
+        'rank/img_meanr': pytest.approx(11 / 6),
+    }
 
 
 # --- through the Runner ---------------------------------------------------------------------------
 @pytest.mark.slow
-def test_example_plugin_trains_and_evaluates_through_runner(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_example_plugin_trains_and_evaluates_through_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     train = _load_train_tool()
     runners: list[Any] = []
@@ -227,11 +299,19 @@ def test_example_plugin_trains_and_evaluates_through_runner(tmp_path: Path,
     monkeypatch.setattr(plugin.MedianRankMetric, 'process', spy_process)
 
     batch, images = 4, 8  # 8 images x 2 captions / batch 4 = 4 iterations
-    train.main([str(PLUGIN_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
-                f'train_dataloader.dataset.num_images={images}',
-                f'train_dataloader.batch_size={batch}',
-                'val_dataloader.dataset.num_images=6', 'val_dataloader.batch_size=6',
-                'experiment_name=example_plugin_test'])
+    train.main(
+        [
+            str(PLUGIN_CONFIG),
+            '--work-dir',
+            str(tmp_path),
+            '--cfg-options',
+            f'train_dataloader.dataset.num_images={images}',
+            f'train_dataloader.batch_size={batch}',
+            'val_dataloader.dataset.num_images=6',
+            'val_dataloader.batch_size=6',
+            'experiment_name=example_plugin_test',
+        ]
+    )
     iters = images * 2 // batch
     assert len(runners) == 1
     runner = runners[0]
@@ -269,10 +349,13 @@ def test_example_plugin_trains_and_evaluates_through_runner(tmp_path: Path,
     assert metrics == ['RetrievalMetric', 'MedianRankMetric']
     assert len(evaluations) == 1
     ev = evaluations[0]
-    txt = [_brute_force_rank(ev['scores_i2t'][i], ev['img2txt'][i])
-           for i in range(len(ev['img2txt']))]
-    img = [_brute_force_rank(ev['scores_t2i'][t], [ev['txt2img'][t]])
-           for t in range(len(ev['txt2img']))]
+    txt = [
+        _brute_force_rank(ev['scores_i2t'][i], ev['img2txt'][i]) for i in range(len(ev['img2txt']))
+    ]
+    img = [
+        _brute_force_rank(ev['scores_t2i'][t], [ev['txt2img'][t]])
+        for t in range(len(ev['txt2img']))
+    ]
     assert len(txt) == 6 and len(img) == 30
     assert scalars['val/rank/txt_medr'].current() == pytest.approx(float(np.median(txt)))
     assert scalars['val/rank/img_medr'].current() == pytest.approx(float(np.median(img)))

@@ -5,6 +5,7 @@ child ``default_scope='vlreg'`` resolves to, that the category registries are in
 holding the built-ins, that a component in the wrong slot or an unknown name fails at build time
 with an error naming it, and that every registered loss keeps the loss contract.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,7 +30,14 @@ from vlreg.models.losses.contract import FEATURE_FIELDS
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / 'configs' / 'albef' / 'albef_vit-t-bert-t_1xb32_synthetic-demo.py'
 # the features a batch may lack (pipeline transforms, data-sample ids, momentum encoders)
-_OPTIONAL_FEATURES = ('mlm_input_ids', 'mlm_labels', 'word_ids', 'content_mask', 'image_ids', 'momentum')
+_OPTIONAL_FEATURES = (
+    'mlm_input_ids',
+    'mlm_labels',
+    'word_ids',
+    'content_mask',
+    'image_ids',
+    'momentum',
+)
 
 # The design card's categories: independent roots (shape (a) of DESIGN.md).
 CATEGORY_ROOTS = ('BACKBONES', 'FUSION_HEADS', 'HEADS', 'LOSSES', 'TOKENIZERS', 'AUGMENTATIONS')
@@ -41,8 +49,15 @@ BUILTINS: dict[str, set[str]] = {
     'HEADS': {'ITMHead', 'MLMHead'},
     'LOSSES': {'ITCLoss', 'ITMLoss', 'MLMLoss'},
     'TOKENIZERS': {'SyntheticTokenizer', 'BertTokenizer'},
-    'AUGMENTATIONS': {'RandomResizedCrop', 'Resize', 'HorizontalFlip', 'ColorJitter', 'ToGray',
-                      'GaussianBlur', 'RandAugment'},
+    'AUGMENTATIONS': {
+        'RandomResizedCrop',
+        'Resize',
+        'HorizontalFlip',
+        'ColorJitter',
+        'ToGray',
+        'GaussianBlur',
+        'RandAugment',
+    },
     'TRANSFORMS': {'LoadImage', 'CleanCaption', 'Tokenize', 'MaskText', 'PackInputs'},
     'MODELS': {'ALBEFPretrainer', 'VLDataPreprocessor'},
     'DATASETS': {'CaptionDataset', 'RetrievalDataset', 'SyntheticShapesDataset'},
@@ -55,14 +70,20 @@ BUILTINS: dict[str, set[str]] = {
 
 def _vlreg_registries() -> dict[str, Registry]:
     """Every module-level registry of ``vlreg.registry`` (aliases included), by name."""
-    return {name: obj for name, obj in vars(vr).items()
-            if isinstance(obj, Registry) and not name.startswith('MMENGINE_')}
+    return {
+        name: obj
+        for name, obj in vars(vr).items()
+        if isinstance(obj, Registry) and not name.startswith('MMENGINE_')
+    }
 
 
 def _mmengine_roots() -> dict[str, Registry]:
     """MMEngine's root registries, by the name ``mmengine.registry`` exports them under."""
-    return {name: getattr(mm_registry, name) for name in mm_registry.__all__
-            if isinstance(getattr(mm_registry, name), Registry)}
+    return {
+        name: getattr(mm_registry, name)
+        for name in mm_registry.__all__
+        if isinstance(getattr(mm_registry, name), Registry)
+    }
 
 
 def _load_train_tool() -> ModuleType:
@@ -117,8 +138,9 @@ def test_category_registries_are_independent_roots() -> None:
     for name, reg in _vlreg_registries().items():
         assert id(reg) in mirrors or reg.parent is None, name
     # nothing hangs below vlreg's registries: a grandchild with another scope would be bypassed
-    grandchildren = {name: sorted(reg.children) for name, reg in _vlreg_registries().items()
-                     if reg.children}
+    grandchildren = {
+        name: sorted(reg.children) for name, reg in _vlreg_registries().items() if reg.children
+    }
     assert grandchildren == {}
 
 
@@ -193,14 +215,23 @@ def test_augmentations_are_reachable_through_transforms() -> None:
 # --- building under default_scope='vlreg' ---------------------------------------------------------
 def test_default_scope_resolves_datasets_and_transforms() -> None:
     assert mm_registry.DATASETS.get('SyntheticShapesDataset') is None  # only found through scope
-    pipeline = [dict(type='HorizontalFlip', p=1.0),
-                dict(type='Tokenize', tokenizer=dict(type='SyntheticTokenizer'), max_length=20),
-                dict(type='PackInputs')]
+    pipeline = [
+        dict(type='HorizontalFlip', p=1.0),
+        dict(type='Tokenize', tokenizer=dict(type='SyntheticTokenizer'), max_length=20),
+        dict(type='PackInputs'),
+    ]
     with DefaultScope.overwrite_default_scope('vlreg'):
         flip = mm_registry.TRANSFORMS.build(dict(type='HorizontalFlip', p=1.0))
-        dataset = mm_registry.DATASETS.build(dict(type='SyntheticShapesDataset', num_images=3,
-                                                  image_size=32, captions_per_image=2,
-                                                  mode='pretrain', pipeline=pipeline))
+        dataset = mm_registry.DATASETS.build(
+            dict(
+                type='SyntheticShapesDataset',
+                num_images=3,
+                image_size=32,
+                captions_per_image=2,
+                mode='pretrain',
+                pipeline=pipeline,
+            )
+        )
     assert type(flip).__name__ == 'HorizontalFlip'
     assert type(dataset).__name__ == 'SyntheticShapesDataset'
     assert len(dataset) == 6  # 3 images x 2 captions
@@ -225,8 +256,9 @@ def test_default_scope_resolves_metrics_and_hooks() -> None:
     assert hook.value(50, 100) == pytest.approx(0.4)
     # 2 images x 2 texts; image 0 retrieves its text first, image 1 ranks its text second
     scores = torch.tensor([[0.9, 0.1], [0.8, 0.3]])
-    metric.process(None, [dict(scores_i2t=scores, scores_t2i=scores.t(), img2txt=[[0], [1]],
-                               txt2img=[0, 1])])
+    metric.process(
+        None, [dict(scores_i2t=scores, scores_t2i=scores.t(), img2txt=[[0], [1]], txt2img=[0, 1])]
+    )
     result = metric.evaluate(1)
     assert result['retrieval/txt_r1'] == pytest.approx(50.0)
     assert result['retrieval/txt_r2'] == pytest.approx(100.0)
@@ -235,15 +267,36 @@ def test_default_scope_resolves_metrics_and_hooks() -> None:
 # --- errors at build time -------------------------------------------------------------------------
 def _tiny_parts() -> dict[str, Any]:
     return dict(
-        image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=32,
-                            embed_dim=32, depth=1, num_heads=2),
-        text_backbone=dict(type='BertTextBackbone', vocab_size=50, hidden_size=32, num_layers=1,
-                           num_heads=2, intermediate_size=64, max_position_embeddings=16),
-        fusion=dict(type='BertFusion', hidden_size=32, encoder_width=32, num_layers=1, num_heads=2,
-                    intermediate_size=64, layer_offset=1),
+        image_backbone=dict(
+            type='TimmViTBackbone',
+            model_name='vit_tiny_patch16_224',
+            img_size=32,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+        ),
+        text_backbone=dict(
+            type='BertTextBackbone',
+            vocab_size=50,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=16,
+        ),
+        fusion=dict(
+            type='BertFusion',
+            hidden_size=32,
+            encoder_width=32,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=64,
+            layer_offset=1,
+        ),
         embed_dim=16,
         losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=8)),
-        momentum=None)
+        momentum=None,
+    )
 
 
 def test_tiny_parts_build() -> None:
@@ -252,14 +305,18 @@ def test_tiny_parts_build() -> None:
     assert list(model.losses) == ['itc']
 
 
-@pytest.mark.parametrize('key,value,slot,registry,actual', [
-    ('image_backbone', dict(type='ITCLoss'), 'image_backbone', 'backbone', 'loss'),
-    ('fusion', dict(type='ITMHead'), 'fusion', 'fusion head', 'head'),
-    ('losses', dict(itc=dict(type='TimmViTBackbone')), 'losses.itc', 'loss', 'backbone'),
-    ('itm_head', dict(type='BertFusion'), 'itm_head', 'head', 'fusion head'),
-])
-def test_component_in_wrong_slot_fails_naming_the_slot(key: str, value: dict, slot: str,
-                                                       registry: str, actual: str) -> None:
+@pytest.mark.parametrize(
+    'key,value,slot,registry,actual',
+    [
+        ('image_backbone', dict(type='ITCLoss'), 'image_backbone', 'backbone', 'loss'),
+        ('fusion', dict(type='ITMHead'), 'fusion', 'fusion head', 'head'),
+        ('losses', dict(itc=dict(type='TimmViTBackbone')), 'losses.itc', 'loss', 'backbone'),
+        ('itm_head', dict(type='BertFusion'), 'itm_head', 'head', 'fusion head'),
+    ],
+)
+def test_component_in_wrong_slot_fails_naming_the_slot(
+    key: str, value: dict, slot: str, registry: str, actual: str
+) -> None:
     cfg = dict(type='ALBEFPretrainer', **_tiny_parts())
     cfg[key] = value
     with pytest.raises(KeyError) as info:
@@ -283,22 +340,39 @@ def test_unknown_name_in_a_slot_lists_the_known_ones() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('option,needle', [
-    ('model.losses.itc.type=NoSuchLoss',
-     "'losses.itc' expects a component from the 'loss' registry, but 'NoSuchLoss' is not "
-     'registered there'),
-    ('model.image_backbone.type=NoSuchBackbone',
-     "'image_backbone' expects a component from the 'backbone' registry, but 'NoSuchBackbone'"),
-    ('model.type=NoSuchPretrainer', 'NoSuchPretrainer is not in the vlreg::model registry'),
-])
-def test_unknown_type_through_train_tool_raises_clear_keyerror(tmp_path: Path, option: str,
-                                                               needle: str) -> None:
+@pytest.mark.parametrize(
+    'option,needle',
+    [
+        (
+            'model.losses.itc.type=NoSuchLoss',
+            "'losses.itc' expects a component from the 'loss' registry, but 'NoSuchLoss' is not "
+            'registered there',
+        ),
+        (
+            'model.image_backbone.type=NoSuchBackbone',
+            "'image_backbone' expects a component from the 'backbone' registry, but 'NoSuchBackbone'",
+        ),
+        ('model.type=NoSuchPretrainer', 'NoSuchPretrainer is not in the vlreg::model registry'),
+    ],
+)
+def test_unknown_type_through_train_tool_raises_clear_keyerror(
+    tmp_path: Path, option: str, needle: str
+) -> None:
     train = _load_train_tool()
     name = option.split('=')[1]
     with pytest.raises(KeyError) as info:
-        train.main([str(DEMO_CONFIG), '--work-dir', str(tmp_path), '--cfg-options', option,
-                    f'experiment_name=unknown_{name}', 'train_dataloader.num_workers=0',
-                    'train_dataloader.persistent_workers=False'])
+        train.main(
+            [
+                str(DEMO_CONFIG),
+                '--work-dir',
+                str(tmp_path),
+                '--cfg-options',
+                option,
+                f'experiment_name=unknown_{name}',
+                'train_dataloader.num_workers=0',
+                'train_dataloader.persistent_workers=False',
+            ]
+        )
     assert needle in str(info.value)
 
 
@@ -307,10 +381,13 @@ def test_unknown_type_through_train_tool_raises_clear_keyerror(tmp_path: Path, o
 def test_loss_contract(name: str) -> None:
     cls = vr.LOSSES.get(name)
     assert issubclass(cls, nn.Module), f'{name} is not an nn.Module'
-    required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != 'self' and p.default is inspect.Parameter.empty
-                and p.kind not in (inspect.Parameter.VAR_POSITIONAL,
-                                   inspect.Parameter.VAR_KEYWORD)]
+    required = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != 'self'
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     if required:
         pytest.skip(f'{name} needs constructor arguments {required}; not built with defaults')
     loss = vr.LOSSES.build(dict(type=name))
@@ -321,7 +398,9 @@ def test_loss_contract(name: str) -> None:
     assert trainable == [], f'{name} owns trainable parameters {trainable}'
     # every declared feature is one the pretrainer provides (checked when the model is built)
     assert set(requires) <= FEATURE_FIELDS, set(requires) - FEATURE_FIELDS
-    check_loss(name, loss, heads=dict(itm_head=nn.Identity(), mlm_head=nn.Identity()), has_momentum=True)
+    check_loss(
+        name, loss, heads=dict(itm_head=nn.Identity(), mlm_head=nn.Identity()), has_momentum=True
+    )
     # a declared optional feature the batch lacks fails naming it, before any computation
     optional = [k for k in requires if k in _OPTIONAL_FEATURES]
     if optional:

@@ -9,6 +9,7 @@ nlvr2 (``cls_head``), vqa (``text_decoder``). The tool prints what it dropped an
 ``{'state_dict': ...}`` (``.pth``) or a safetensors file (``OUT.safetensors``), loadable with
 ``tools/test.py CONFIG OUT`` or ``model.pretrained=OUT`` / ``load_from``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,21 +33,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('src')
     parser.add_argument('dst')
     parser.add_argument('--layout', choices=['auto', *LAYOUTS], default='auto')
-    parser.add_argument('--fusion-layer', type=int, default=6,
-                        help="ALBEF's first fusion layer (6 for BERT-base)")
+    parser.add_argument(
+        '--fusion-layer', type=int, default=6, help="ALBEF's first fusion layer (6 for BERT-base)"
+    )
     parser.add_argument('--itc-loss-name', default='itc')
     args = parser.parse_args(argv)
     layout = None if args.layout == 'auto' else args.layout
-    state, report = convert_albef_layout(load_state_dict_file(args.src), layout,
-                                         args.fusion_layer, args.itc_loss_name)
+    state, report = convert_albef_layout(
+        load_state_dict_file(args.src), layout, args.fusion_layer, args.itc_loss_name
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     if args.dst.endswith('.safetensors'):
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous().clone() for k, v in state.items()}, args.dst)
     else:
-        torch.save({'state_dict': state, 'meta': {'converted_from': os.path.basename(args.src),
-                                                  'albef_layout': report['layout']}}, args.dst)
+        torch.save(
+            {
+                'state_dict': state,
+                'meta': {
+                    'converted_from': os.path.basename(args.src),
+                    'albef_layout': report['layout'],
+                },
+            },
+            args.dst,
+        )
     print(f'layout: {report["layout"]} -> {report["target"]}')
     for what, reason in report['dropped'].items():
         print(f'dropped {what}: {reason}')

@@ -6,6 +6,7 @@ Writes OUT.safetensors and OUT.json (the model config, the source, what was drop
 The file loads everywhere a checkpoint does: ``vlreg.apis.init_model(CONFIG, OUT.safetensors)``,
 ``tools/test.py CONFIG OUT.safetensors``, and fine-tuning with ``model.pretrained=OUT.safetensors``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('checkpoint')
     parser.add_argument('out', help='output path (.safetensors is appended when missing)')
-    parser.add_argument('--task', choices=sorted(TASKS), default='all',
-                        help='all: every online tensor; retrieval: without the MLM head')
-    parser.add_argument('--config', help='model config for the JSON (default: the one the '
-                        'checkpoint carries in meta.cfg)')
+    parser.add_argument(
+        '--task',
+        choices=sorted(TASKS),
+        default='all',
+        help='all: every online tensor; retrieval: without the MLM head',
+    )
+    parser.add_argument(
+        '--config',
+        help='model config for the JSON (default: the one the checkpoint carries in meta.cfg)',
+    )
     args = parser.parse_args(argv)
     info = export_weights(args.checkpoint, args.out, args.task, args.config)
-    mb = 1 / 2 ** 20
-    print(f'wrote {info["tensors"]} tensors to {info["weights"]} ({info["bytes"] * mb:.1f} MB) and '
-          f'its .json; the checkpoint is {info["source_bytes"] * mb:.1f} MB '
-          f'({info["bytes"] / max(info["source_bytes"], 1):.0%}); dropped {info["dropped"]}')
+    mb = 1 / 2**20
+    print(
+        f'wrote {info["tensors"]} tensors to {info["weights"]} ({info["bytes"] * mb:.1f} MB) and '
+        f'its .json; the checkpoint is {info["source_bytes"] * mb:.1f} MB '
+        f'({info["bytes"] / max(info["source_bytes"], 1):.0%}); dropped {info["dropped"]}'
+    )
     if info['model'] is None:
-        print('warning: the checkpoint carries no config and --config was not given: the JSON has '
-              'no model config')
+        print(
+            'warning: the checkpoint carries no config and --config was not given: the JSON has '
+            'no model config'
+        )
     return info
 
 

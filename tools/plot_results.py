@@ -5,6 +5,7 @@ Usage: python tools/plot_results.py RESULTS.json [--metric r_mean] [--out RESULT
 RESULTS.json is what ``tools/run_ablation.py`` writes next to its table (one entry per run with
 ``variant``, ``seed`` and the recalls); the script also calls this after each ablation.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,7 @@ Each sub-command validates every entry (and image), writes the files the task co
 what it wrote and what it skipped with the reason. The formats are documented in README.md
 ("Downstream data") and in each converter's module (vlreg/datasets/prepare/<name>.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='dataset', required=True, metavar='DATASET')
     for name in DATASETS:
         module = importlib.import_module(f'vlreg.datasets.prepare.{name}')
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(p)
         p.set_defaults(module=module)
     return parser

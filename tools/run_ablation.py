@@ -10,6 +10,7 @@ Each run is one `tools/train.py` process on configs/softmask/ablation/<dataset>_
 work dir and is skipped when the script is started again, so an interrupted ablation resumes where it
 stopped. The table goes to --out (markdown) and its raw numbers to the same path with .json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,16 @@ def train_options(args: argparse.Namespace, seed: int) -> list[str]:
         # the demo schedule (4 epochs, 2 captions per image, batch 32): images = iterations * 4
         opts.append(f'train_dataloader.dataset.num_images={args.iters * 4}')
     else:
-        opts += [f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs}',
-                 f'param_scheduler.1.end={args.epochs}']
+        opts += [
+            f'train_cfg.max_epochs={args.epochs}',
+            f'train_cfg.val_interval={args.epochs}',
+            f'param_scheduler.1.end={args.epochs}',
+        ]
         if args.data_root:
-            opts += [f'{k}.dataset.data_root={args.data_root}'
-                     for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+            opts += [
+                f'{k}.dataset.data_root={args.data_root}'
+                for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+            ]
     return opts
 
 
@@ -89,15 +95,40 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     config = f'configs/softmask/ablation/{args.dataset}_{variant}.py'
     start = time.time()
-    run([sys.executable, 'tools/train.py', config, '--work-dir', str(work), '--cfg-options',
-         *train_options(args, seed)], work / 'train.out')
-    result = dict(variant=variant, seed=seed, config=config, train_seconds=round(time.time() - start))
+    run(
+        [
+            sys.executable,
+            'tools/train.py',
+            config,
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            *train_options(args, seed),
+        ],
+        work / 'train.out',
+    )
+    result = dict(
+        variant=variant, seed=seed, config=config, train_seconds=round(time.time() - start)
+    )
     result.update(last_retrieval(work))
     if args.dataset == 'synthetic':
-        ckpt = next(iter(sorted(work.glob('epoch_*.pth'), key=lambda p: int(p.stem.split('_')[1]))[-1:]))
+        ckpt = next(
+            iter(sorted(work.glob('epoch_*.pth'), key=lambda p: int(p.stem.split('_')[1]))[-1:])
+        )
         out = work / 'pointing.json'
-        run([sys.executable, 'tools/test.py', pointing_config(config, work, args.dataset), str(ckpt), '--out',
-             str(out), '--work-dir', str(work / 'pointing')], work / 'pointing.out')
+        run(
+            [
+                sys.executable,
+                'tools/test.py',
+                pointing_config(config, work, args.dataset),
+                str(ckpt),
+                '--out',
+                str(out),
+                '--work-dir',
+                str(work / 'pointing'),
+            ],
+            work / 'pointing.out',
+        )
         metrics = json.loads(out.read_text())['metrics']
         result['pointing_acc'] = metrics['pointing/acc']
     result_file.write_text(json.dumps(result, indent=2))
@@ -131,8 +162,12 @@ def main() -> None:
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     parser.add_argument('--iters', type=int, default=400, help='synthetic: training iterations')
-    parser.add_argument('--epochs', type=int, default=1, help='flickr8k: training epochs (125 iters)')
-    parser.add_argument('--data-root', help='flickr8k: folder of captions.json (default: the config)')
+    parser.add_argument(
+        '--epochs', type=int, default=1, help='flickr8k: training epochs (125 iters)'
+    )
+    parser.add_argument(
+        '--data-root', help='flickr8k: folder of captions.json (default: the config)'
+    )
     parser.add_argument('--work-dir', default='work_dirs/ablation')
     parser.add_argument('--out', help='markdown table (default: <work-dir>/<dataset>.md)')
     args = parser.parse_args()
@@ -141,9 +176,11 @@ def main() -> None:
         for variant in args.variants:
             t0 = time.time()
             results.append(one_run(args, variant, seed))
-            print(f'[{len(results)}/{len(args.seeds) * len(args.variants)}] {args.dataset} {variant} '
-                  f'seed {seed}: r_mean {results[-1]["r_mean"]:.1f} ({time.time() - t0:.0f} s)',
-                  flush=True)
+            print(
+                f'[{len(results)}/{len(args.seeds) * len(args.variants)}] {args.dataset} {variant} '
+                f'seed {seed}: r_mean {results[-1]["r_mean"]:.1f} ({time.time() - t0:.0f} s)',
+                flush=True,
+            )
     out = Path(args.out or Path(args.work_dir) / f'{args.dataset}.md')
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(results, args.dataset) + '\n')

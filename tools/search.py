@@ -11,6 +11,7 @@ image, the top ``k`` (default: the config's ``test_cfg.k``) re-ranked by ITM. Th
 thumbnails, the scores and, for the first ``--explain`` hits, the Grad-CAM overlay of each word.
 ``--png`` also writes the first five hits as one picture (where a page cannot go, e.g. a README).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,30 @@ from vlreg.apis.report import describe, render_search_figure, render_search_html
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('checkpoint', help='weights (checkpoint, state dict or tools/export.py '
-                        'output); "none" keeps the random initialisation')
+    parser.add_argument(
+        'checkpoint',
+        help='weights (checkpoint, state dict or tools/export.py '
+        'output); "none" keeps the random initialisation',
+    )
     parser.add_argument('--images', required=True, help='folder of images (searched recursively)')
     parser.add_argument('--query', required=True)
     parser.add_argument('--top', type=int, default=10, help='hits on the page')
-    parser.add_argument('--k', type=int, default=None,
-                        help="ITM re-rank depth (default: the config's test_cfg.k; 0: ITC only)")
+    parser.add_argument(
+        '--k',
+        type=int,
+        default=None,
+        help="ITM re-rank depth (default: the config's test_cfg.k; 0: ITC only)",
+    )
     parser.add_argument('--explain', type=int, default=3, help='hits with Grad-CAM overlays')
-    parser.add_argument('--layer', type=int, default=None,
-                        help="fusion layer of the Grad-CAM (default: the model's gradcam_layer, "
-                             'else 2)')
-    parser.add_argument('--index', help='image index file (default FOLDER/.vlreg_index.safetensors)')
+    parser.add_argument(
+        '--layer',
+        type=int,
+        default=None,
+        help="fusion layer of the Grad-CAM (default: the model's gradcam_layer, else 2)",
+    )
+    parser.add_argument(
+        '--index', help='image index file (default FOLDER/.vlreg_index.safetensors)'
+    )
     parser.add_argument('--rebuild', action='store_true', help='re-encode the folder')
     parser.add_argument('--out', default='results.html')
     parser.add_argument('--png', help='also write the top 5 hits as one PNG picture')
@@ -72,11 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = init_model(args.config, checkpoint, device=args.device)
     index_path = args.index or os.path.join(args.images, '.vlreg_index.safetensors')
     index = get_index(model, args.images, index_path, args.rebuild)
-    ranking = rank(model, args.query, index, top=args.top,
-                   k='config' if args.k is None else args.k)
+    ranking = rank(model, args.query, index, top=args.top, k='config' if args.k is None else args.k)
     thumbs = [load_image(p) for p in ranking.images]
-    explanations = [explain(model, p, args.query, layer=args.layer)
-                    for p in ranking.images[:max(args.explain, 0)]]
+    explanations = [
+        explain(model, p, args.query, layer=args.layer)
+        for p in ranking.images[: max(args.explain, 0)]
+    ]
     page = render_search_html(args.query, ranking, thumbs, explanations)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as f:

@@ -5,6 +5,7 @@ Example:
         work_dirs/albef_vit-t-bert-t_1xb32_synthetic-demo/epoch_4.pth \
         --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('checkpoint')
     parser.add_argument('--out', help='write the metrics (and the protocol used) to this JSON file')
     parser.add_argument('--work-dir')
-    parser.add_argument('--partial-load', action='store_true',
-                        help='evaluate even if the checkpoint lacks some of the model\'s tensors or has '
-                             'extra ones (listed in a warning); default: an error listing them')
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help="evaluate even if the checkpoint lacks some of the model's tensors or has "
+        'extra ones (listed in a warning); default: an error listing them',
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -55,9 +59,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out and is_main_process():
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump({'config': args.config, 'checkpoint': args.checkpoint,
-                       'metrics': {k: (v if isinstance(v, (int, float, str)) else str(v))
-                                   for k, v in metrics.items()}}, f, indent=2)
+            json.dump(
+                {
+                    'config': args.config,
+                    'checkpoint': args.checkpoint,
+                    'metrics': {
+                        k: (v if isinstance(v, (int, float, str)) else str(v))
+                        for k, v in metrics.items()
+                    },
+                },
+                f,
+                indent=2,
+            )
         print(f'metrics written to {args.out}')
     return metrics
 

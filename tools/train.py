@@ -5,6 +5,7 @@ Examples:
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume            # latest checkpoint
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch     # gloo on CPU, nccl on GPUs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a vlreg model')
     parser.add_argument('config', help='config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
-    parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='resume from CKPT, or from the latest checkpoint of the work dir if no '
-                             'path is given (the newest complete one if that file is incomplete)')
-    parser.add_argument('--partial-load', action='store_true',
-                        help='accept a load_from / resume checkpoint that lacks some of the model\'s '
-                             'tensors or has extra ones (listed in a warning); default: an error')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        help='resume from CKPT, or from the latest checkpoint of the work dir if no '
+        'path is given (the newest complete one if that file is incomplete)',
+    )
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help="accept a load_from / resume checkpoint that lacks some of the model's "
+        'tensors or has extra ones (listed in a warning); default: an error',
+    )
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. train_dataloader.batch_size=8')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_dataloader.batch_size=8',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -55,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume == 'auto':
         found = find_resumable(cfg.work_dir)
         if found is None:
-            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; starting from scratch',
-                      logger='current')
+            print_log(
+                f'--resume: no complete checkpoint in {cfg.work_dir}; starting from scratch',
+                logger='current',
+            )
         cfg.resume, cfg.load_from = found is not None, found
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume

@@ -13,6 +13,7 @@ Examples:
     python tools/visualize_softmask.py CONFIG CKPT --image photo.jpg \
         --caption "a dog catching a frisbee" --word-index 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ import torch  # noqa: E402
 from vlreg.apis.inference import PairScorer, init_model  # noqa: E402
 from vlreg.engine.model_defaults import gradcam_layer_of  # noqa: E402
 from vlreg.engine.visualization_hook import render_softmask_figure  # noqa: E402
-from vlreg.models.utils.softmask import (content_words, resolve_fusion_layer,  # noqa: E402
-                                         soft_mask_from_cam, word_rows_mean)
+from vlreg.models.utils.softmask import (  # noqa: E402
+    content_words,
+    resolve_fusion_layer,
+    soft_mask_from_cam,
+    word_rows_mean,
+)
 
 __all__ = ['load_image', 'main', 'render_softmask_figure']
 
@@ -42,25 +47,42 @@ __all__ = ['load_image', 'main', 'render_softmask_figure']
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Visualise word-level Grad-CAM and the soft mask')
     parser.add_argument('config')
-    parser.add_argument('checkpoint', help='weights (an MMEngine checkpoint or a state dict); '
-                        '"none" keeps the random initialisation')
-    parser.add_argument('--image', required=True,
-                        help='an image file, or synthetic:SEED:INDEX (a rendered synthetic scene)')
+    parser.add_argument(
+        'checkpoint',
+        help='weights (an MMEngine checkpoint or a state dict); '
+        '"none" keeps the random initialisation',
+    )
+    parser.add_argument(
+        '--image',
+        required=True,
+        help='an image file, or synthetic:SEED:INDEX (a rendered synthetic scene)',
+    )
     parser.add_argument('--caption', help='the caption (default for synthetic:...: its first one)')
     which = parser.add_mutually_exclusive_group()
     which.add_argument('--word', help='the word whose soft mask is drawn (first occurrence)')
-    which.add_argument('--word-index', type=int,
-                       help='index of that word among the content words (0-based; for a clean '
-                            'caption: among its whitespace-separated words)')
-    parser.add_argument('--layer', type=int, default=None,
-                        help="fusion layer to explain (default: the model's gradcam_layer, the "
-                             "layer its soft-masked ITM explains, else ALBEF's 2; the deepest one "
-                             'before the last if the model has fewer)')
+    which.add_argument(
+        '--word-index',
+        type=int,
+        help='index of that word among the content words (0-based; for a clean '
+        'caption: among its whitespace-separated words)',
+    )
+    parser.add_argument(
+        '--layer',
+        type=int,
+        default=None,
+        help="fusion layer to explain (default: the model's gradcam_layer, the "
+        "layer its soft-masked ITM explains, else ALBEF's 2; the deepest one "
+        'before the last if the model has fewer)',
+    )
     parser.add_argument('--floor', type=float, default=0.0)
     parser.add_argument('--sharpness', type=float, default=1.0)
     parser.add_argument('--strength', type=float, default=1.0)
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the random word choice when neither --word nor --word-index')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the random word choice when neither --word nor --word-index',
+    )
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', default='softmask.png')
     return parser.parse_args(argv)
@@ -125,8 +147,9 @@ def choose_word(words: Sequence[str], word: str | None, word_index: int | None, 
         return lowered.index(word.lower())
     if word_index is not None:
         if not -len(words) <= word_index < len(words):
-            raise IndexError(f'--word-index {word_index} is out of range for {len(words)} words: '
-                             f'{list(words)}')
+            raise IndexError(
+                f'--word-index {word_index} is out of range for {len(words)} words: {list(words)}'
+            )
         return word_index % len(words)
     return int(np.random.default_rng(seed).integers(len(words)))
 
@@ -142,11 +165,21 @@ def main(argv: list[str] | None = None) -> dict:
     if caption is None:
         raise ValueError('--caption is required for an image file')
     image = _fit_to_model(image, scorer)
-    shown = scorer.pipeline(dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2],
-                                 caption=caption, sample_idx=0, image_id=0))['inputs']['image']
+    shown = scorer.pipeline(
+        dict(
+            img=image,
+            img_shape=image.shape[:2],
+            ori_shape=image.shape[:2],
+            caption=caption,
+            sample_idx=0,
+            image_id=0,
+        )
+    )['inputs']['image']
     shown = shown.permute(1, 2, 0).numpy().astype(np.uint8)
 
-    layer, warning = resolve_fusion_layer(gradcam_layer_of(model, args.layer), len(model.fusion.layer))
+    layer, warning = resolve_fusion_layer(
+        gradcam_layer_of(model, args.layer), len(model.fusion.layer)
+    )
     if warning:
         print(f'warning: {warning}')
     cam, tokens = scorer.gradcam(image, caption, layer=layer)  # [L, gh, gw]
@@ -156,11 +189,17 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = choose_word(words, args.word, args.word_index, args.seed)
     grid = cam.shape[1:]
     word_cams = word_rows_mean(cam.flatten(1).float().cpu(), [rows for _, rows in spans])
-    mask = soft_mask_from_cam(word_cams[chosen][None], floor=args.floor,
-                              sharpness=args.sharpness, strength=args.strength)[0]
+    mask = soft_mask_from_cam(
+        word_cams[chosen][None], floor=args.floor, sharpness=args.sharpness, strength=args.strength
+    )[0]
     figure = render_softmask_figure(
-        np.ascontiguousarray(shown), words, word_cams.reshape(-1, *grid), chosen,
-        mask.reshape(grid), title=f'{caption}  (itm p={itm:.2f}, layer {layer})')
+        np.ascontiguousarray(shown),
+        words,
+        word_cams.reshape(-1, *grid),
+        chosen,
+        mask.reshape(grid),
+        title=f'{caption}  (itm p={itm:.2f}, layer {layer})',
+    )
 
     from matplotlib.image import imsave
 
@@ -170,8 +209,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f'chosen word: {words[chosen]!r} (word {chosen} of {words})')
     print(f'itm match probability: {itm:.3f}')
     print(f'figure written to {args.out}')
-    return dict(word=words[chosen], words=words, itm=itm, out=args.out, layer=layer,
-                mask=mask.reshape(grid), shape=figure.shape)
+    return dict(
+        word=words[chosen],
+        words=words,
+        itm=itm,
+        out=args.out,
+        layer=layer,
+        mask=mask.reshape(grid),
+        shape=figure.shape,
+    )
 
 
 if __name__ == '__main__':

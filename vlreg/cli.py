@@ -4,6 +4,7 @@ The tools stay the implementation (MMEngine users expect ``python tools/train.py
 script runs the same file's ``main`` with the command line, so both behave identically. They
 need the source checkout next to the package (``pip install -e .``, as the README installs).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,9 +19,11 @@ def run_tool(name: str, argv: list[str] | None = None) -> Any:
     """Import ``tools/<name>.py`` and return ``main(argv)`` (default: ``sys.argv[1:]``)."""
     path = TOOLS / f'{name}.py'
     if not path.is_file():
-        raise FileNotFoundError(f'{path} not found: the vlreg console scripts run the tools of a '
-                                'source checkout; install it with `pip install -e .` from the '
-                                'repository')
+        raise FileNotFoundError(
+            f'{path} not found: the vlreg console scripts run the tools of a '
+            'source checkout; install it with `pip install -e .` from the '
+            'repository'
+        )
     spec = importlib.util.spec_from_file_location(f'vlreg_tools_{name}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -18,6 +18,7 @@ Shape (see DESIGN.md, "Registries: the MMEngine pitfall"):
 Each registry has ``locations`` so that building by name imports the module that registers the class.
 A user's package registers into the same objects and is loaded by ``custom_imports`` in a config.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -51,14 +52,21 @@ SCOPE = 'vlreg'
 
 # --- mirrors of MMEngine's roots ------------------------------------------------------------------------
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope=SCOPE, locations=['vlreg.engine'])
-RUNNER_CONSTRUCTORS = Registry('runner constructor', parent=MMENGINE_RUNNER_CONSTRUCTORS, scope=SCOPE,
-                               locations=['vlreg.engine'])
+RUNNER_CONSTRUCTORS = Registry(
+    'runner constructor',
+    parent=MMENGINE_RUNNER_CONSTRUCTORS,
+    scope=SCOPE,
+    locations=['vlreg.engine'],
+)
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope=SCOPE, locations=['vlreg.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE, locations=['vlreg.engine'])
-STRATEGIES = Registry('strategy', parent=MMENGINE_STRATEGIES, scope=SCOPE, locations=['vlreg.engine'])
+STRATEGIES = Registry(
+    'strategy', parent=MMENGINE_STRATEGIES, scope=SCOPE, locations=['vlreg.engine']
+)
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE, locations=['vlreg.datasets'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE,
-                         locations=['vlreg.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=['vlreg.datasets']
+)
 
 
 class _TransformRegistry(Registry):
@@ -71,32 +79,56 @@ class _TransformRegistry(Registry):
         return obj
 
 
-TRANSFORMS = _TransformRegistry('transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE,
-                                locations=['vlreg.datasets.transforms'])
+TRANSFORMS = _TransformRegistry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=['vlreg.datasets.transforms']
+)
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, locations=['vlreg.models'])
-MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE,
-                          locations=['vlreg.models'])
-WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, scope=SCOPE,
-                               locations=['vlreg.models'])
-OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE, locations=['vlreg.engine'])
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE,
-                          locations=['vlreg.engine'])
-OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
-                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE,
-                                      locations=['vlreg.engine'])
-PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE,
-                            locations=['vlreg.engine'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE, locations=['vlreg.models']
+)
+WEIGHT_INITIALIZERS = Registry(
+    'weight initializer',
+    parent=MMENGINE_WEIGHT_INITIALIZERS,
+    scope=SCOPE,
+    locations=['vlreg.models'],
+)
+OPTIMIZERS = Registry(
+    'optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE, locations=['vlreg.engine']
+)
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE, locations=['vlreg.engine']
+)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope=SCOPE,
+    locations=['vlreg.engine'],
+)
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE, locations=['vlreg.engine']
+)
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=['vlreg.evaluation'])
-EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE, locations=['vlreg.evaluation'])
-TASK_UTILS = Registry('task util', parent=MMENGINE_TASK_UTILS, scope=SCOPE, locations=['vlreg.models'])
-VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, scope=SCOPE,
-                       locations=['vlreg.engine'])
-VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, scope=SCOPE,
-                       locations=['vlreg.engine'])
-LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE,
-                          locations=['vlreg.engine'])
-INFERENCERS = Registry('inferencer', parent=MMENGINE_INFERENCERS, scope=SCOPE, locations=['vlreg.apis'])
-FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope=SCOPE, locations=['vlreg.datasets'])
+EVALUATOR = Registry(
+    'evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE, locations=['vlreg.evaluation']
+)
+TASK_UTILS = Registry(
+    'task util', parent=MMENGINE_TASK_UTILS, scope=SCOPE, locations=['vlreg.models']
+)
+VISUALIZERS = Registry(
+    'visualizer', parent=MMENGINE_VISUALIZERS, scope=SCOPE, locations=['vlreg.engine']
+)
+VISBACKENDS = Registry(
+    'vis_backend', parent=MMENGINE_VISBACKENDS, scope=SCOPE, locations=['vlreg.engine']
+)
+LOG_PROCESSORS = Registry(
+    'log_processor', parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE, locations=['vlreg.engine']
+)
+INFERENCERS = Registry(
+    'inferencer', parent=MMENGINE_INFERENCERS, scope=SCOPE, locations=['vlreg.apis']
+)
+FUNCTIONS = Registry(
+    'function', parent=MMENGINE_FUNCTIONS, scope=SCOPE, locations=['vlreg.datasets']
+)
 
 # --- the design card's categories: independent roots ----------------------------------------------------
 BACKBONES = Registry('backbone', scope=SCOPE, locations=['vlreg.models.backbones'])
@@ -155,10 +187,15 @@ def build_from_slot(registry: Registry, cfg: Any, slot: str, **default_args: Any
         registry.import_from_location()
         if registry.get(type_name) is None:
             elsewhere = [s for s in which_slots(type_name) if SLOTS[s] is not registry]
-            hint = (f'; {type_name!r} is a {" / ".join(elsewhere)}, not a {registry.name}'
-                    if elsewhere else f'; registered in {registry.name!r}: {sorted(registry.module_dict)}')
-            raise KeyError(f'{slot!r} expects a component from the {registry.name!r} registry, but '
-                           f'{type_name!r} is not registered there{hint}')
+            hint = (
+                f'; {type_name!r} is a {" / ".join(elsewhere)}, not a {registry.name}'
+                if elsewhere
+                else f'; registered in {registry.name!r}: {sorted(registry.module_dict)}'
+            )
+            raise KeyError(
+                f'{slot!r} expects a component from the {registry.name!r} registry, but '
+                f'{type_name!r} is not registered there{hint}'
+            )
     try:
         return registry.build(cfg, default_args=default_args or None)
     except ValueError as err:  # a bad value: say which config key holds it

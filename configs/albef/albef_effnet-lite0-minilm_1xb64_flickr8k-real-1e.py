@@ -37,20 +37,45 @@ embed_dim = 256
 # 3 fusion layers: Grad-CAM (the soft-mask config) explains the second
 gradcam_layer = 1
 model = dict(
-    image_backbone=dict(_delete_=True, type='TimmCNNBackbone', model_name='tf_efficientnet_lite0',
-                        img_size=image_size, pretrained=effnet_path, frozen_stages=8,
-                        norm_eval=True, cache_frozen=True, out_channels=384),
-    text_backbone=dict(vocab_size=30522, hidden_size=384, num_layers=3, num_heads=12,
-                       intermediate_size=1536, max_position_embeddings=512, pretrained=bert_path),
-    fusion=dict(hidden_size=384, encoder_width=384, num_layers=3, num_heads=12,
-                intermediate_size=1536, layer_offset=3, pretrained=bert_path),
+    image_backbone=dict(
+        _delete_=True,
+        type='TimmCNNBackbone',
+        model_name='tf_efficientnet_lite0',
+        img_size=image_size,
+        pretrained=effnet_path,
+        frozen_stages=8,
+        norm_eval=True,
+        cache_frozen=True,
+        out_channels=384,
+    ),
+    text_backbone=dict(
+        vocab_size=30522,
+        hidden_size=384,
+        num_layers=3,
+        num_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        pretrained=bert_path,
+    ),
+    fusion=dict(
+        hidden_size=384,
+        encoder_width=384,
+        num_layers=3,
+        num_heads=12,
+        intermediate_size=1536,
+        layer_offset=3,
+        pretrained=bert_path,
+    ),
     embed_dim=embed_dim,
     # ITC reads the mean of MiniLM's token outputs (as sentence-transformers pools it), not its [CLS]:
     # after 3 layers the [CLS] output is nearly the same for every caption (cosine 0.996) and a first
     # 30-minute run with it left ITC at chance (R@1 0.5 on the held-out 200; docs/performance.md)
     text_pool='mean',
-    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=4096, use_image_ids=True),
-                itm=dict(use_image_ids=True), mlm=None),
+    losses=dict(
+        itc=dict(embed_dim=embed_dim, queue_size=4096, use_image_ids=True),
+        itm=dict(use_image_ids=True),
+        mlm=None,
+    ),
     mlm_head=None,
     # tf_efficientnet_lite0 was trained on (x - 127.5) / 127.5 (checked: the converted model's ImageNet
     # top-5 holds a dog breed for every Flickr8k dog photo tried; with CLIP / ImageNet statistics fewer)
@@ -68,10 +93,13 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.02),
     # pretrained parts move slower than the randomly initialised rest (cross-attention, projections,
     # heads)
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       bypass_duplicate=True,
-                       custom_keys={'text_backbone.': dict(lr_mult=0.25),
-                                    'image_backbone.': dict(lr_mult=0.25)}),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        bypass_duplicate=True,
+        custom_keys={'text_backbone.': dict(lr_mult=0.25), 'image_backbone.': dict(lr_mult=0.25)},
+    ),
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
@@ -82,8 +110,10 @@ val_cfg = dict(type='RetrievalValLoop', k=32, score='itm')
 test_cfg = dict(type='RetrievalTestLoop', k=32, score='itm')
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2,
-                    save_last=True))
+    checkpoint=dict(
+        type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2, save_last=True
+    ),
+)
 custom_hooks = [
     dict(type='AlphaWarmupHook', warmup_iters=iters_per_epoch // 2),
     dict(type='RNGStateHook'),

@@ -12,18 +12,34 @@ embed_dim = 128
 gradcam_layer = 1
 model = dict(
     image_backbone=dict(img_size={{_base_.image_size}}, embed_dim=192, depth=6, num_heads=3),
-    text_backbone=dict(vocab_size=30522, hidden_size=384, num_layers=3, num_heads=12,
-                       intermediate_size=1536, max_position_embeddings=512, pretrained=bert_path),
-    fusion=dict(hidden_size=384, encoder_width=192, num_layers=3, num_heads=12,
-                intermediate_size=1536, layer_offset=3, pretrained=bert_path),
+    text_backbone=dict(
+        vocab_size=30522,
+        hidden_size=384,
+        num_layers=3,
+        num_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        pretrained=bert_path,
+    ),
+    fusion=dict(
+        hidden_size=384,
+        encoder_width=192,
+        num_layers=3,
+        num_heads=12,
+        intermediate_size=1536,
+        layer_offset=3,
+        pretrained=bert_path,
+    ),
     embed_dim=embed_dim,
     # one sample per caption (5 per image; CaptionDataset's sample_per='caption'): captions of one
     # image meet in a batch and in the queue, so the losses read the image ids (which PackInputs
     # passes) and treat them as ITC positives, never as ITM negatives, as ALBEF's retrieval
     # fine-tuning does (ALBEF's pre-training reads one random caption per entry instead:
     # train_dataloader.dataset.sample_per='entry', with dataset.indices=800)
-    losses=dict(itc=dict(embed_dim=embed_dim, queue_size=1024, use_image_ids=True),
-                itm=dict(use_image_ids=True)),
+    losses=dict(
+        itc=dict(embed_dim=embed_dim, queue_size=1024, use_image_ids=True),
+        itm=dict(use_image_ids=True),
+    ),
 )
 max_epochs = 10
 optim_wrapper = dict(
@@ -31,15 +47,24 @@ optim_wrapper = dict(
     constructor='VLOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=3e-4, weight_decay=0.02),
     # the pretrained text layers move slower than the randomly initialised rest
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       bypass_duplicate=True,
-                       custom_keys={'text_backbone.': dict(lr_mult=0.3),
-                                    'fusion.layer': dict(lr_mult=1.0)}),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        bypass_duplicate=True,
+        custom_keys={'text_backbone.': dict(lr_mult=0.3), 'fusion.layer': dict(lr_mult=1.0)},
+    ),
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=2)
 val_cfg = dict(type='RetrievalValLoop', k=32, score='itm')

@@ -9,9 +9,22 @@
 _base_ = ['../albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py', './_base_/method.py']
 # focal ITC (method.py's focal_method) with the masked caption as an extra positive; the base config's
 # embed_dim, queue_size and use_image_ids carry over
-model = dict(losses=dict(
-    itc=dict(type='FocalITCLoss', gamma=2.0, modulate='all',
-             views=[('image', 'text'), ('image', 'text_masked')]),
-    itm_softmask=dict(type='SoftMaskITMLoss', layer={{_base_.gradcam_layer}}, head_reduction='mean', label=1, prob=1.0,
-                      apply_to='fusion_tokens')))
+model = dict(
+    losses=dict(
+        itc=dict(
+            type='FocalITCLoss',
+            gamma=2.0,
+            modulate='all',
+            views=[('image', 'text'), ('image', 'text_masked')],
+        ),
+        itm_softmask=dict(
+            type='SoftMaskITMLoss',
+            layer={{_base_.gradcam_layer}},
+            head_reduction='mean',
+            label=1,
+            prob=1.0,
+            apply_to='fusion_tokens',
+        ),
+    )
+)
 train_dataloader = dict(dataset={{_base_.real_train_dataset_softmask}})

@@ -1,4 +1,5 @@
 """tools/export.py: weights only, as safetensors + JSON, loaded by every path a checkpoint takes."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlreg_tool_{name}', ROOT / 'tools' / f'{name}.py')
+    spec = importlib.util.spec_from_file_location(
+        f'vlreg_tool_{name}', ROOT / 'tools' / f'{name}.py'
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,9 +45,15 @@ def run(tmp_path_factory):
             p.grad = torch.randn_like(p)
     optimizer.step()
     ckpt = work / 'epoch_1.pth'
-    torch.save(dict(meta=dict(cfg=cfg.pretty_text, epoch=1), state_dict=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    message_hub=MessageHub.get_current_instance().state_dict()), ckpt)
+    torch.save(
+        dict(
+            meta=dict(cfg=cfg.pretty_text, epoch=1),
+            state_dict=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            message_hub=MessageHub.get_current_instance().state_dict(),
+        ),
+        ckpt,
+    )
     info = _tool('export').main([str(ckpt), str(work / 'model')])
     return work, ckpt, work / 'model.safetensors', info
 
@@ -55,8 +64,9 @@ def test_export_keeps_the_online_weights_only(run):
     assert {'optimizer', 'message_hub', 'state_dict'} <= set(full)
     state = full['state_dict']
     exported = load_state_dict_file(str(out))
-    online = {k: v for k, v in state.items()
-              if '_m.' not in k and not k.endswith(('_queue', 'queue_ptr'))}
+    online = {
+        k: v for k, v in state.items() if '_m.' not in k and not k.endswith(('_queue', 'queue_ptr'))
+    }
     assert set(exported) == set(online)
     for key, value in online.items():
         torch.testing.assert_close(exported[key], value, atol=0, rtol=0)
@@ -85,13 +95,21 @@ def test_exported_weights_load_in_the_api_test_tool_and_fine_tuning(run, tmp_pat
     for key, value in model.state_dict().items():
         if key in state and '_m.' not in key and 'queue' not in key:
             torch.testing.assert_close(value, state[key], atol=0, rtol=0)
-    torch.testing.assert_close(model.image_backbone_m.state_dict()['vit.pos_embed'],
-                               state['image_backbone.vit.pos_embed'], atol=0, rtol=0)
+    torch.testing.assert_close(
+        model.image_backbone_m.state_dict()['vit.pos_embed'],
+        state['image_backbone.vit.pos_embed'],
+        atol=0,
+        rtol=0,
+    )
     from mmengine.runner.checkpoint import _load_checkpoint  # what load_from reads
 
     through_runner = _load_checkpoint(str(out), map_location='cpu')['state_dict']
-    torch.testing.assert_close(through_runner['fusion.layer.1.output.dense.weight'],
-                               state['fusion.layer.1.output.dense.weight'], atol=0, rtol=0)
+    torch.testing.assert_close(
+        through_runner['fusion.layer.1.output.dense.weight'],
+        state['fusion.layer.1.output.dense.weight'],
+        atol=0,
+        rtol=0,
+    )
     test = _tool('test')
     a = test.main([CONFIG, str(ckpt), '--work-dir', str(tmp_path / 'a')])
     b = test.main([CONFIG, str(out), '--work-dir', str(tmp_path / 'b')])
@@ -106,7 +124,10 @@ def test_exported_weights_load_in_the_api_test_tool_and_fine_tuning(run, tmp_pat
     cfg.model.pretrained = str(out)
     tuned = MODELS.build(cfg.model)
     tuned.init_weights()
-    torch.testing.assert_close(tuned.fusion_m.state_dict()['layer.0.crossattention.self.query.weight'],
-                               state['fusion.layer.0.crossattention.self.query.weight'])
-    torch.testing.assert_close(tuned.image_backbone.state_dict()['vit.pos_embed'],
-                               state['image_backbone.vit.pos_embed'])
+    torch.testing.assert_close(
+        tuned.fusion_m.state_dict()['layer.0.crossattention.self.query.weight'],
+        state['fusion.layer.0.crossattention.self.query.weight'],
+    )
+    torch.testing.assert_close(
+        tuned.image_backbone.state_dict()['vit.pos_embed'], state['image_backbone.vit.pos_embed']
+    )

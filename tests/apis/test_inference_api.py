@@ -1,5 +1,6 @@
 """vlreg.apis against formulas written here: hand-normalised pixels, hand-tokenised ids, brute-force
 ITC -> ITM re-rank, hand-averaged Grad-CAM rows; the index refuses another model's embeddings."""
+
 from __future__ import annotations
 
 import doctest
@@ -10,8 +11,17 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from vlreg.apis import (ImageIndex, build_index, encode_images, encode_texts, explain, init_model,
-                        load_image, match, rank)
+from vlreg.apis import (
+    ImageIndex,
+    build_index,
+    encode_images,
+    encode_texts,
+    explain,
+    init_model,
+    load_image,
+    match,
+    rank,
+)
 from vlreg.datasets.tokenizers import SyntheticTokenizer
 
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
@@ -43,7 +53,7 @@ def _ids(texts):
     ids = torch.zeros(len(rows), length, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
     return ids, mask
 
 
@@ -55,12 +65,14 @@ def test_images_are_64px_scenes():
 
 @torch.no_grad()
 def test_encode_images_and_texts(model):
-    want = torch.nn.functional.normalize(model.vision_proj(model.image_backbone(_pixels(IMAGES))[:, 0]),
-                                         dim=-1)
+    want = torch.nn.functional.normalize(
+        model.vision_proj(model.image_backbone(_pixels(IMAGES))[:, 0]), dim=-1
+    )
     torch.testing.assert_close(encode_images(model, IMAGES, batch_size=4), want, atol=1e-5, rtol=0)
     ids, mask = _ids(TEXTS)
-    want_t = torch.nn.functional.normalize(model.text_proj(model.text_backbone(ids, mask)[:, 0]),
-                                           dim=-1)
+    want_t = torch.nn.functional.normalize(
+        model.text_proj(model.text_backbone(ids, mask)[:, 0]), dim=-1
+    )
     torch.testing.assert_close(encode_texts(model, TEXTS, batch_size=2), want_t, atol=1e-5, rtol=0)
 
 
@@ -74,8 +86,9 @@ def _itm_logit(model, image_idx, text):
 
 def test_match_every_pair_in_order(model):
     got = match(model, IMAGES[:3], TEXTS, batch_size=4)
-    want = torch.stack([torch.stack([_itm_logit(model, i, t).softmax(-1)[1] for t in TEXTS])
-                        for i in range(3)])
+    want = torch.stack(
+        [torch.stack([_itm_logit(model, i, t).softmax(-1)[1] for t in TEXTS]) for i in range(3)]
+    )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert float((want - want.flip(0)).abs().max()) > 1e-4  # the test can see a transposition
 
@@ -93,9 +106,15 @@ def test_rank_is_itc_topk_reranked_by_itm(model, score):
     assert got.indices == order
     assert got.images == [IMAGES[i] for i in order]
     torch.testing.assert_close(torch.tensor(got.scores), final[order], atol=1e-4, rtol=0)
-    assert got.protocol == dict(first_stage='itc', k=k, score=score, fill=-100.0,
-                                rerank_score='ITM match logit' + (' + ITC' if score != 'itm' else ''),
-                                num_images=6, ties='stable: lower index first')
+    assert got.protocol == dict(
+        first_stage='itc',
+        k=k,
+        score=score,
+        fill=-100.0,
+        rerank_score='ITM match logit' + (' + ITC' if score != 'itm' else ''),
+        num_images=6,
+        ties='stable: lower index first',
+    )
 
 
 def test_rank_protocol_defaults_to_the_config_and_k0_is_itc(model):
@@ -124,7 +143,7 @@ def test_overlay_colours_hot_red_cold_blue():
 
     grey = np.full((8, 16, 3), 128, np.uint8)
     out = overlay(grey, np.array([[0.0, 1.0]]), alpha=1.0).astype(int)
-    assert out[4, 0, 2] > 100 and out[4, 0, 0] < 10   # min -> jet's dark blue
+    assert out[4, 0, 2] > 100 and out[4, 0, 0] < 10  # min -> jet's dark blue
     assert out[4, 15, 0] > 100 and out[4, 15, 2] < 10  # max -> jet's dark red
     half = overlay(grey, np.array([[0.0, 1.0]]), alpha=0.5).astype(int)
     np.testing.assert_allclose(half, (grey + out) / 2, atol=1.01)
@@ -141,8 +160,9 @@ def test_index_round_trip_and_refuses_another_model(model, tmp_path):
     built = build_index(model, str(folder), str(out), progress=False)
     loaded = ImageIndex.load(str(out), model)
     assert [p.rsplit('/', 1)[-1] for p in loaded.paths] == ['0.png', '1.png', '2.png']
-    torch.testing.assert_close(loaded.embeddings, encode_images(model, IMAGES[:3]), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        loaded.embeddings, encode_images(model, IMAGES[:3]), atol=1e-5, rtol=0
+    )
     assert built.fingerprint == loaded.fingerprint
     by_index = rank(model, TEXTS[0], loaded, top=3, k=2)
     by_list = rank(model, TEXTS[0], loaded.paths, top=3, k=2)

@@ -1,5 +1,6 @@
 """tools/search.py: the page's thumbnails are the ranked files, the index is reused and rebuilt
 for another model, and a real headless Chromium renders the pictures."""
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,12 @@ from tests.conftest import ROOT
 from vlreg.apis import init_model, rank
 
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
-COLOURS = {'magenta': (255, 0, 255), 'cyan': (0, 255, 255), 'orange': (255, 128, 0),
-           'olive': (128, 128, 0)}
+COLOURS = {
+    'magenta': (255, 0, 255),
+    'cyan': (0, 255, 255),
+    'orange': (255, 128, 0),
+    'olive': (128, 128, 0),
+}
 QUERY = 'a red circle'
 
 
@@ -42,9 +47,24 @@ def page(tmp_path_factory):
         Image.fromarray(pixels).save(folder / f'{name}.png')
     out = work / 'results.html'
     torch.save(init_model(CONFIG).state_dict(), work / 'model.pth')
-    result = _tool().main([CONFIG, str(work / 'model.pth'), '--images', str(folder), '--query', QUERY,
-                           '--top', '4', '--explain', '1', '--out', str(out),
-                           '--png', str(work / 'hits.png')])
+    result = _tool().main(
+        [
+            CONFIG,
+            str(work / 'model.pth'),
+            '--images',
+            str(folder),
+            '--query',
+            QUERY,
+            '--top',
+            '4',
+            '--explain',
+            '1',
+            '--out',
+            str(out),
+            '--png',
+            str(work / 'hits.png'),
+        ]
+    )
     return work, folder, out, result
 
 
@@ -72,15 +92,43 @@ def test_index_is_reused_and_rebuilt_for_another_model(page, tmp_path, capsys):
     work, folder, out, first = page
     tool = _tool()
     capsys.readouterr()
-    again = tool.main([CONFIG, str(work / 'model.pth'), '--images', str(folder), '--query', QUERY,
-                       '--top', '4', '--explain', '0', '--out', str(tmp_path / 'a.html')])
+    again = tool.main(
+        [
+            CONFIG,
+            str(work / 'model.pth'),
+            '--images',
+            str(folder),
+            '--query',
+            QUERY,
+            '--top',
+            '4',
+            '--explain',
+            '0',
+            '--out',
+            str(tmp_path / 'a.html'),
+        ]
+    )
     printed = capsys.readouterr().out
     assert '(4 images, reused)' in printed and 'built' not in printed
     assert again['ranking'].images == first['ranking'].images
     other = init_model(CONFIG)
     torch.save(other.state_dict(), tmp_path / 'other.pth')
-    second = tool.main([CONFIG, str(tmp_path / 'other.pth'), '--images', str(folder), '--query',
-                        QUERY, '--top', '4', '--explain', '0', '--out', str(tmp_path / 'b.html')])
+    second = tool.main(
+        [
+            CONFIG,
+            str(tmp_path / 'other.pth'),
+            '--images',
+            str(folder),
+            '--query',
+            QUERY,
+            '--top',
+            '4',
+            '--explain',
+            '0',
+            '--out',
+            str(tmp_path / 'b.html'),
+        ]
+    )
     printed = capsys.readouterr().out
     assert 'built by another model' in printed and '(4 images, built)' in printed
     want = rank(other, QUERY, sorted(str(p) for p in folder.glob('*.png')), top=4)
@@ -91,9 +139,21 @@ BROWSERS = ('chromium', 'chromium-browser', 'google-chrome', 'chrome-headless-sh
 
 
 def _screenshot(browser: str, html_file, png) -> np.ndarray:
-    subprocess.run([browser, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars',
-                    f'--screenshot={png}', '--window-size=1400,1400', f'file://{html_file}'],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            '--headless',
+            '--no-sandbox',
+            '--disable-gpu',
+            '--hide-scrollbars',
+            f'--screenshot={png}',
+            '--window-size=1400,1400',
+            f'file://{html_file}',
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return np.asarray(Image.open(png).convert('RGB')).astype(int)
 
 

@@ -4,8 +4,13 @@ _base_ = ['./tiny_synthetic.py']
 
 image_size = 96
 model = dict(
-    image_backbone=dict(_delete_=True, type='TimmCNNBackbone', model_name='tf_efficientnet_lite0',
-                        img_size=image_size, out_channels=64),
+    image_backbone=dict(
+        _delete_=True,
+        type='TimmCNNBackbone',
+        model_name='tf_efficientnet_lite0',
+        img_size=image_size,
+        out_channels=64,
+    ),
 )
 train_dataloader = dict(dataset=dict(image_size=image_size))
 val_dataloader = dict(dataset=dict(image_size=image_size))

@@ -1,4 +1,5 @@
 """The data wing's layout (issue 8, item 3): one module per task, one reader, no import circle."""
+
 from __future__ import annotations
 
 import ast
@@ -32,9 +33,12 @@ def test_the_tokenizer_does_not_import_the_synthetic_dataset() -> None:
 
 
 def test_one_module_per_task_next_to_its_converter() -> None:
-    for task, name, converter in (('vqa', 'VQADataset', 'vqa'), ('nlvr2', 'NLVR2Dataset', 'nlvr2'),
-                                  ('snli_ve', 'SNLIVEDataset', 'snli_ve'),
-                                  ('grounding', 'GroundingDataset', 'refcoco')):
+    for task, name, converter in (
+        ('vqa', 'VQADataset', 'vqa'),
+        ('nlvr2', 'NLVR2Dataset', 'nlvr2'),
+        ('snli_ve', 'SNLIVEDataset', 'snli_ve'),
+        ('grounding', 'GroundingDataset', 'refcoco'),
+    ):
         module = importlib.import_module(f'vlreg.datasets.{task}')
         cls = getattr(module, name)
         assert DATASETS.get(name) is cls and getattr(datasets, name) is cls
@@ -43,6 +47,9 @@ def test_one_module_per_task_next_to_its_converter() -> None:
 
 
 def test_json_is_parsed_in_one_module_only() -> None:
-    parsers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob('*.py')
-                     if 'json.load' in p.read_text() or 'JSONDecodeError' in p.read_text())
+    parsers = sorted(
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob('*.py')
+        if 'json.load' in p.read_text() or 'JSONDecodeError' in p.read_text()
+    )
     assert parsers == ['reader.py']

@@ -1,4 +1,5 @@
 """Image augmentations: registry, shapes, boxes, and reproducibility from numpy's global RNG."""
+
 from __future__ import annotations
 
 import copy
@@ -8,13 +9,27 @@ import pytest
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import DefaultScope
 
-from vlreg.datasets.transforms import (ColorJitter, GaussianBlur, HorizontalFlip, RandAugment,
-                                       RandomResizedCrop, Resize, ToGray)
+from vlreg.datasets.transforms import (
+    ColorJitter,
+    GaussianBlur,
+    HorizontalFlip,
+    RandAugment,
+    RandomResizedCrop,
+    Resize,
+    ToGray,
+)
 from vlreg.datasets.transforms.image import ALBEF_PRETRAIN_OPS, RANDAUG_OPS
 from vlreg.registry import AUGMENTATIONS, TRANSFORMS
 
-AUGS = ['RandomResizedCrop', 'Resize', 'HorizontalFlip', 'RandAugment', 'ColorJitter', 'ToGray',
-        'GaussianBlur']
+AUGS = [
+    'RandomResizedCrop',
+    'Resize',
+    'HorizontalFlip',
+    'RandAugment',
+    'ColorJitter',
+    'ToGray',
+    'GaussianBlur',
+]
 ARGS = {'RandomResizedCrop': dict(size=32), 'Resize': dict(size=(24, 40))}
 
 
@@ -66,8 +81,15 @@ def test_horizontal_flip_moves_boxes_and_records_flag() -> None:
     assert out['flipped'] is True
     assert np.array_equal(out['img'], res['img'][:, ::-1])
     w = res['img'].shape[1]
-    expected = np.stack([w - res['gt_bboxes'][:, 2], res['gt_bboxes'][:, 1],
-                         w - res['gt_bboxes'][:, 0], res['gt_bboxes'][:, 3]], axis=1)
+    expected = np.stack(
+        [
+            w - res['gt_bboxes'][:, 2],
+            res['gt_bboxes'][:, 1],
+            w - res['gt_bboxes'][:, 0],
+            res['gt_bboxes'][:, 3],
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(out['gt_bboxes'], expected, atol=1e-4)
     again = HorizontalFlip(p=1.0)(out)
     assert again['flipped'] is False and np.array_equal(again['img'], res['img'])

@@ -1,6 +1,7 @@
 """ALBEF's / BERT's MLM rate: 15 % of the real tokens are chosen, by ``MaskText``'s default and in
 every masking step of the 4M recipe configs (measured on tokens, not read from a field, so a
 default, a config value or a transform argument that changed all fail)."""
+
 from __future__ import annotations
 
 import glob
@@ -16,13 +17,16 @@ from vlreg.datasets import MaskText, SyntheticTokenizer
 ROOT = Path(__file__).resolve().parents[2]
 ALBEF_MLM_PROBABILITY = 0.15  # ALBEF configs/Pretrain.yaml: mlm_probability 0.15
 # the pre-training recipes (configs/tasks/nlvr2's 4M text-assignment stage has no MLM)
-RECIPES = sorted(p for folder in ('albef', 'softmask')
-                 for p in glob.glob(str(ROOT / 'configs' / folder / '**' / '*4m*.py'),
-                                    recursive=True))
+RECIPES = sorted(
+    p
+    for folder in ('albef', 'softmask')
+    for p in glob.glob(str(ROOT / 'configs' / folder / '**' / '*4m*.py'), recursive=True)
+)
 
 
-def chosen_rate(masker: MaskText, tok: SyntheticTokenizer, rows: int = 200,
-                length: int = 100) -> float:
+def chosen_rate(
+    masker: MaskText, tok: SyntheticTokenizer, rows: int = 200, length: int = 100
+) -> float:
     """Share of real (non-special) tokens that ``masker`` chooses, seeded."""
     rng = np.random.default_rng(0)
     np.random.seed(0)
@@ -59,8 +63,10 @@ def _mask_steps(node, found: list) -> list:
 
 def test_there_are_4m_recipes() -> None:
     names = {Path(p).name for p in RECIPES}
-    assert {'albef_vit-b16-bert-base_8xb64_4m-30e.py',
-            'softmask_vit-b16-bert-base_8xb64_4m-30e.py'} <= names
+    assert {
+        'albef_vit-b16-bert-base_8xb64_4m-30e.py',
+        'softmask_vit-b16-bert-base_8xb64_4m-30e.py',
+    } <= names
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=[Path(p).name for p in RECIPES])

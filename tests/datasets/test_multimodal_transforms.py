@@ -1,4 +1,5 @@
 """Multi-modal augmentation: the extra image view and the caption-aware horizontal flip."""
+
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,16 @@ import copy
 import numpy as np
 import pytest
 
-from vlreg.datasets import (CaptionAwareHorizontalFlip, ColorJitter, GaussianBlur, ImageView,
-                            PackInputs, RandAugment, SyntheticShapesDataset, ToGray)
+from vlreg.datasets import (
+    CaptionAwareHorizontalFlip,
+    ColorJitter,
+    GaussianBlur,
+    ImageView,
+    PackInputs,
+    RandAugment,
+    SyntheticShapesDataset,
+    ToGray,
+)
 from vlreg.datasets.transforms.multimodal import GEOMETRIC_OPS
 from vlreg.registry import AUGMENTATIONS, TRANSFORMS
 
@@ -15,9 +24,13 @@ from vlreg.registry import AUGMENTATIONS, TRANSFORMS
 def _results(caption: str | list[str] = 'a red circle to the left of a blue square') -> dict:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
-    return {'img': img, 'img_shape': (48, 64), 'caption': caption,
-            'gt_bboxes': np.array([[4, 6, 20, 30], [40, 10, 60, 44], [0, 0, 0, 0]], np.float32),
-            'gt_word_indices': [[1, 2], [8, 9]]}
+    return {
+        'img': img,
+        'img_shape': (48, 64),
+        'caption': caption,
+        'gt_bboxes': np.array([[4, 6, 20, 30], [40, 10, 60, 44], [0, 0, 0, 0]], np.float32),
+        'gt_word_indices': [[1, 2], [8, 9]],
+    }
 
 
 def _mirrored(boxes: np.ndarray, width: int) -> np.ndarray:
@@ -36,7 +49,9 @@ def test_image_view_defaults_follow_the_paper() -> None:
     view = ImageView()
     cj, gray, blur, ra = view.transforms
     assert isinstance(cj, ColorJitter) and (cj.args, cj.p) == (
-        dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), 0.8)
+        dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
+        0.8,
+    )
     assert isinstance(gray, ToGray) and gray.p == 0.2
     assert isinstance(blur, GaussianBlur) and blur.p == 0.5
     assert isinstance(ra, RandAugment) and ra.ops == GEOMETRIC_OPS
@@ -114,11 +129,14 @@ def test_flip_swaps_side_words_and_mirrors_everything() -> None:
     np.testing.assert_allclose(back['gt_bboxes'], before['gt_bboxes'])
 
 
-@pytest.mark.parametrize('text, expected', [
-    ('Left of the RIGHT dog', 'Right of the LEFT dog'),
-    ('the leftmost cup, right-hand side', 'the rightmost cup, left-hand side'),
-    ('a bright copyright sign on the left.', 'a bright copyright sign on the right.'),
-])
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('Left of the RIGHT dog', 'Right of the LEFT dog'),
+        ('the leftmost cup, right-hand side', 'the rightmost cup, left-hand side'),
+        ('a bright copyright sign on the left.', 'a bright copyright sign on the right.'),
+    ],
+)
 def test_flip_swap_text(text: str, expected: str) -> None:
     flip = CaptionAwareHorizontalFlip()
     assert flip.names_side(text)
@@ -150,8 +168,11 @@ def test_flip_lists_of_captions() -> None:
     captions = ['a red circle to the left of a star', 'two shapes', 'a star right of a circle']
     out = CaptionAwareHorizontalFlip(p=1.0)(_results(list(captions)))
     assert out['flipped'] is True
-    assert out['caption'] == ['a red circle to the right of a star', 'two shapes',
-                              'a star left of a circle']
+    assert out['caption'] == [
+        'a red circle to the right of a star',
+        'two shapes',
+        'a star left of a circle',
+    ]
     out = CaptionAwareHorizontalFlip(p=1.0, mode='skip')(_results(list(captions)))
     assert out['flipped'] is False and out['caption'] == captions
     out = CaptionAwareHorizontalFlip(p=1.0, mode='skip')(_results(['two shapes', 'a star']))
@@ -173,18 +194,26 @@ def _subject_and_reference(caption: str, named: list[list[int]]) -> tuple[int, i
         if side in words:
             at = words.index(side)
             start, end = at - 2, at + 1  # "to the <side> of"
-            subject = max((k for k, ws in enumerate(named) if ws and max(ws) < start),
-                          key=lambda k: max(named[k]))
-            reference = min((k for k, ws in enumerate(named) if ws and min(ws) > end),
-                            key=lambda k: min(named[k]))
+            subject = max(
+                (k for k, ws in enumerate(named) if ws and max(ws) < start),
+                key=lambda k: max(named[k]),
+            )
+            reference = min(
+                (k for k, ws in enumerate(named) if ws and min(ws) > end),
+                key=lambda k: min(named[k]),
+            )
             return subject, reference, side
     return None
 
 
 @pytest.mark.parametrize('p', [0.0, 1.0])
 def test_flipped_synthetic_captions_stay_true(p: float) -> None:
-    ds = SyntheticShapesDataset(num_images=40, image_size=64, num_objects=(2, 3), pipeline=[
-        dict(type='CaptionAwareHorizontalFlip', p=p), dict(type='PackInputs')])
+    ds = SyntheticShapesDataset(
+        num_images=40,
+        image_size=64,
+        num_objects=(2, 3),
+        pipeline=[dict(type='CaptionAwareHorizontalFlip', p=p), dict(type='PackInputs')],
+    )
     checked = 0
     for i in range(len(ds)):
         sample = ds[i]['data_samples']

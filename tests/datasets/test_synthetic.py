@@ -1,4 +1,5 @@
 """The embedded synthetic dataset: determinism, boxes, grounding words and the sample contract."""
+
 from __future__ import annotations
 
 import pickle
@@ -11,8 +12,11 @@ from vlreg.datasets import SyntheticShapesDataset
 from vlreg.datasets.synthetic import COLORS, SHAPES, SIZES
 
 TOK = dict(type='SyntheticTokenizer')
-PIPELINE = [dict(type='Tokenize', tokenizer=TOK), dict(type='MaskText', tokenizer=TOK),
-            dict(type='PackInputs')]
+PIPELINE = [
+    dict(type='Tokenize', tokenizer=TOK),
+    dict(type='MaskText', tokenizer=TOK),
+    dict(type='PackInputs'),
+]
 
 
 def _raw(ds: SyntheticShapesDataset, idx: int) -> dict:
@@ -30,8 +34,9 @@ def test_same_seed_same_samples_and_other_seed_differs() -> None:
         assert np.array_equal(x['img'], y['img']) and x['caption'] == y['caption']
         assert np.array_equal(x['gt_bboxes'], y['gt_bboxes'])
     assert any(not np.array_equal(_raw(a, i)['img'], _raw(c, i)['img']) for i in range(0, 100, 5))
-    assert [_raw(a, i)['caption'] for i in range(0, 100, 5)] != \
-        [_raw(c, i)['caption'] for i in range(0, 100, 5)]
+    assert [_raw(a, i)['caption'] for i in range(0, 100, 5)] != [
+        _raw(c, i)['caption'] for i in range(0, 100, 5)
+    ]
     # the image does not depend on the global RNG nor on the order of access
     np.random.seed(99)
     assert np.array_equal(_raw(a, 42)['img'], _raw(b, 42)['img'])
@@ -83,13 +88,14 @@ def test_relations_follow_object_positions() -> None:
 
 
 def test_captions_are_varied_and_discriminative() -> None:
-    ds = SyntheticShapesDataset(num_images=200, image_size=64, seed=0, num_objects=(2, 2),
-                                mode='retrieval')
+    ds = SyntheticShapesDataset(
+        num_images=200, image_size=64, seed=0, num_objects=(2, 2), mode='retrieval'
+    )
     caps = ds.captions
     assert len(caps) == 1000 and len(set(caps)) > 900
     first_words = {c.split()[0] + ' ' + c.split()[1] for c in caps}
     assert len(first_words) > 10  # several templates in use
-    for img_caps in (caps[i * 5:(i + 1) * 5] for i in range(200)):
+    for img_caps in (caps[i * 5 : (i + 1) * 5] for i in range(200)):
         assert len(set(img_caps)) == 5
 
 
@@ -110,8 +116,9 @@ def test_pretrain_contract() -> None:
 
 
 def test_retrieval_contract() -> None:
-    ds = SyntheticShapesDataset(num_images=6, image_size=48, mode='retrieval', pipeline=PIPELINE[:1]
-                                + PIPELINE[2:])
+    ds = SyntheticShapesDataset(
+        num_images=6, image_size=48, mode='retrieval', pipeline=PIPELINE[:1] + PIPELINE[2:]
+    )
     assert len(ds) == 6
     assert ds.img2txt == [list(range(5 * i, 5 * i + 5)) for i in range(6)]
     assert ds.txt2img == [i // 5 for i in range(30)]

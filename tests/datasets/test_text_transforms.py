@@ -1,4 +1,5 @@
 """Caption cleaning, tokenisation (against ALBEF's stored ids) and MLM masking statistics."""
+
 from __future__ import annotations
 
 import math
@@ -8,23 +9,37 @@ import pytest
 import torch
 
 from tests.conftest import minilm_path, shared_path
-from vlreg.datasets import (BadSampleError, BertTokenizer, CleanCaption, MaskText,
-                            SyntheticTokenizer, Tokenize, build_tokenizer, clean_caption,
-                            synthetic_vocabulary)
+from vlreg.datasets import (
+    BadSampleError,
+    BertTokenizer,
+    CleanCaption,
+    MaskText,
+    SyntheticTokenizer,
+    Tokenize,
+    build_tokenizer,
+    clean_caption,
+    synthetic_vocabulary,
+)
 
 
-@pytest.mark.parametrize('raw, max_words, expected', [
-    ('A Dog, running!', 30, 'a dog running'),
-    ("The man's hat (red) is \"big\"?", 30, 'the mans hat red is big'),
-    ('well-known black/white photo', 30, 'well known black white photo'),
-    ('<person> rides a bike', 30, 'person rides a bike'),
-    ('  lots   of\tspace \n', 30, 'lots of space'),
-    ('a*b#c:d;e~f', 30, 'abcdef'),
-    ('one two three four five', 3, 'one two three'),
-    ('A child in a pink dress is climbing up a set of stairs in an entry way .', 30,
-     'a child in a pink dress is climbing up a set of stairs in an entry way'),
-    ('...', 30, ''),
-])
+@pytest.mark.parametrize(
+    'raw, max_words, expected',
+    [
+        ('A Dog, running!', 30, 'a dog running'),
+        ('The man\'s hat (red) is "big"?', 30, 'the mans hat red is big'),
+        ('well-known black/white photo', 30, 'well known black white photo'),
+        ('<person> rides a bike', 30, 'person rides a bike'),
+        ('  lots   of\tspace \n', 30, 'lots of space'),
+        ('a*b#c:d;e~f', 30, 'abcdef'),
+        ('one two three four five', 3, 'one two three'),
+        (
+            'A child in a pink dress is climbing up a set of stairs in an entry way .',
+            30,
+            'a child in a pink dress is climbing up a set of stairs in an entry way',
+        ),
+        ('...', 30, ''),
+    ],
+)
 def test_clean_caption(raw: str, max_words: int, expected: str) -> None:
     assert clean_caption(raw, max_words) == expected
 
@@ -37,8 +52,9 @@ def test_clean_caption_transform_lists_and_empty() -> None:
 
 
 def test_bert_tokenizer_reproduces_albef_input_ids() -> None:
-    ref = torch.load(shared_path('albef_reference', 'inputs.pt'), map_location='cpu',
-                     weights_only=True)
+    ref = torch.load(
+        shared_path('albef_reference', 'inputs.pt'), map_location='cpu', weights_only=True
+    )
     tokenizer = BertTokenizer(minilm_path())
     assert tokenizer._hf is None  # nothing loaded before first use
     encoded = [tokenizer.encode(c, max_length=25) for c in ref['captions']]
@@ -50,8 +66,13 @@ def test_bert_tokenizer_reproduces_albef_input_ids() -> None:
     tokens = tokenizer.convert_ids_to_tokens(encoded[1])
     assert tokens[0] == '[CLS]' and tokens[-2:] == ['windows', '##ill']
     assert tokenizer.decode(encoded[1]) == ref['captions'][1]
-    assert (tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
-            tokenizer.mask_token_id, tokenizer.unk_token_id) == (0, 101, 102, 103, 100)
+    assert (
+        tokenizer.pad_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.mask_token_id,
+        tokenizer.unk_token_id,
+    ) == (0, 101, 102, 103, 100)
     assert tokenizer.vocab_size == 30522
 
 
@@ -94,7 +115,8 @@ def test_tokenize_keys() -> None:
     out = t({'caption': ['a red circle', 'two shapes a blue star']})
     assert [x.tolist() for x in out['caption_ids']] == [
         [2, tok.vocab['a'], tok.vocab['red'], tok.vocab['circle']],
-        [2, tok.vocab['two'], tok.vocab['shapes'], tok.vocab['a'], tok.vocab['blue']]]
+        [2, tok.vocab['two'], tok.vocab['shapes'], tok.vocab['a'], tok.vocab['blue']],
+    ]
     with pytest.raises(BadSampleError, match='sample 4'):
         t({'caption': '   ', 'sample_idx': 4})
 

@@ -1,4 +1,5 @@
 """Word alignment (``encode_words``), content masks and stop-word sources of ``AnnotateWords``."""
+
 from __future__ import annotations
 
 import nltk
@@ -7,13 +8,36 @@ import pytest
 import torch
 
 from tests.conftest import minilm_path, shared_path
-from vlreg.datasets import (AnnotateWords, BertTokenizer, PackInputs, SyntheticShapesDataset,
-                            SyntheticTokenizer, Tokenize, load_stopwords)
+from vlreg.datasets import (
+    AnnotateWords,
+    BertTokenizer,
+    PackInputs,
+    SyntheticShapesDataset,
+    SyntheticTokenizer,
+    Tokenize,
+    load_stopwords,
+)
 from vlreg.datasets.synthetic import COLORS, RELATIONS, SHAPES, SIZES
 from vlreg.registry import TRANSFORMS
 
-COLOR_SHAPE_SIZE = set(COLORS) | set(SHAPES) | set(SIZES) | {
-    'black', 'brown', 'pink', 'grey', 'gray', 'rectangle', 'oval', 'big', 'tiny', 'tall', 'round'}
+COLOR_SHAPE_SIZE = (
+    set(COLORS)
+    | set(SHAPES)
+    | set(SIZES)
+    | {
+        'black',
+        'brown',
+        'pink',
+        'grey',
+        'gray',
+        'rectangle',
+        'oval',
+        'big',
+        'tiny',
+        'tall',
+        'round',
+    }
+)
 SIDES = {'left', 'right', 'above', 'below', 'top', 'bottom', 'front', 'behind', 'under', 'over'}
 
 
@@ -46,8 +70,18 @@ def test_synthetic_tokenizer_word_ids(synthetic_captions: list[str]) -> None:
         assert word_ids == [-1] + list(range(len(caption.split())))
     ids, word_ids = _check_alignment(tok, 'a red circle, left!  of a zebra', 25)
     # punctuation marks are tokens of their own (outside the grammar: [UNK])
-    assert tok.convert_ids_to_tokens(ids) == ['[CLS]', 'a', 'red', 'circle', '[UNK]', 'left',
-                                              '[UNK]', 'of', 'a', '[UNK]']
+    assert tok.convert_ids_to_tokens(ids) == [
+        '[CLS]',
+        'a',
+        'red',
+        'circle',
+        '[UNK]',
+        'left',
+        '[UNK]',
+        'of',
+        'a',
+        '[UNK]',
+    ]
     assert word_ids == [-1, 0, 1, 2, 2, 3, 3, 4, 5, 6]
     ids, word_ids = _check_alignment(tok, 'a b c d e f', 4)
     assert word_ids == [-1, 0, 1, 2]
@@ -57,11 +91,12 @@ def test_synthetic_tokenizer_word_ids(synthetic_captions: list[str]) -> None:
 
 
 def test_bert_word_ids_on_albef_reference_captions(bert: BertTokenizer) -> None:
-    ref = torch.load(shared_path('albef_reference', 'inputs.pt'), map_location='cpu',
-                     weights_only=True)
+    ref = torch.load(
+        shared_path('albef_reference', 'inputs.pt'), map_location='cpu', weights_only=True
+    )
     for row, caption in enumerate(ref['captions']):
         ids, word_ids = _check_alignment(bert, caption, 25)
-        assert ids == ref['input_ids'][row, :len(ids)].tolist()
+        assert ids == ref['input_ids'][row, : len(ids)].tolist()
         assert int(ref['attention_mask'][row].sum()) == len(ids)
         # independent check: the fast tokenizer's own word ids of the pre-split words
         enc = bert.hf(caption.split(), is_split_into_words=True, add_special_tokens=False)
@@ -134,8 +169,11 @@ def test_content_mask_synthetic(synthetic_captions: list[str]) -> None:
 def test_builtin_stopwords_are_function_words_only() -> None:
     words, origin = load_stopwords('builtin')
     assert origin == 'builtin' and {'a', 'an', 'the', 'of', 'is', 'and', 'to', 'its'} <= words
-    relation_words = {w for phrase in RELATIONS.values() for w in phrase.split()} - {'to', 'the',
-                                                                                     'of'}
+    relation_words = {w for phrase in RELATIONS.values() for w in phrase.split()} - {
+        'to',
+        'the',
+        'of',
+    }
     assert not words & (COLOR_SHAPE_SIZE | SIDES | relation_words)
     assert load_stopwords(None) == (frozenset(), 'none')
     custom, origin = load_stopwords(['The', 'left', 'dog'])
@@ -165,8 +203,9 @@ def test_nltk_stopwords_and_builtin_fallback(monkeypatch: pytest.MonkeyPatch) ->
     assert auto.stopwords == load_stopwords('builtin')[0]
     with pytest.raises(LookupError, match="stopwords='nltk'"):
         AnnotateWords(tok, stopwords='nltk')
-    monkeypatch.setattr(nltk.corpus, 'stopwords',
-                        _FakeStopwords(['a', 'the', 'above', 'below', 'circle']))
+    monkeypatch.setattr(
+        nltk.corpus, 'stopwords', _FakeStopwords(['a', 'the', 'above', 'below', 'circle'])
+    )
     for source in ('auto', 'nltk'):
         annotator = AnnotateWords(tok, stopwords=source)
         assert annotator.stopwords_origin == 'nltk'
@@ -198,8 +237,7 @@ def test_annotate_words_transform_pretrain_and_retrieval() -> None:
     assert out['content_mask'].tolist() == [0, 0, 1, 1, 0, 0, 1, 0, 0, 1]
     captions = ['a red circle', 'there is a large blue star below a green cross']
     out = annotate(tokenize({'caption': list(captions)}))
-    assert [w.tolist() for w in out['caption_word_ids']] == [
-        [-1, 0, 1, 2], [-1] + list(range(10))]
+    assert [w.tolist() for w in out['caption_word_ids']] == [[-1, 0, 1, 2], [-1] + list(range(10))]
     assert [len(m) for m in out['caption_content_mask']] == [4, 11]
     packed = PackInputs()(dict(out, img=np.zeros((4, 4, 3), np.uint8)))['inputs']
     assert packed['caption_ids'].shape == packed['caption_word_ids'].shape == (2, 11)
@@ -220,9 +258,16 @@ def test_annotate_words_refuses_misaligned_ids() -> None:
 
 def test_dataset_word_ids_match_gt_word_indices() -> None:
     cfg = dict(type='SyntheticTokenizer')
-    ds = SyntheticShapesDataset(num_images=10, image_size=32, mode='pretrain', pipeline=[
-        dict(type='Tokenize', tokenizer=cfg), dict(type='AnnotateWords', tokenizer=cfg),
-        dict(type='PackInputs')])
+    ds = SyntheticShapesDataset(
+        num_images=10,
+        image_size=32,
+        mode='pretrain',
+        pipeline=[
+            dict(type='Tokenize', tokenizer=cfg),
+            dict(type='AnnotateWords', tokenizer=cfg),
+            dict(type='PackInputs'),
+        ],
+    )
     for i in range(len(ds)):
         sample = ds[i]
         inputs, meta = sample['inputs'], sample['data_samples'].metainfo

@@ -4,6 +4,7 @@
 checkpoint file written stops after half its bytes (flushed to disk), ``<work_dir>/BLOCKED`` is created,
 and the process sleeps until it is killed: a crash in the middle of a save.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ def block_on_save(number: int, marker: Path) -> None:
             count['n'] += 1
             if count['n'] == number:
                 with open(filepath, 'wb') as f:
-                    f.write(obj[:len(obj) // 2])
+                    f.write(obj[: len(obj) // 2])
                     f.flush()
                     os.fsync(f.fileno())
                 marker.write_text(str(filepath))

@@ -1,5 +1,6 @@
 """AlphaWarmupHook sets the model's distillation weight (the value the losses read) every
 iteration."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -1,5 +1,6 @@
 """Checkpoints from strangers and from crashes: weights-only on every path, fit checks, atomic files,
 auto-resume fallback (fast: no training)."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,7 @@ import torch
 from torch import nn
 
 from vlreg.engine.runner import CheckpointFitError, check_fit
-from vlreg.utils.checkpoint_io import (CheckpointError, atomic_write_text, find_resumable,
-                                       safe_load)
+from vlreg.utils.checkpoint_io import CheckpointError, atomic_write_text, find_resumable, safe_load
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
@@ -95,15 +95,21 @@ def test_tools_test_refuses_the_payload_and_a_random_fit(evil, tmp_path):
     assert not target.exists()
     stranger = tmp_path / 'stranger.pth'
     torch.save({'state_dict': {'encoder.weight': torch.zeros(3, 3)}}, stranger)
-    with pytest.raises(CheckpointFitError, match=r"stranger\.pth does not fit the model: (\d+) of "
-                                                 r"the model's \1 tensors missing.*"
-                                                 r'does not have: encoder\.weight'):
+    with pytest.raises(
+        CheckpointFitError,
+        match=r'stranger\.pth does not fit the model: (\d+) of '
+        r"the model's \1 tensors missing.*"
+        r'does not have: encoder\.weight',
+    ):
         test_tool.main([CONFIG, str(stranger), '--work-dir', str(tmp_path / 'w2')])
 
 
 def test_check_fit_lists_missing_unexpected_and_shapes():
-    model = {'a.weight': torch.zeros(2, 3), 'a.bias': torch.zeros(2), 'bn.num_batches_tracked':
-             torch.zeros(())}
+    model = {
+        'a.weight': torch.zeros(2, 3),
+        'a.bias': torch.zeros(2),
+        'bn.num_batches_tracked': torch.zeros(()),
+    }
     check_fit(model, dict(model), 'same.pth')  # a perfect fit passes
     check_fit(model, {'a.weight': torch.ones(2, 3), 'a.bias': torch.ones(2)}, 'x')  # allow-listed
     with pytest.raises(CheckpointFitError, match=r'f\.pth.*1 of the model.*a\.bias'):
@@ -113,8 +119,9 @@ def test_check_fit_lists_missing_unexpected_and_shapes():
     with pytest.raises(CheckpointFitError, match=r'a\.weight: file \(3, 2\) vs model \(2, 3\)'):
         check_fit(model, {**model, 'a.weight': torch.zeros(3, 2)}, 'f.pth', partial=True)
     # a deliberate partial load lets missing / unexpected keys through and reports them
-    missing, unexpected = check_fit(model, {'a.weight': torch.zeros(2, 3), 'z': torch.zeros(1)},
-                                    'f.pth', partial=True)
+    missing, unexpected = check_fit(
+        model, {'a.weight': torch.zeros(2, 3), 'z': torch.zeros(1)}, 'f.pth', partial=True
+    )
     assert missing == ['a.bias'] and unexpected == ['z']
 
 
@@ -167,11 +174,16 @@ def test_load_checked_judges_after_the_models_load_hooks():
     from vlreg.engine.runner import load_checked
 
     model = nn.Linear(3, 2)
-    with pytest.raises(CheckpointFitError, match=r'(?s)f\.pth does not fit.*size mismatch for weight'):
+    with pytest.raises(
+        CheckpointFitError, match=r'(?s)f\.pth does not fit.*size mismatch for weight'
+    ):
         load_checked(model, {'weight': torch.zeros(3, 3), 'bias': torch.zeros(2)}, 'f.pth')
     with pytest.raises(CheckpointFitError, match=r"1 of the model's 2 tensors missing.*: bias"):
         load_checked(model, {'weight': torch.ones(2, 3)}, 'f.pth')
-    assert load_checked(model, {'weight': torch.ones(2, 3)}, 'f.pth', partial=True) == (['bias'], [])
+    assert load_checked(model, {'weight': torch.ones(2, 3)}, 'f.pth', partial=True) == (
+        ['bias'],
+        [],
+    )
     assert torch.equal(model.weight, torch.ones(2, 3))
 
     class Renaming(nn.Linear):  # a model whose load hook renames an old key

@@ -1,4 +1,5 @@
 """Real photos: a few iterations of the Flickr8k config through the Runner, then held-out retrieval."""
+
 from __future__ import annotations
 
 import json
@@ -26,23 +27,36 @@ def test_flickr8k_trains_and_evaluates(tmp_path):
     work = tmp_path / 'flickr'
     # 4 iterations of batch 8 on the first images, retrieval on 40 held-out images (200 captions);
     # smaller images and ViT keep it to seconds. The MiniLM text weights are loaded (init_weights).
-    train_tool.main([
-        CONFIG, '--work-dir', str(work), '--cfg-options',
-        f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-        f'test_dataloader.dataset.data_root={root}',
-        'train_dataloader.dataset.indices=32', 'train_dataloader.batch_size=8',
-        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-        'val_dataloader.dataset.indices=[960,961,962,963,964,965,966,967,968,969,970,971,972,973,974,'
-        '975,976,977,978,979,980,981,982,983,984,985,986,987,988,989,990,991,992,993,994,995,996,997,'
-        '998,999]',
-        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'val_cfg.k=8',
-        'model.image_backbone.depth=2', 'model.losses.itc.queue_size=64',
-    ])
+    train_tool.main(
+        [
+            CONFIG,
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.data_root={root}',
+            'train_dataloader.dataset.indices=32',
+            'train_dataloader.batch_size=8',
+            'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
+            'val_dataloader.num_workers=0',
+            'val_dataloader.persistent_workers=False',
+            'val_dataloader.dataset.indices=[960,961,962,963,964,965,966,967,968,969,970,971,972,973,974,'
+            '975,976,977,978,979,980,981,982,983,984,985,986,987,988,989,990,991,992,993,994,995,996,997,'
+            '998,999]',
+            'train_cfg.max_epochs=1',
+            'train_cfg.val_interval=1',
+            'val_cfg.k=8',
+            'model.image_backbone.depth=2',
+            'model.losses.itc.queue_size=64',
+        ]
+    )
     ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=True)
     assert ckpt['meta']['iter'] == 4
     # the pretrained MiniLM word embeddings were loaded (not the random init)
     from safetensors.torch import load_file
+
     ref = load_file(str(Path(minilm_path()) / 'model.safetensors'))
     key = next(k for k in ref if k.endswith('embeddings.word_embeddings.weight'))
     emb = ckpt['state_dict']['text_backbone.embeddings.word_embeddings.weight']
@@ -59,8 +73,11 @@ def test_flickr8k_trains_and_evaluates(tmp_path):
 
 
 # --- same-image captions: positives for ITC, never ITM negatives ---------------------------------
-FLICKR8K_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*flickr8k*.py')
-                          if '_base_' not in p.parts)
+FLICKR8K_CONFIGS = sorted(
+    str(p.relative_to(ROOT))
+    for p in (ROOT / 'configs').rglob('*flickr8k*.py')
+    if '_base_' not in p.parts
+)
 
 
 @pytest.mark.parametrize('path', FLICKR8K_CONFIGS)
@@ -76,7 +93,9 @@ def test_flickr8k_configs_use_image_ids(path: str) -> None:
     for part in dataset.get('datasets', [dataset]):
         assert part.get('sample_per', 'caption') == 'caption'
         pack = part.pipeline[-1]
-        assert pack['type'] == 'PackInputs' and 'meta_keys' not in pack  # default keys keep image_id
+        assert (
+            pack['type'] == 'PackInputs' and 'meta_keys' not in pack
+        )  # default keys keep image_id
 
 
 def _flickr8k_tiny_model():
@@ -124,9 +143,17 @@ def test_same_image_captions_are_itc_positives() -> None:
 
     expected = (direction(v, v_m, cols_t) + direction(t, t_m, cols_v)) / 2
     torch.testing.assert_close(out, expected)
-    diagonal = torch.eye(4, 12)  # what the loss would be with each caption its image's only positive
-    plain = (-(F.log_softmax(v @ cols_t.t() / temp, 1) * (alpha * F.softmax(v_m @ cols_t.t() / temp, 1)
-                                                          + (1 - alpha) * diagonal)).sum(1).mean())
+    diagonal = torch.eye(
+        4, 12
+    )  # what the loss would be with each caption its image's only positive
+    plain = (
+        -(
+            F.log_softmax(v @ cols_t.t() / temp, 1)
+            * (alpha * F.softmax(v_m @ cols_t.t() / temp, 1) + (1 - alpha) * diagonal)
+        )
+        .sum(1)
+        .mean()
+    )
     assert (plain - direction(v, v_m, cols_t)).abs() > 1e-3
     assert itc.idx_queue[0, :4].tolist() == ids.tolist()  # the queue keeps the batch's ids
 

@@ -1,6 +1,7 @@
 """Weakly supervised grounding (RefCOCO+ protocol) and the COCO pointing game: box scores, the
 Grad-CAM grounding loop against a per-sample recomputation, the word -> category vocabulary, the
 refer-toolkit converter, and Runner runs on ../shared/data/coco_mini_train2017."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,15 @@ from mmengine.dataset import pseudo_collate
 from tests.conftest import shared_path
 from tests.models.test_mutation_guards import reference_gradcam
 from tests.models.tiny import VOCAB, tiny_model
-from vlreg.datasets.coco_categories import (CATEGORY_TERMS, COCO_CATEGORIES, WORD_TO_CATEGORY,
-                                            LinkCategoryWords, build_word_map,
-                                            find_category_mentions, pluralise)
+from vlreg.datasets.coco_categories import (
+    CATEGORY_TERMS,
+    COCO_CATEGORIES,
+    WORD_TO_CATEGORY,
+    LinkCategoryWords,
+    build_word_map,
+    find_category_mentions,
+    pluralise,
+)
 from vlreg.datasets.downstream import GroundingDataset
 from vlreg.datasets.prepare import refcoco
 from vlreg.engine.grounding_loop import GradCAMGroundingLoop, expression_maps
@@ -76,8 +83,14 @@ def _packed(seed: int, length: int, ori_hw: tuple[int, int], n_boxes: int) -> di
     xy = torch.rand(n_boxes, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
     wh = 3 + torch.rand(n_boxes, 2, generator=g) * torch.tensor([w * 0.3 - 3, h * 0.3 - 3])
     proposals = torch.cat([xy, xy + wh], 1).numpy().astype(np.float32)
-    meta = dict(sample_idx=seed, ori_shape=ori_hw, proposals=proposals,
-                ori_gt_bboxes=proposals[:1], split='val' if seed % 2 else 'testA', ref_id=seed)
+    meta = dict(
+        sample_idx=seed,
+        ori_shape=ori_hw,
+        proposals=proposals,
+        ori_gt_bboxes=proposals[:1],
+        split='val' if seed % 2 else 'testA',
+        ref_id=seed,
+    )
     image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=g)
     return dict(inputs=dict(image=image, input_ids=ids), data_samples=DataSample(metainfo=meta))
 
@@ -86,36 +99,43 @@ def _reference_scores(model, packed: dict, layer: int) -> list[float]:
     """One sample alone (no padding), ALBEF's slicing loop over the proposals."""
     data = model.data_preprocessor(pseudo_collate([packed]), False)
     inputs = data['inputs']
-    cam, _ = reference_gradcam(model, inputs['image'], inputs['input_ids'],
-                               inputs['attention_mask'], layer=layer)  # by hand, not model.gradcam
+    cam, _ = reference_gradcam(
+        model, inputs['image'], inputs['input_ids'], inputs['attention_mask'], layer=layer
+    )  # by hand, not model.gradcam
     text_map = cam[0].sum(0) / cam.shape[1]  # every token is real here
     h, w = packed['data_samples'].metainfo['ori_shape']
-    up = F.interpolate(text_map.reshape(1, 1, 4, 4).double(), size=(h, w), mode='bicubic',
-                       align_corners=False)[0, 0]
+    up = F.interpolate(
+        text_map.reshape(1, 1, 4, 4).double(), size=(h, w), mode='bicubic', align_corners=False
+    )[0, 0]
     scores = []
     for x0, y0, x1, y1 in packed['data_samples'].metainfo['proposals'].tolist():
-        inside = up[int(y0):int(y1), int(x0):int(x1)].sum().item()
+        inside = up[int(y0) : int(y1), int(x0) : int(x1)].sum().item()
         scores.append(inside / math.sqrt((x1 - x0) * (y1 - y0)))
     return scores
 
 
 def test_loop_box_choice_matches_per_sample_computation() -> None:
     model = tiny_model(mlm=False, dropout=0.0).eval()
-    batch = [_packed(seed, length, hw, n) for seed, length, hw, n in
-             [(0, 9, (50, 70), 6), (1, 5, (64, 40), 4), (2, 7, (33, 90), 8)]]
+    batch = [
+        _packed(seed, length, hw, n)
+        for seed, length, hw, n in [(0, 9, (50, 70), 6), (1, 5, (64, 40), 4), (2, 7, (33, 90), 8)]
+    ]
     loop = GradCAMGroundingLoop.__new__(GradCAMGroundingLoop)  # the scoring part, no Runner
-    loop._init_grounding(layer=0, head_reduction='mean', tokens='all', area_exponent=0.5,
-                         interpolation='bicubic')
+    loop._init_grounding(
+        layer=0, head_reduction='mean', tokens='all', area_exponent=0.5, interpolation='bicubic'
+    )
     loop.fp16 = False
     results = loop.score_batch(model, pseudo_collate(batch), layer=0)
     assert len(results) == 3
     for packed, result in zip(batch, results, strict=True):
         expected = _reference_scores(model, packed, layer=0)
-        np.testing.assert_allclose(result['proposal_scores'].numpy(), expected, rtol=1e-4,
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            result['proposal_scores'].numpy(), expected, rtol=1e-4, atol=1e-9
+        )
         proposals = packed['data_samples'].metainfo['proposals']
         assert result['pred_bbox'].tolist() == pytest.approx(
-            proposals[int(np.argmax(expected))].tolist())
+            proposals[int(np.argmax(expected))].tolist()
+        )
         assert result['split'] == packed['data_samples'].metainfo['split']
     # a sample without proposals is a miss, not a crash
     empty = _packed(3, 6, (40, 40), 1)
@@ -126,8 +146,9 @@ def test_loop_box_choice_matches_per_sample_computation() -> None:
 
 def test_pointing_loop_scores_box_groups() -> None:
     loop = GradCAMPointingLoop.__new__(GradCAMPointingLoop)
-    loop._init_pointing(num_captions=1, layer=0, pair_batch_size=4, head_reduction='mean',
-                        tolerance=0.0)
+    loop._init_pointing(
+        num_captions=1, layer=0, pair_batch_size=4, head_reduction='mean', tolerance=0.0
+    )
     sample = DataSample(metainfo=dict(gt_word_indices=[[0], [1]], gt_box_groups=[[0, 1], [2]]))
     # top-left, bottom-right and top-right quarters of an 8 x 8 image (2 x 2 patch grid)
     sample.gt_bboxes = torch.tensor([[0, 0, 4, 4], [4, 4, 8, 8], [4, 0, 8, 4]], dtype=torch.float)
@@ -135,8 +156,9 @@ def test_pointing_loop_scores_box_groups() -> None:
     cam[1, 3] = 1.0  # word 0: peak bottom-right = box 1 of its group {0, 1}: hit
     cam[2, 0] = 1.0  # word 1: peak top-left, its group is the top-right box: miss
     result = dict(hits=0, total=0, chance=0.0, skipped=0)
-    loop._score_pair(result, sample, cam, None, torch.ones(3, dtype=torch.long), None, (2, 2),
-                     (8, 8))
+    loop._score_pair(
+        result, sample, cam, None, torch.ones(3, dtype=torch.long), None, (2, 2), (8, 8)
+    )
     # chance: 2 of 4 patch centres in group 0, 1 of 4 in group 1
     assert result == dict(hits=1, total=2, chance=0.75, skipped=0)
 
@@ -149,20 +171,47 @@ def test_vocabulary_covers_the_80_categories() -> None:
         if category != 'orange':
             assert WORD_TO_CATEGORY[category] == category
     assert WORD_TO_CATEGORY['oranges'] == 'orange' and 'orange' not in WORD_TO_CATEGORY
-    table = {'man': 'person', 'women': 'person', 'people': 'person', 'children': 'person',
-             'bike': 'bicycle', 'bikes': 'bicycle', 'motorbike': 'motorcycle', 'puppies': 'dog',
-             'sofa': 'couch', 'fridge': 'refrigerator', 'tv': 'tv', 'television': 'tv',
-             'buses': 'bus', 'knives': 'knife', 'mice': 'mouse', 'sheep': 'sheep',
-             'mans': 'person', 'hot dogs': 'hot dog', 'teddy bears': 'teddy bear',
-             'wine glasses': 'wine glass', 'skis': 'skis', 'ski': 'skis',
-             'racquet': 'tennis racket', 'cellphone': 'cell phone', 'donuts': 'donut',
-             'doughnuts': 'donut', 'plane': 'airplane'}
+    table = {
+        'man': 'person',
+        'women': 'person',
+        'people': 'person',
+        'children': 'person',
+        'bike': 'bicycle',
+        'bikes': 'bicycle',
+        'motorbike': 'motorcycle',
+        'puppies': 'dog',
+        'sofa': 'couch',
+        'fridge': 'refrigerator',
+        'tv': 'tv',
+        'television': 'tv',
+        'buses': 'bus',
+        'knives': 'knife',
+        'mice': 'mouse',
+        'sheep': 'sheep',
+        'mans': 'person',
+        'hot dogs': 'hot dog',
+        'teddy bears': 'teddy bear',
+        'wine glasses': 'wine glass',
+        'skis': 'skis',
+        'ski': 'skis',
+        'racquet': 'tennis racket',
+        'cellphone': 'cell phone',
+        'donuts': 'donut',
+        'doughnuts': 'donut',
+        'plane': 'airplane',
+    }
     assert {w: WORD_TO_CATEGORY.get(w) for w in table} == table
     for word in ('glass', 'glasses', 'baseball', 'tennis', 'bag', 'pitcher', 'orange'):
         assert word not in WORD_TO_CATEGORY
-    assert (pluralise('bus'), pluralise('puppy'), pluralise('boy'), pluralise('policeman'),
-            pluralise('human'), pluralise('teddy bear'), pluralise('sheep')) == \
-        ('buses', 'puppies', 'boys', 'policemen', 'humans', 'teddy bears', None)
+    assert (
+        pluralise('bus'),
+        pluralise('puppy'),
+        pluralise('boy'),
+        pluralise('policeman'),
+        pluralise('human'),
+        pluralise('teddy bear'),
+        pluralise('sheep'),
+    ) == ('buses', 'puppies', 'boys', 'policemen', 'humans', 'teddy bears', None)
     with pytest.raises(ValueError, match="'bat' names both"):
         build_word_map({'baseball bat': ['bat'], 'bird': ['bat']})
 
@@ -170,23 +219,31 @@ def test_vocabulary_covers_the_80_categories() -> None:
 def test_mentions_longest_phrase_first() -> None:
     words = "Two men, a Puppy and a man's hot dog next to the teddy bear's chair".split()
     assert find_category_mentions(words) == [
-        ('person', [1]), ('dog', [3]), ('person', [6]), ('hot dog', [7, 8]),
-        ('teddy bear', [12, 13]), ('chair', [14])]
+        ('person', [1]),
+        ('dog', [3]),
+        ('person', [6]),
+        ('hot dog', [7, 8]),
+        ('teddy bear', [12, 13]),
+        ('chair', [14]),
+    ]
     assert find_category_mentions('a bear and a dog'.split()) == [('bear', [1]), ('dog', [4])]
     assert find_category_mentions([]) == []
 
 
 def test_link_category_words() -> None:
     link = LinkCategoryWords()
-    out = link(dict(caption='two men and a dog sit near a hot dog stand with a teddy bear',
-                    categories=['person', 'dog', 'person', 'hot dog']))
+    out = link(
+        dict(
+            caption='two men and a dog sit near a hot dog stand with a teddy bear',
+            categories=['person', 'dog', 'person', 'hot dog'],
+        )
+    )
     assert out['gt_word_indices'] == [[1], [4], [8, 9]]
     assert out['gt_box_groups'] == [[0, 2], [1], [3]]
     assert out['gt_object_names'] == ['person', 'dog', 'hot dog']
     assert out['num_unboxed_mentions'] == 1  # the teddy bear has no box
     custom = LinkCategoryWords(terms={'dog': ['hound']})
-    assert custom(dict(caption='a hound and a dog', categories=['dog']))['gt_word_indices'] == \
-        [[1]]
+    assert custom(dict(caption='a hound and a dog', categories=['dog']))['gt_word_indices'] == [[1]]
     with pytest.raises(KeyError, match='categories'):
         link(dict(caption='a dog'))
 
@@ -203,36 +260,67 @@ def _args(**kwargs) -> argparse.Namespace:
 
 def _refer_fixture(tmp_path: Path) -> dict:
     instances = {
-        'images': [{'id': 9, 'file_name': 'COCO_train2014_000000000009.jpg', 'width': 100,
-                    'height': 80},
-                   {'id': 25, 'file_name': 'COCO_train2014_000000000025.jpg', 'width': 60,
-                    'height': 60},
-                   {'id': 30, 'file_name': 'COCO_train2014_000000000030.jpg', 'width': 50,
-                    'height': 50}],
-        'annotations': [{'id': 100, 'image_id': 9, 'bbox': [1, 2, 10, 20], 'category_id': 51},
-                        {'id': 101, 'image_id': 25, 'bbox': [3, 3, 6, 8], 'category_id': 25},
-                        {'id': 102, 'image_id': 30, 'bbox': [0, 0, 5, 5], 'category_id': 25},
-                        {'id': 103, 'image_id': 9, 'bbox': [5, 5, 0, 4], 'category_id': 51}],
-        'categories': [{'id': 51, 'name': 'bowl'}, {'id': 25, 'name': 'giraffe'}]}
+        'images': [
+            {'id': 9, 'file_name': 'COCO_train2014_000000000009.jpg', 'width': 100, 'height': 80},
+            {'id': 25, 'file_name': 'COCO_train2014_000000000025.jpg', 'width': 60, 'height': 60},
+            {'id': 30, 'file_name': 'COCO_train2014_000000000030.jpg', 'width': 50, 'height': 50},
+        ],
+        'annotations': [
+            {'id': 100, 'image_id': 9, 'bbox': [1, 2, 10, 20], 'category_id': 51},
+            {'id': 101, 'image_id': 25, 'bbox': [3, 3, 6, 8], 'category_id': 25},
+            {'id': 102, 'image_id': 30, 'bbox': [0, 0, 5, 5], 'category_id': 25},
+            {'id': 103, 'image_id': 9, 'bbox': [5, 5, 0, 4], 'category_id': 51},
+        ],
+        'categories': [{'id': 51, 'name': 'bowl'}, {'id': 25, 'name': 'giraffe'}],
+    }
     refs = [
-        {'ref_id': 1, 'ann_id': 102, 'image_id': 30, 'split': 'train',
-         'sentences': [{'sent': 'giraffe', 'raw': 'Giraffe.', 'sent_id': 10}]},
-        {'ref_id': 3, 'ann_id': 100, 'image_id': 9, 'split': 'val',
-         'sentences': [{'sent': 'left bowl', 'raw': 'Left bowl', 'sent_id': 11},
-                       {'sent': '', 'raw': '', 'sent_id': 12}]},
-        {'ref_id': 4, 'ann_id': 101, 'image_id': 25, 'split': 'testB',
-         'sentences': [{'sent': 'giraffe on right', 'sent_id': 13}]},
+        {
+            'ref_id': 1,
+            'ann_id': 102,
+            'image_id': 30,
+            'split': 'train',
+            'sentences': [{'sent': 'giraffe', 'raw': 'Giraffe.', 'sent_id': 10}],
+        },
+        {
+            'ref_id': 3,
+            'ann_id': 100,
+            'image_id': 9,
+            'split': 'val',
+            'sentences': [
+                {'sent': 'left bowl', 'raw': 'Left bowl', 'sent_id': 11},
+                {'sent': '', 'raw': '', 'sent_id': 12},
+            ],
+        },
+        {
+            'ref_id': 4,
+            'ann_id': 101,
+            'image_id': 25,
+            'split': 'testB',
+            'sentences': [{'sent': 'giraffe on right', 'sent_id': 13}],
+        },
         {'ref_id': 5, 'ann_id': 999, 'image_id': 9, 'split': 'val', 'sentences': []},
-        {'ref_id': 3, 'ann_id': 100, 'image_id': 9, 'split': 'val',
-         'sentences': [{'sent': 'again', 'sent_id': 14}]},
+        {
+            'ref_id': 3,
+            'ann_id': 100,
+            'image_id': 9,
+            'split': 'val',
+            'sentences': [{'sent': 'again', 'sent_id': 14}],
+        },
         {'ann_id': 100, 'image_id': 9, 'split': 'val', 'sentences': []},
     ]
     (tmp_path / 'refs(unc).p').write_bytes(pickle.dumps(refs, protocol=2))
     (tmp_path / 'instances.json').write_text(json.dumps(instances))
-    (tmp_path / 'dets.json').write_text(json.dumps({
-        '9': [[1, 2, 10, 20, 0.9], [0, 0, 50, 40, 0.5], [3, 3, -1, 4]], '25': [[2, 2, 8, 8]]}))
-    return dict(refs=tmp_path / 'refs(unc).p', instances=tmp_path / 'instances.json',
-                proposals=tmp_path / 'dets.json', out_dir=tmp_path / 'out')
+    (tmp_path / 'dets.json').write_text(
+        json.dumps(
+            {'9': [[1, 2, 10, 20, 0.9], [0, 0, 50, 40, 0.5], [3, 3, -1, 4]], '25': [[2, 2, 8, 8]]}
+        )
+    )
+    return dict(
+        refs=tmp_path / 'refs(unc).p',
+        instances=tmp_path / 'instances.json',
+        proposals=tmp_path / 'dets.json',
+        out_dir=tmp_path / 'out',
+    )
 
 
 def test_prepare_refcoco(tmp_path: Path, capsys) -> None:
@@ -241,26 +329,47 @@ def test_prepare_refcoco(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     out = tmp_path / 'out'
     assert sorted(p.name for p in out.iterdir()) == [
-        'refcoco+_proposals.json', 'refcoco+_testB.json', 'refcoco+_train.json',
-        'refcoco+_val.json']
+        'refcoco+_proposals.json',
+        'refcoco+_testB.json',
+        'refcoco+_train.json',
+        'refcoco+_val.json',
+    ]
     train = json.loads((out / 'refcoco+_train.json').read_text())
-    assert train == [{'image': 'train2014/COCO_train2014_000000000030.jpg', 'ref_id': 1,
-                      'image_id': 30, 'split': 'train', 'width': 50, 'height': 50,
-                      'category': 'giraffe', 'text': 'giraffe', 'sent_id': 10}]  # no box
+    assert train == [
+        {
+            'image': 'train2014/COCO_train2014_000000000030.jpg',
+            'ref_id': 1,
+            'image_id': 30,
+            'split': 'train',
+            'width': 50,
+            'height': 50,
+            'category': 'giraffe',
+            'text': 'giraffe',
+            'sent_id': 10,
+        }
+    ]  # no box
     val = json.loads((out / 'refcoco+_val.json').read_text())
     assert [(e['ref_id'], e['text'], e['bbox']) for e in val] == [(3, 'left bowl', [1, 2, 10, 20])]
     proposals = json.loads((out / 'refcoco+_proposals.json').read_text())
     assert proposals == {'9': [[1, 2, 10, 20, 0.9], [0, 0, 50, 40, 0.5]], '25': [[2, 2, 8, 8]]}
     # every skip is reported with its reason
     assert 'skipped 6' in printed
-    for reason in ('annotation 3 (id 103): bbox [5, 5, 0, 4] has no area',
-                   'proposal [3, 3, -1, 4] has no area', 'ref 1 (ref_id 3): sentence 1 has no text',
-                   'ref 3 (ref_id 5): ann_id 999 is not a valid annotation',
-                   'ref 4: duplicate ref_id 3', "ref 5: missing key 'ref_id'"):
+    for reason in (
+        'annotation 3 (id 103): bbox [5, 5, 0, 4] has no area',
+        'proposal [3, 3, -1, 4] has no area',
+        'ref 1 (ref_id 3): sentence 1 has no text',
+        'ref 3 (ref_id 5): ann_id 999 is not a valid annotation',
+        'ref 4: duplicate ref_id 3',
+        "ref 5: missing key 'ref_id'",
+    ):
         assert reason in printed, reason
     # GroundingDataset reads the result without the refs file
-    ds = GroundingDataset(data_root=str(out), ann_file='refcoco+_val.json',
-                          proposal_file='refcoco+_proposals.json', image_root='coco')
+    ds = GroundingDataset(
+        data_root=str(out),
+        ann_file='refcoco+_val.json',
+        proposal_file='refcoco+_proposals.json',
+        image_root='coco',
+    )
     info = ds.get_data_info(0)
     assert info['ori_gt_bboxes'].tolist() == [[1, 2, 11, 22]]
     assert info['proposals'].tolist() == [[1, 2, 11, 22], [0, 0, 50, 40]]
@@ -270,10 +379,13 @@ def test_prepare_refcoco(tmp_path: Path, capsys) -> None:
     assert info['caption'] == 'giraffe' and info['image_id'] == 0
     assert info['ori_gt_bboxes'].shape == (0, 4) and info['proposals'].shape == (0, 4)
     # ground-truth boxes as proposals, one split only
-    assert refcoco.run(_args(**dict(files, proposals='gt', out_dir=tmp_path / 'gt'),
-                             splits='testB')) == 0
-    assert json.loads((tmp_path / 'gt' / 'refcoco+_proposals.json').read_text()) == \
-        {'25': [[3, 3, 6, 8]]}
+    assert (
+        refcoco.run(_args(**dict(files, proposals='gt', out_dir=tmp_path / 'gt'), splits='testB'))
+        == 0
+    )
+    assert json.loads((tmp_path / 'gt' / 'refcoco+_proposals.json').read_text()) == {
+        '25': [[3, 3, 6, 8]]
+    }
 
 
 def test_refs_pickle_is_read_without_running_code(tmp_path: Path) -> None:
@@ -284,11 +396,14 @@ def test_refs_pickle_is_read_without_running_code(tmp_path: Path) -> None:
     (tmp_path / 'a.json').write_text(json.dumps([{'image': 'x.jpg', 'text': 'a', 'ref_id': 1}]))
     (tmp_path / 'i.json').write_text(json.dumps({'annotations': [], 'categories': []}))
     with pytest.raises(ValueError, match=r"evil\.p'.*refusing"):
-        GroundingDataset(ann_file=str(tmp_path / 'a.json'), refs_file=str(evil),
-                         instances_file=str(tmp_path / 'i.json'))
+        GroundingDataset(
+            ann_file=str(tmp_path / 'a.json'),
+            refs_file=str(evil),
+            instances_file=str(tmp_path / 'i.json'),
+        )
     assert not (tmp_path / 'pwned').exists()
     # a Python 2 pickle (protocol 2, byte strings): list of one dict, decoded as UTF-8
-    py2 = (b'\x80\x02]}(U\x06ref_idK\x03U\x04sentU\x05caf\xc3\xa9ua.')
+    py2 = b'\x80\x02]}(U\x06ref_idK\x03U\x04sentU\x05caf\xc3\xa9ua.'
     (tmp_path / 'py2.p').write_bytes(py2)
     assert refcoco.safe_pickle_load(str(tmp_path / 'py2.p')) == [{'ref_id': 3, 'sent': 'café'}]
     (tmp_path / 'junk.p').write_bytes(b'not a pickle')
@@ -298,9 +413,14 @@ def test_refs_pickle_is_read_without_running_code(tmp_path: Path) -> None:
 
 def test_prepare_pointing_file_matches_the_shared_grounding_json(tmp_path: Path) -> None:
     root = shared_path('coco_mini_train2017')
-    args = _args(captions=root / 'annotations/captions_train2017.json',
-                 instances=root / 'annotations/instances_train2017.json', out_dir=tmp_path,
-                 name='mini', image_prefix='images/train2017', image_root=root)
+    args = _args(
+        captions=root / 'annotations/captions_train2017.json',
+        instances=root / 'annotations/instances_train2017.json',
+        out_dir=tmp_path,
+        name='mini',
+        image_prefix='images/train2017',
+        image_root=root,
+    )
     assert refcoco.run(args) == 0
     mine = {e['image_id']: e for e in json.loads((tmp_path / 'mini.json').read_text())}
     shared = {e['image_id']: e for e in json.loads((root / 'grounding.json').read_text())}
@@ -319,16 +439,31 @@ def _coco_refer_fixture(root: Path, out: Path) -> Path:
     boxes."""
     inst = json.loads((root / 'annotations/instances_train2017.json').read_text())
     order = [json.loads((root / 'grounding.json').read_text())[i]['image_id'] for i in range(80)]
-    split = {int(image_id): 'train' if i < 60 else 'val' if i < 70 else 'testB'
-             for i, image_id in enumerate(order)}
+    split = {
+        int(image_id): 'train' if i < 60 else 'val' if i < 70 else 'testB'
+        for i, image_id in enumerate(order)
+    }
     names = {c['id']: c['name'] for c in inst['categories']}
-    refs = [dict(ref_id=k, ann_id=a['id'], image_id=a['image_id'], split=split[a['image_id']],
-                 sentences=[dict(sent=names[a['category_id']], sent_id=k)])
-            for k, a in enumerate(inst['annotations']) if not a.get('iscrowd')]
+    refs = [
+        dict(
+            ref_id=k,
+            ann_id=a['id'],
+            image_id=a['image_id'],
+            split=split[a['image_id']],
+            sentences=[dict(sent=names[a['category_id']], sent_id=k)],
+        )
+        for k, a in enumerate(inst['annotations'])
+        if not a.get('iscrowd')
+    ]
     out.mkdir(parents=True)
     (out / 'refs(unc).p').write_bytes(pickle.dumps(refs, protocol=2))
-    args = _args(refs=out / 'refs(unc).p', instances=root / 'annotations/instances_train2017.json',
-                 proposals='gt', out_dir=out, image_prefix='images/train2017')
+    args = _args(
+        refs=out / 'refs(unc).p',
+        instances=root / 'annotations/instances_train2017.json',
+        proposals='gt',
+        out_dir=out,
+        image_prefix='images/train2017',
+    )
     assert refcoco.run(args) == 0
     return out
 
@@ -343,8 +478,16 @@ def test_tiny_grounding_and_pointing_through_the_tools(tmp_path: Path) -> None:
     train_tool.main([GROUNDING_CFG, '--work-dir', str(work)])
     ckpt = work / 'epoch_1.pth'
     assert ckpt.is_file()
-    metrics = test_tool.main([GROUNDING_CFG, str(ckpt), '--work-dir', str(work),
-                              '--out', str(tmp_path / 'grounding.json')])
+    metrics = test_tool.main(
+        [
+            GROUNDING_CFG,
+            str(ckpt),
+            '--work-dir',
+            str(work),
+            '--out',
+            str(tmp_path / 'grounding.json'),
+        ]
+    )
     assert metrics['grounding/num_samples'] == 16
     hits = metrics['grounding/acc'] * 16 / 100  # a share of the 16 expressions
     assert hits == pytest.approx(round(hits), abs=1e-6)
@@ -357,24 +500,44 @@ def test_tiny_grounding_and_pointing_through_the_tools(tmp_path: Path) -> None:
     data = _coco_refer_fixture(root, tmp_path / 'refcoco')
     cfg = Config.fromfile(GROUNDING_CFG)
     n_train = len(json.loads((data / 'refcoco+_train.json').read_text()))
-    n_eval = {s: len(json.loads((data / f'refcoco+_{s}.json').read_text()))
-              for s in ('val', 'testB')}
+    n_eval = {
+        s: len(json.loads((data / f'refcoco+_{s}.json').read_text())) for s in ('val', 'testB')
+    }
     common = dict(type='GroundingDataset', data_root=str(data), image_root=str(root))
-    cfg.train_dataloader.dataset = dict(common, ann_file='refcoco+_train.json',
-                                        indices=list(range(0, n_train, n_train // 16))[:16],
-                                        pipeline=cfg.train_pipeline)
-    cfg.test_dataloader = dict(cfg.val_dataloader, dataset=dict(
-        type='ConcatDataset', datasets=[
-            dict(common, ann_file=f'refcoco+_{s}.json', proposal_file='refcoco+_proposals.json',
-                 indices=list(range(0, n_eval[s], n_eval[s] // 12))[:12],
-                 pipeline=cfg.test_pipeline)
-            for s in ('val', 'testB')]))
+    cfg.train_dataloader.dataset = dict(
+        common,
+        ann_file='refcoco+_train.json',
+        indices=list(range(0, n_train, n_train // 16))[:16],
+        pipeline=cfg.train_pipeline,
+    )
+    cfg.test_dataloader = dict(
+        cfg.val_dataloader,
+        dataset=dict(
+            type='ConcatDataset',
+            datasets=[
+                dict(
+                    common,
+                    ann_file=f'refcoco+_{s}.json',
+                    proposal_file='refcoco+_proposals.json',
+                    indices=list(range(0, n_eval[s], n_eval[s] // 12))[:12],
+                    pipeline=cfg.test_pipeline,
+                )
+                for s in ('val', 'testB')
+            ],
+        ),
+    )
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     refer_cfg = tmp_path / 'refer_cfg.py'
     cfg.dump(str(refer_cfg))
     train_tool.main([str(refer_cfg), '--work-dir', str(tmp_path / 'refer')])
-    metrics = test_tool.main([str(refer_cfg), str(tmp_path / 'refer' / 'epoch_1.pth'),
-                              '--work-dir', str(tmp_path / 'refer')])
+    metrics = test_tool.main(
+        [
+            str(refer_cfg),
+            str(tmp_path / 'refer' / 'epoch_1.pth'),
+            '--work-dir',
+            str(tmp_path / 'refer'),
+        ]
+    )
     assert metrics['grounding/num_samples'] == 24 and min(n_eval.values()) > 24
     assert {'grounding/val_acc', 'grounding/testB_acc'} <= set(metrics)
 
@@ -383,6 +546,7 @@ def test_tiny_grounding_and_pointing_through_the_tools(tmp_path: Path) -> None:
     assert metrics['pointing/total'] > 20  # category words with a box, in 40 captions
     assert 0 <= metrics['pointing/hits'] <= metrics['pointing/total']
     assert metrics['pointing/acc'] == pytest.approx(
-        100.0 * metrics['pointing/hits'] / metrics['pointing/total'])
+        100.0 * metrics['pointing/hits'] / metrics['pointing/total']
+    )
     assert 0.0 < metrics['pointing/chance'] < 100.0
     assert 'tolerance 0 px' in metrics['pointing/protocol']

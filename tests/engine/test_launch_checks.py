@@ -1,4 +1,5 @@
 """The tools' config loading refuses a tokenizer that does not fit the text encoder, before any Runner."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +23,7 @@ def test_load_config_accepts_the_matching_vocabulary(tmp_path: Path) -> None:
     from vlreg.datasets import build_tokenizer
 
     cfg = load_config(TINY, None, str(tmp_path))
-    tokenizer = next(t['tokenizer'] for t in cfg.train_dataloader.dataset.pipeline
-                     if 'tokenizer' in t)
+    tokenizer = next(
+        t['tokenizer'] for t in cfg.train_dataloader.dataset.pipeline if 'tokenizer' in t
+    )
     assert build_tokenizer(tokenizer).vocab_size == cfg.model.text_backbone.vocab_size

@@ -1,5 +1,6 @@
 """Hooks, loops, the API and the tools read the Grad-CAM layer and alpha from the model unless given:
 ``layer=None`` -> the model's ``gradcam_layer`` (else 2), ``alpha=None`` -> the model's ``alpha``."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -22,8 +23,11 @@ def test_gradcam_layer_reads_the_model_unless_given() -> None:
 
 
 def test_gradcam_layer_of_a_built_model() -> None:
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=0))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(type='ITMLoss'),
+        itm_softmask=dict(type='SoftMaskITMLoss', layer=0),
+    )
     assert gradcam_layer_of(tiny_model(losses=losses, momentum=None)) == 0
     assert gradcam_layer_of(tiny_model(momentum=None)) == 2
 
@@ -33,8 +37,10 @@ def test_loop_layer_none_resolves_against_the_fusion_depth() -> None:
     loop._init_gradcam(None, 'mean')
 
     def model(n_layers: int, gradcam_layer: int | None) -> SimpleNamespace:
-        return SimpleNamespace(gradcam_layer=gradcam_layer,
-                               fusion=SimpleNamespace(layer=nn.ModuleList(nn.Identity() for _ in range(n_layers))))
+        return SimpleNamespace(
+            gradcam_layer=gradcam_layer,
+            fusion=SimpleNamespace(layer=nn.ModuleList(nn.Identity() for _ in range(n_layers))),
+        )
 
     assert loop._resolve_layer(model(3, 1)) == 1
     assert loop._resolve_layer(model(6, None)) == 2
@@ -60,7 +66,8 @@ def test_warmup_hook_ramps_to_the_model_alpha_read_once() -> None:
         hook.before_train_iter(runner, batch_idx=it)
         assert model.alpha == pytest.approx(0.3 * min(1.0, it / 8), abs=1e-12)
     explicit = AlphaWarmupHook(alpha=0.2, warmup_iters=4)
-    runner = SimpleNamespace(model=SimpleNamespace(alpha=0.3), iter=2, train_dataloader=[None] * 8,
-                             message_hub=hub)
+    runner = SimpleNamespace(
+        model=SimpleNamespace(alpha=0.3), iter=2, train_dataloader=[None] * 8, message_hub=hub
+    )
     explicit.before_train_iter(runner, batch_idx=2)
     assert runner.model.alpha == pytest.approx(0.1, abs=1e-12)

@@ -1,4 +1,5 @@
 """A non-finite loss or gradient is caught at its step: named, never applied, skipped or stopping."""
+
 from __future__ import annotations
 
 import sys
@@ -32,7 +33,7 @@ def _step(model, optim, runner, guard, scale: float, root: bool = False) -> dict
     """One training step whose ``loss_b`` term is multiplied by ``scale`` (nan / inf poison it)."""
     wrapper = guard.wrap(optim)
     out = model(torch.ones(2, 3)).sum()
-    terms = {'loss_a': out ** 2, 'loss_b': out * scale}
+    terms = {'loss_a': out**2, 'loss_b': out * scale}
     if root:  # finite loss, non-finite gradient: d sqrt(x) / dx at 0
         terms['loss_b'] = torch.sqrt(out * 0)
     loss = sum(terms.values())
@@ -58,8 +59,10 @@ def test_nan_loss_term_is_named_and_the_step_skipped():
     _step(model, optim, runner, guard, float('nan'))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
-    assert runner.logs == ['iteration 7: non-finite loss terms: loss_b=nan; non-finite gradient in 2 '
-                           "parameters ['weight', 'bias']; step skipped (1 of at most 1)"]
+    assert runner.logs == [
+        'iteration 7: non-finite loss terms: loss_b=nan; non-finite gradient in 2 '
+        "parameters ['weight', 'bias']; step skipped (1 of at most 1)"
+    ]
     assert runner.message_hub.get_info('nonfinite_skips') == 1
     # the limit: one skip allowed, the second stops training
     with pytest.raises(NonFiniteLossError, match=r'loss_b=-?inf.*2 steps skipped.*max_skips=1'):
@@ -74,8 +77,9 @@ def test_non_finite_gradient_with_finite_loss_is_caught():
     assert all(torch.isfinite(v) for v in outputs.values())
     assert torch.equal(model.weight, before)
     assert runner.message_hub.get_info('nonfinite_skips') == 1
-    assert runner.logs[-1].endswith("non-finite gradient in 2 parameters ['weight', 'bias']; "
-                                    'step skipped (1 of at most 5)')
+    assert runner.logs[-1].endswith(
+        "non-finite gradient in 2 parameters ['weight', 'bias']; step skipped (1 of at most 5)"
+    )
 
 
 def test_stop_action_stops_at_once():
@@ -91,8 +95,9 @@ def test_bad_policy_is_refused():
         NonFiniteGuard(action='ignore')
 
 
-def test_nan_in_training_stops_with_the_term_named_and_the_last_checkpoint_intact(tmp_path,
-                                                                                  monkeypatch):
+def test_nan_in_training_stops_with_the_term_named_and_the_last_checkpoint_intact(
+    tmp_path, monkeypatch
+):
     """The real Runner: ITM's loss goes NaN at iteration 4; with ``action='stop'`` training stops
     naming ``loss_itm``; the newest checkpoint (iter_3.pth) loads and is finite, and no later
     checkpoint was written."""
@@ -113,11 +118,22 @@ def test_nan_in_training_stops_with_the_term_named_and_the_last_checkpoint_intac
         return out
 
     monkeypatch.setattr(ITMLoss, 'compute', poisoned)
-    with pytest.raises(NonFiniteLossError, match=r'iteration 4: non-finite loss terms: loss_itm=nan'):
-        train_tool.main([CONFIG, '--work-dir', str(tmp_path), '--cfg-options',
-                         "train_cfg.nonfinite.action=stop"])
+    with pytest.raises(
+        NonFiniteLossError, match=r'iteration 4: non-finite loss terms: loss_itm=nan'
+    ):
+        train_tool.main(
+            [
+                CONFIG,
+                '--work-dir',
+                str(tmp_path),
+                '--cfg-options',
+                'train_cfg.nonfinite.action=stop',
+            ]
+        )
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_3.pth']
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
     ckpt = safe_load(tmp_path / 'iter_3.pth')
     assert ckpt['meta']['iter'] == 3
-    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in ckpt['state_dict'].values() if v.is_floating_point()
+    )

@@ -1,4 +1,5 @@
 """RetrievalGridHook: the evaluation's ranking of fixed queries, drawn and sent to TensorBoard."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -52,8 +53,9 @@ def test_grid_reaches_tensorboard(runner, tmp_path):
     from mmengine.visualization import Visualizer
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    vis = Visualizer.get_instance('grid_hook_test', save_dir=str(tmp_path),
-                                  vis_backends=[dict(type='TensorboardVisBackend')])
+    vis = Visualizer.get_instance(
+        'grid_hook_test', save_dir=str(tmp_path), vis_backends=[dict(type='TensorboardVisBackend')]
+    )
     runner.visualizer = vis
     with torch.no_grad():
         RetrievalGridHook(num_queries=2, top=3, k=2).after_val_epoch(runner, {})

@@ -1,6 +1,7 @@
 """Retrieval fine-tuning and zero-shot evaluation: Karpathy's split files, the image-id-aware
 ITC / ITM of fine-tuning, loading a pre-training checkpoint, the prepare module, and Runner runs
 (fine-tune + test, zero-shot test) on the real images of ../shared/data/coco_mini_train2017."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,29 @@ def _sentences(*raws: str) -> list[dict]:
 
 def _coco_images() -> list[dict]:
     """7 images: 2 train, 2 restval, 1 val, 2 test; COCO style (filepath + cocoid)."""
-    spec = [('train', 11, 2), ('restval', 12, 3), ('train', 13, 1), ('val', 14, 2),
-            ('test', 15, 2), ('restval', 16, 1), ('test', 17, 3)]
+    spec = [
+        ('train', 11, 2),
+        ('restval', 12, 3),
+        ('train', 13, 1),
+        ('val', 14, 2),
+        ('test', 15, 2),
+        ('restval', 16, 1),
+        ('test', 17, 3),
+    ]
     images = []
     for i, (split, cocoid, n) in enumerate(spec):
         folder = 'val2014' if split != 'train' else 'train2014'
-        images.append({'filepath': folder, 'filename': f'COCO_{folder}_{cocoid:012d}.jpg',
-                       'split': split, 'cocoid': cocoid, 'imgid': i, 'sentids': list(range(n)),
-                       'sentences': _sentences(*[f'Image {cocoid}, Caption {j}.'
-                                                 for j in range(n)])})
+        images.append(
+            {
+                'filepath': folder,
+                'filename': f'COCO_{folder}_{cocoid:012d}.jpg',
+                'split': split,
+                'cocoid': cocoid,
+                'imgid': i,
+                'sentids': list(range(n)),
+                'sentences': _sentences(*[f'Image {cocoid}, Caption {j}.' for j in range(n)]),
+            }
+        )
     return images
 
 
@@ -68,8 +83,9 @@ def test_karpathy_train_merges_restval_by_default(tmp_path: Path) -> None:
     assert [i['image_id'] for i in infos] == [0, 0, 1, 1, 1, 2, 3]  # contiguous, one per image
     assert [i['ann_index'] for i in infos] == [0, 0, 1, 1, 1, 2, 5]  # position in "images"
     assert infos[2]['caption'] == 'image 12 caption 0'  # ALBEF's cleaning
-    assert infos[0]['img_path'] == str(tmp_path / 'images' / 'train2014' /
-                                       'COCO_train2014_000000000011.jpg')
+    assert infos[0]['img_path'] == str(
+        tmp_path / 'images' / 'train2014' / 'COCO_train2014_000000000011.jpg'
+    )
     only = CaptionDataset(str(ann), split='train', merge_restval=False)
     assert [only.get_data_info(i)['ori_image_id'] for i in range(len(only))] == [11, 11, 13]
     assert resolve_splits('train') == ('train', 'restval')
@@ -88,12 +104,19 @@ def test_karpathy_eval_splits_group_captions_per_image(tmp_path: Path) -> None:
 
 
 def test_flickr_style_file_uses_imgid_and_bare_file_names(tmp_path: Path) -> None:
-    images = [{'filename': f'{100 + i}.jpg', 'split': s, 'imgid': i,
-               'sentences': _sentences('A dog runs.', 'A dog.')}
-              for i, s in enumerate(['train', 'test', 'train', 'val'])]
+    images = [
+        {
+            'filename': f'{100 + i}.jpg',
+            'split': s,
+            'imgid': i,
+            'sentences': _sentences('A dog runs.', 'A dog.'),
+        }
+        for i, s in enumerate(['train', 'test', 'train', 'val'])
+    ]
     ann = _write_karpathy(tmp_path / 'dataset_flickr30k.json', images, 'flickr30k')
-    ds = CaptionDataset(str(ann), data_root=str(tmp_path), image_root='flickr30k-images',
-                        split='train')
+    ds = CaptionDataset(
+        str(ann), data_root=str(tmp_path), image_root='flickr30k-images', split='train'
+    )
     assert [ds.get_data_info(i)['ori_image_id'] for i in range(len(ds))] == [0, 0, 2, 2]
     assert ds.get_data_info(2)['img_path'] == str(tmp_path / 'flickr30k-images' / '102.jpg')
 
@@ -102,7 +125,7 @@ def test_split_option_errors(tmp_path: Path) -> None:
     karpathy = _write_karpathy(tmp_path / 'dataset_coco.json', _coco_images())
     albef = tmp_path / 'coco_test.json'
     albef.write_text(json.dumps([{'image': 'a.jpg', 'caption': ['x']}]))
-    with pytest.raises(ValueError, match=r"dataset_coco\.json.*set split="):
+    with pytest.raises(ValueError, match=r'dataset_coco\.json.*set split='):
         CaptionDataset(str(karpathy))
     with pytest.raises(ValueError, match=r"split='test'.*coco_test\.json.*ALBEF format"):
         RetrievalDataset(str(albef), split='test')
@@ -115,18 +138,33 @@ def test_split_option_errors(tmp_path: Path) -> None:
         CaptionDataset(str(tmp_path / 'other.json'), split='test')
 
 
-@pytest.mark.parametrize('index, change, message', [
-    (4, lambda im: im.pop('filename'), r'images\[4\]: "filename" must be'),
-    (4, lambda im: im.update(split='testing'), r'images\[4\]: "split" must be one of'),
-    (4, lambda im: im.update(sentences=[]), r'images\[4\].*"sentences" must be a non-empty list'),
-    (4, lambda im: im['sentences'][1].pop('raw'),
-     r'images\[4\] \(COCO_val2014_000000000015\.jpg\): sentence 1 has no usable "raw"'),
-    (4, lambda im: im.update(cocoid=[15]), r'images\[4\].*image id must be'),
-    (6, lambda im: im.update(cocoid=15), r'images\[6\].*image id 15 already used by images\[4\]'),
-    (1, lambda im: im.update(split=None), r'images\[1\]: "split" must be one of'),  # any split
-])
-def test_bad_karpathy_entries_name_file_and_entry(tmp_path: Path, index: int, change,
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    'index, change, message',
+    [
+        (4, lambda im: im.pop('filename'), r'images\[4\]: "filename" must be'),
+        (4, lambda im: im.update(split='testing'), r'images\[4\]: "split" must be one of'),
+        (
+            4,
+            lambda im: im.update(sentences=[]),
+            r'images\[4\].*"sentences" must be a non-empty list',
+        ),
+        (
+            4,
+            lambda im: im['sentences'][1].pop('raw'),
+            r'images\[4\] \(COCO_val2014_000000000015\.jpg\): sentence 1 has no usable "raw"',
+        ),
+        (4, lambda im: im.update(cocoid=[15]), r'images\[4\].*image id must be'),
+        (
+            6,
+            lambda im: im.update(cocoid=15),
+            r'images\[6\].*image id 15 already used by images\[4\]',
+        ),
+        (1, lambda im: im.update(split=None), r'images\[1\]: "split" must be one of'),  # any split
+    ],
+)
+def test_bad_karpathy_entries_name_file_and_entry(
+    tmp_path: Path, index: int, change, message: str
+) -> None:
     images = _coco_images()
     change(images[index])
     ann = _write_karpathy(tmp_path / 'dataset_coco.json', images)
@@ -136,9 +174,9 @@ def test_bad_karpathy_entries_name_file_and_entry(tmp_path: Path, index: int, ch
 
 def test_bad_karpathy_entries_are_skipped_and_counted(tmp_path: Path) -> None:
     images = _coco_images()
-    images[4]['sentences'][0]['raw'] = '   '        # one bad sentence: the image stays
-    images[6]['sentences'] = [{'tokens': ['x']}]     # no usable sentence: the image goes
-    images.append('not an image')                    # malformed entry
+    images[4]['sentences'][0]['raw'] = '   '  # one bad sentence: the image stays
+    images[6]['sentences'] = [{'tokens': ['x']}]  # no usable sentence: the image goes
+    images.append('not an image')  # malformed entry
     ann = _write_karpathy(tmp_path / 'dataset_coco.json', images)
     ds = CaptionDataset(str(ann), split='test', skip_bad_samples=True)
     assert len(ds) == 1 and ds.get_data_info(0)['caption'] == 'image 15 caption 1'
@@ -149,22 +187,53 @@ def test_bad_karpathy_entries_are_skipped_and_counted(tmp_path: Path) -> None:
 D, EMBED, VOCAB = 32, 16, 60
 
 
-def _retrieval_model(use_ids: bool = True, queue_size: int = 8, img_size: int = 32,
-                     mlm: bool = False, seed: int = 0, **kwargs) -> ALBEFPretrainer:
+def _retrieval_model(
+    use_ids: bool = True,
+    queue_size: int = 8,
+    img_size: int = 32,
+    mlm: bool = False,
+    seed: int = 0,
+    **kwargs,
+) -> ALBEFPretrainer:
     torch.manual_seed(seed)
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=EMBED, queue_size=queue_size,
-                           use_image_ids=use_ids),
-                  itm=dict(type='ITMLoss', use_image_ids=use_ids))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=EMBED, queue_size=queue_size, use_image_ids=use_ids),
+        itm=dict(type='ITMLoss', use_image_ids=use_ids),
+    )
     if mlm:
         losses['mlm'] = dict(type='MLMLoss')
     return ALBEFPretrainer(
-        image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224',
-                            img_size=img_size, embed_dim=D, depth=1, num_heads=2),
-        text_backbone=dict(type='BertTextBackbone', vocab_size=VOCAB, hidden_size=D, num_layers=1,
-                           num_heads=2, intermediate_size=2 * D, max_position_embeddings=16),
-        fusion=dict(type='BertFusion', hidden_size=D, encoder_width=D, num_layers=2, num_heads=2,
-                    intermediate_size=2 * D, layer_offset=1),
-        embed_dim=EMBED, losses=losses, mlm_head=dict(type='MLMHead') if mlm else None, **kwargs)
+        image_backbone=dict(
+            type='TimmViTBackbone',
+            model_name='vit_tiny_patch16_224',
+            img_size=img_size,
+            embed_dim=D,
+            depth=1,
+            num_heads=2,
+        ),
+        text_backbone=dict(
+            type='BertTextBackbone',
+            vocab_size=VOCAB,
+            hidden_size=D,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=2 * D,
+            max_position_embeddings=16,
+        ),
+        fusion=dict(
+            type='BertFusion',
+            hidden_size=D,
+            encoder_width=D,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=2 * D,
+            layer_offset=1,
+        ),
+        embed_dim=EMBED,
+        losses=losses,
+        mlm_head=dict(type='MLMHead') if mlm else None,
+        **kwargs,
+    )
 
 
 def _batch(ids: list[int], img_size: int = 32, seed: int = 1) -> tuple[dict, list[DataSample]]:
@@ -175,9 +244,13 @@ def _batch(ids: list[int], img_size: int = 32, seed: int = 1) -> tuple[dict, lis
     images = {i: torch.randn(3, img_size, img_size, generator=g) for i in distinct}
     words = {i: torch.randint(5, VOCAB, (6,), generator=g) for i in distinct}
     input_ids = torch.stack([torch.cat([torch.tensor([2]), words[i]]) for i in ids])
-    inputs = dict(image=torch.stack([images[i] for i in ids]), input_ids=input_ids,
-                  attention_mask=torch.ones_like(input_ids),
-                  mlm_input_ids=input_ids.clone(), mlm_labels=torch.full_like(input_ids, -100))
+    inputs = dict(
+        image=torch.stack([images[i] for i in ids]),
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        mlm_input_ids=input_ids.clone(),
+        mlm_labels=torch.full_like(input_ids, -100),
+    )
     inputs['mlm_labels'][:, 3] = input_ids[:, 3]
     return inputs, [DataSample(metainfo=dict(image_id=i)) for i in ids]
 
@@ -200,9 +273,15 @@ def test_itc_targets_spread_over_every_caption_of_the_image() -> None:
     feats = dataclasses.replace(feats, alpha=alpha)
     got = itc(model_context(model, feats))['loss_itc'].item()
     # reference: numpy, float64, written out from ALBEF's model_retrieval.py equations
-    f = {k: v.detach().double().numpy() for k, v in
-         (('image_embed', feats.image_embed), ('text_embed', feats.text_embed),
-          ('image_embed_m', feats.momentum.image_embed), ('text_embed_m', feats.momentum.text_embed))}
+    f = {
+        k: v.detach().double().numpy()
+        for k, v in (
+            ('image_embed', feats.image_embed),
+            ('text_embed', feats.text_embed),
+            ('image_embed_m', feats.momentum.image_embed),
+            ('text_embed_m', feats.momentum.text_embed),
+        )
+    }
     cols_t = np.concatenate([f['text_embed_m'], itc.text_queue.double().numpy().T])
     cols_v = np.concatenate([f['image_embed_m'], itc.image_queue.double().numpy().T])
     col_ids = np.array(ids + itc.idx_queue[0].tolist())
@@ -210,8 +289,10 @@ def test_itc_targets_spread_over_every_caption_of_the_image() -> None:
     assert pos.sum(1).tolist() == [4, 4, 2, 1]  # 2 batch + 2 queue columns for image 5, ...
     pos /= pos.sum(1, keepdims=True)
     total = 0.0
-    for rows, rows_m, cols in ((f['image_embed'], f['image_embed_m'], cols_t),
-                               (f['text_embed'], f['text_embed_m'], cols_v)):
+    for rows, rows_m, cols in (
+        (f['image_embed'], f['image_embed_m'], cols_t),
+        (f['text_embed'], f['text_embed_m'], cols_v),
+    ):
         target = alpha * np.exp(_log_softmax(rows_m @ cols.T / temp)) + (1 - alpha) * pos
         total += -(_log_softmax(rows @ cols.T / temp) * target).sum(1).mean()
     assert got == pytest.approx(total / 2, abs=1e-5)
@@ -257,8 +338,9 @@ def test_itm_never_draws_a_negative_of_the_same_image(use_ids: bool, monkeypatch
 
 
 # ------------------------------------------------------------ loading a pre-training checkpoint
-def _pretraining_checkpoint(tmp_path: Path, queue_size: int = 16,
-                            momentum_keys: bool = True) -> tuple[Path, dict]:
+def _pretraining_checkpoint(
+    tmp_path: Path, queue_size: int = 16, momentum_keys: bool = True
+) -> tuple[Path, dict]:
     pre = _retrieval_model(use_ids=False, queue_size=queue_size, img_size=32, mlm=True, seed=7)
     with torch.no_grad():  # momentum copies that differ from the online weights, as after training
         for p in pre.image_backbone_m.parameters():
@@ -286,11 +368,16 @@ def test_pretrained_checkpoint_loads_for_fine_tuning(tmp_path: Path) -> None:
     model = _retrieval_model(queue_size=8, img_size=48, pretrained=str(path), seed=1)
     model.init_weights()
     own = model.state_dict()
-    for key in ('text_backbone.embeddings.word_embeddings.weight',
-                'fusion.layer.1.output.dense.weight', 'itm_head.fc.weight', 'vision_proj.weight',
-                'text_proj_m.weight', 'temp',
-                'image_backbone.vit.blocks.0.attn.qkv.weight',
-                'image_backbone_m.vit.blocks.0.attn.qkv.weight'):
+    for key in (
+        'text_backbone.embeddings.word_embeddings.weight',
+        'fusion.layer.1.output.dense.weight',
+        'itm_head.fc.weight',
+        'vision_proj.weight',
+        'text_proj_m.weight',
+        'temp',
+        'image_backbone.vit.blocks.0.attn.qkv.weight',
+        'image_backbone_m.vit.blocks.0.attn.qkv.weight',
+    ):
         assert torch.equal(own[key], state[key]), key
     # 32 px (2 x 2 patches) -> 48 px (3 x 3): interpolated, online and momentum alike
     for prefix in ('image_backbone', 'image_backbone_m'):
@@ -323,11 +410,14 @@ def test_checkpoint_without_momentum_copies(tmp_path: Path) -> None:
     path, state = _pretraining_checkpoint(tmp_path, momentum_keys=False)
     model = _retrieval_model(pretrained=str(path), seed=1)
     model.init_weights()
-    for online, shadow in zip(model.image_backbone.parameters(),
-                              model.image_backbone_m.parameters(), strict=True):
+    for online, shadow in zip(
+        model.image_backbone.parameters(), model.image_backbone_m.parameters(), strict=True
+    ):
         assert torch.equal(online, shadow)
-    assert torch.equal(model.image_backbone.vit.blocks[0].mlp.fc1.weight,
-                       state['image_backbone.vit.blocks.0.mlp.fc1.weight'])
+    assert torch.equal(
+        model.image_backbone.vit.blocks[0].mlp.fc1.weight,
+        state['image_backbone.vit.blocks.0.mlp.fc1.weight'],
+    )
 
 
 def test_runner_style_load_from_fits_resolution_and_queues(tmp_path: Path) -> None:
@@ -337,8 +427,9 @@ def test_runner_style_load_from_fits_resolution_and_queues(tmp_path: Path) -> No
     path, state = _pretraining_checkpoint(tmp_path, queue_size=16)
     model = _retrieval_model(queue_size=8, img_size=48, seed=1)
     load_checkpoint(model, str(path), map_location='cpu')
-    torch.testing.assert_close(model.image_backbone.vit.pos_embed,
-                               _bicubic_grid(state['image_backbone.vit.pos_embed'], 3))
+    torch.testing.assert_close(
+        model.image_backbone.vit.pos_embed, _bicubic_grid(state['image_backbone.vit.pos_embed'], 3)
+    )
     assert torch.equal(model.itm_head.fc.weight, state['itm_head.fc.weight'])
     assert model.losses['itc'].image_queue.shape == (EMBED, 8)
 
@@ -361,13 +452,16 @@ def _images_on_disk(root: Path, images: list[dict], skip: tuple[int, ...] = ()) 
 
 def test_prepare_writes_albef_files(tmp_path: Path, capsys) -> None:
     images = _coco_images()
-    images[1]['sentences'].append({'raw': ' ?! '})      # empty after cleaning: caption skipped
+    images[1]['sentences'].append({'raw': ' ?! '})  # empty after cleaning: caption skipped
     images.insert(3, {'filename': 'x.jpg', 'split': 'val', 'sentences': 'oops'})  # bad entry
     ann = _write_karpathy(tmp_path / 'dataset_coco.json', images)
     _images_on_disk(tmp_path / 'images', images, skip=(3, 7))  # images[7]: test image 17 missing
     out = tmp_path / 'out'
-    rc = prepare.run(_prepare_args('--karpathy', str(ann), '--out-dir', str(out),
-                                   '--image-root', str(tmp_path / 'images')))
+    rc = prepare.run(
+        _prepare_args(
+            '--karpathy', str(ann), '--out-dir', str(out), '--image-root', str(tmp_path / 'images')
+        )
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     train = json.loads((out / 'coco_train.json').read_text())
@@ -375,8 +469,11 @@ def test_prepare_writes_albef_files(tmp_path: Path, capsys) -> None:
     test = json.loads((out / 'coco_test.json').read_text())
     assert [e['image_id'] for e in train] == [11, 11, 12, 12, 12, 13, 16]  # train + restval
     assert all(isinstance(e['caption'], str) for e in train)
-    assert train[0] == {'image': 'train2014/COCO_train2014_000000000011.jpg',
-                        'caption': 'Image 11, Caption 0.', 'image_id': 11}
+    assert train[0] == {
+        'image': 'train2014/COCO_train2014_000000000011.jpg',
+        'caption': 'Image 11, Caption 0.',
+        'image_id': 11,
+    }
     assert [e['image_id'] for e in val] == [14]
     assert [(e['image_id'], len(e['caption'])) for e in test] == [(15, 2)]
     assert 'coco_train.json: 4 images (train + restval), 7 captions' in printed
@@ -395,11 +492,25 @@ def test_prepare_options_and_failures(tmp_path: Path, capsys) -> None:
     images = _coco_images()
     ann = _write_karpathy(tmp_path / 'dataset_coco.json', images)
     out = tmp_path / 'out'
-    rc = prepare.run(_prepare_args('--karpathy', str(ann), '--out-dir', str(out), '--no-restval',
-                                   '--name', 'mini', '--image-prefix', 'coco', '--splits',
-                                   'train,test'))
-    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ['mini_test.json',
-                                                                 'mini_train.json']
+    rc = prepare.run(
+        _prepare_args(
+            '--karpathy',
+            str(ann),
+            '--out-dir',
+            str(out),
+            '--no-restval',
+            '--name',
+            'mini',
+            '--image-prefix',
+            'coco',
+            '--splits',
+            'train,test',
+        )
+    )
+    assert rc == 0 and sorted(p.name for p in out.iterdir()) == [
+        'mini_test.json',
+        'mini_train.json',
+    ]
     train = json.loads((out / 'mini_train.json').read_text())
     assert [e['image_id'] for e in train] == [11, 11, 13]
     assert train[0]['image'] == 'coco/train2014/COCO_train2014_000000000011.jpg'
@@ -408,17 +519,20 @@ def test_prepare_options_and_failures(tmp_path: Path, capsys) -> None:
     images[2]['split'] = 'dev'
     _write_karpathy(ann, images)
     strict_out = tmp_path / 'strict'
-    rc = prepare.run(_prepare_args('--karpathy', str(ann), '--out-dir', str(strict_out),
-                                   '--strict'))
+    rc = prepare.run(
+        _prepare_args('--karpathy', str(ann), '--out-dir', str(strict_out), '--strict')
+    )
     assert rc == 1 and not strict_out.exists()
     assert 'images[2]: "split" must be one of' in capsys.readouterr().out
     # not a Karpathy file / missing file / a split with nothing usable
     (tmp_path / 'list.json').write_text('[]')
     for bad in (tmp_path / 'list.json', tmp_path / 'missing.json'):
         assert prepare.run(_prepare_args('--karpathy', str(bad), '--out-dir', str(out))) == 1
-    flickr = _write_karpathy(tmp_path / 'dataset_flickr30k.json',
-                             [{'filename': '1.jpg', 'split': 'train', 'imgid': 0,
-                               'sentences': _sentences('a dog')}], 'flickr30k')
+    flickr = _write_karpathy(
+        tmp_path / 'dataset_flickr30k.json',
+        [{'filename': '1.jpg', 'split': 'train', 'imgid': 0, 'sentences': _sentences('a dog')}],
+        'flickr30k',
+    )
     assert prepare.run(_prepare_args('--karpathy', str(flickr), '--out-dir', str(out))) == 1
     assert "no usable entry for split(s) ['val', 'test']" in capsys.readouterr().out
     assert isinstance(prepare.HELP, str) and '\n' not in prepare.HELP
@@ -432,7 +546,8 @@ def test_gpu_configs_carry_albefs_retrieval_recipe() -> None:
 
     coco = Config.fromfile(str(CONFIGS / 'albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py'))
     flickr = Config.fromfile(
-        str(CONFIGS / 'albef_vit-b16-bert-base_8xb32_flickr30k-retrieval-10e.py'))
+        str(CONFIGS / 'albef_vit-b16-bert-base_8xb32_flickr30k-retrieval-10e.py')
+    )
     zero = Config.fromfile(str(CONFIGS / 'albef_vit-b16-bert-base_zeroshot_flickr30k-1k.py'))
     for cfg, epochs, k in ((coco, 5, 256), (flickr, 10, 128)):
         model = cfg.model
@@ -459,15 +574,19 @@ def test_prepare_through_the_dispatcher(tmp_path: Path) -> None:
     import prepare_data  # tools/prepare_data.py
 
     ann = _write_karpathy(tmp_path / 'dataset_coco.json', _coco_images())
-    assert prepare_data.main(['retrieval', '--karpathy', str(ann), '--out-dir',
-                              str(tmp_path / 'out')]) == 0
+    assert (
+        prepare_data.main(['retrieval', '--karpathy', str(ann), '--out-dir', str(tmp_path / 'out')])
+        == 0
+    )
     assert (tmp_path / 'out' / 'coco_test.json').is_file()
 
 
 # ------------------------------------------------------- Runner runs on the real coco_mini images
 def _options(root: Path) -> list[str]:
-    return [f'{loader}.dataset.data_root={root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    return [
+        f'{loader}.dataset.data_root={root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
 
 
 def _build(config: Path, options: list[str]):
@@ -483,8 +602,11 @@ def _build(config: Path, options: list[str]):
 def _brute_rank(scores: list[float], gt: set[int]) -> int:
     """Pessimistic rank of the best ground truth: candidates scoring higher, plus the other
     candidates that tie with it."""
-    return min(sum(s > scores[g] for s in scores)
-               + sum(s == scores[g] for c, s in enumerate(scores) if c not in gt) for g in gt)
+    return min(
+        sum(s > scores[g] for s in scores)
+        + sum(s == scores[g] for c, s in enumerate(scores) if c not in gt)
+        for g in gt
+    )
 
 
 @torch.no_grad()
@@ -505,8 +627,12 @@ def _recomputed_recalls(config: Path, options: list[str], checkpoint: Path, k: i
         tokens, embed = model.encode_image(data['image'])
         image_tokens.append(tokens)
         image_embed.append(embed)
-        for ids, mask, b in zip(data['caption_ids'], data['caption_attention_mask'],
-                                data['caption_image_index'], strict=True):
+        for ids, mask, b in zip(
+            data['caption_ids'],
+            data['caption_attention_mask'],
+            data['caption_image_index'],
+            strict=True,
+        ):
             n = int(mask.sum())  # each caption alone, without the batch's padding
             texts.append(model.encode_text(ids[None, :n], mask[None, :n]))
             owner.append(offset + int(b))
@@ -517,7 +643,7 @@ def _recomputed_recalls(config: Path, options: list[str], checkpoint: Path, k: i
     def itm(i: int, t: int) -> float:
         tokens, _ = texts[t]
         mask = torch.ones(tokens.shape[:2], dtype=torch.long)
-        return float(model.itm_logits(tokens, mask, image_tokens[i:i + 1])[0, 1])
+        return float(model.itm_logits(tokens, mask, image_tokens[i : i + 1])[0, 1])
 
     n_img, n_txt = sim.shape
     txt_ranks, img_ranks = [], []
@@ -545,8 +671,11 @@ def _tiny_pretraining_checkpoint(tmp_path: Path, options: list[str]) -> Path:
     model_cfg = cfg.model
     model_cfg.image_backbone.img_size = 32
     model_cfg.mlm_head = dict(type='MLMHead')
-    model_cfg.losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=48),
-                            itm=dict(type='ITMLoss'), mlm=dict(type='MLMLoss'))
+    model_cfg.losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=48),
+        itm=dict(type='ITMLoss'),
+        mlm=dict(type='MLMLoss'),
+    )
     torch.manual_seed(11)
     model = MODELS.build(model_cfg)
     path = tmp_path / 'tiny_pretrain.pth'
@@ -578,18 +707,38 @@ def test_zero_shot_and_fine_tune_on_coco_mini(tmp_path: Path) -> None:
     pretrain = _tiny_pretraining_checkpoint(tmp_path, options)
     # zero-shot: evaluate the pre-training checkpoint as it is
     out_json = tmp_path / 'zeroshot.json'
-    metrics = test_tool.main([str(TINY_ZEROSHOT), str(pretrain), '--work-dir',
-                              str(tmp_path / 'zs'), '--out', str(out_json),
-                              '--cfg-options', *options])
-    _check_metrics(metrics, 'coco_mini_test_zeroshot',
-                   _recomputed_recalls(TINY_ZEROSHOT, options, pretrain, k=8))
+    metrics = test_tool.main(
+        [
+            str(TINY_ZEROSHOT),
+            str(pretrain),
+            '--work-dir',
+            str(tmp_path / 'zs'),
+            '--out',
+            str(out_json),
+            '--cfg-options',
+            *options,
+        ]
+    )
+    _check_metrics(
+        metrics,
+        'coco_mini_test_zeroshot',
+        _recomputed_recalls(TINY_ZEROSHOT, options, pretrain, k=8),
+    )
     written = json.loads(out_json.read_text())
     assert 'itc top-8 -> itm' in written['metrics']['coco_mini_test_zeroshot/protocol']
 
     # fine-tuning from the pre-training checkpoint, then the test split
     work = tmp_path / 'ft'
-    train_tool.main([str(TINY), '--work-dir', str(work), '--cfg-options', *options,
-                     f'model.pretrained={pretrain}'])
+    train_tool.main(
+        [
+            str(TINY),
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            *options,
+            f'model.pretrained={pretrain}',
+        ]
+    )
     checkpoint = work / 'epoch_1.pth'
     assert checkpoint.is_file()
     tuned = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
@@ -600,6 +749,14 @@ def test_zero_shot_and_fine_tune_on_coco_mini(tmp_path: Path) -> None:
     key = 'text_backbone.embeddings.word_embeddings.weight'
     delta = (tuned[key] - start[key]).abs().max()
     assert 0 < delta < 1e-3
-    metrics = test_tool.main([str(TINY), str(checkpoint), '--work-dir', str(tmp_path / 'test'),
-                              '--cfg-options', *options])
+    metrics = test_tool.main(
+        [
+            str(TINY),
+            str(checkpoint),
+            '--work-dir',
+            str(tmp_path / 'test'),
+            '--cfg-options',
+            *options,
+        ]
+    )
     _check_metrics(metrics, 'coco_mini_test', _recomputed_recalls(TINY, options, checkpoint, k=8))

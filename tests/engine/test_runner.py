@@ -1,4 +1,5 @@
 """The real MMEngine Runner on a tiny config: train, evaluate, save, resume identically, test, DDP."""
+
 from __future__ import annotations
 
 import glob
@@ -42,9 +43,12 @@ def test_training_saves_checkpoints_and_evaluates(full_run):
     assert 'rng_state' in ckpt and 'optimizer' in ckpt
     first = load(full_run / 'epoch_1.pth')
     assert int(first['state_dict']['losses.itc.queue_ptr']) == 0  # 4 x 4 = 16 = queue size
-    assert not torch.equal(first['state_dict']['losses.itc.image_queue'],
-                           ckpt['state_dict']['losses.itc.image_queue'])
-    scalars = [json.loads(line) for line in open(glob.glob(str(full_run / '*/vis_data/scalars.json'))[0])]
+    assert not torch.equal(
+        first['state_dict']['losses.itc.image_queue'], ckpt['state_dict']['losses.itc.image_queue']
+    )
+    scalars = [
+        json.loads(line) for line in open(glob.glob(str(full_run / '*/vis_data/scalars.json'))[0])
+    ]
     train = [s for s in scalars if 'loss_itc' in s]
     assert len(train) == 8
     # AlphaWarmupHook: the distillation weight ramps over the first epoch (4 iterations)
@@ -67,8 +71,18 @@ def test_tensorboard_receives_losses_lr_temperature_and_metrics(full_run):
     acc = EventAccumulator(files[0])
     acc.Reload()
     tags = set(acc.Tags()['scalars'])
-    assert {'loss', 'loss_itc', 'loss_itm', 'loss_mlm', 'lr', 'temp', 'alpha',
-            'retrieval/txt_r1', 'retrieval/img_r10', 'retrieval/r_mean'} <= tags
+    assert {
+        'loss',
+        'loss_itc',
+        'loss_itm',
+        'loss_mlm',
+        'lr',
+        'temp',
+        'alpha',
+        'retrieval/txt_r1',
+        'retrieval/img_r10',
+        'retrieval/r_mean',
+    } <= tags
 
 
 def test_resume_continues_the_same_run(full_run, tmp_path):
@@ -95,8 +109,16 @@ def test_auto_resume_picks_latest_checkpoint(full_run, tmp_path):
 
 def test_test_tool_writes_metrics(full_run, tmp_path):
     out = tmp_path / 'metrics.json'
-    metrics = test_tool.main([CONFIG, str(full_run / 'epoch_2.pth'), '--out', str(out),
-                              '--work-dir', str(tmp_path / 'test')])
+    metrics = test_tool.main(
+        [
+            CONFIG,
+            str(full_run / 'epoch_2.pth'),
+            '--out',
+            str(out),
+            '--work-dir',
+            str(tmp_path / 'test'),
+        ]
+    )
     saved = json.loads(out.read_text())
     assert saved['metrics']['retrieval/txt_r10'] == metrics['retrieval/txt_r10']
     assert 'itc top-4 -> itm' in saved['metrics']['retrieval/protocol']
@@ -123,10 +145,23 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
-           str(ROOT / 'tools' / 'train.py'), CONFIG, '--launcher', 'pytorch', '--work-dir',
-           str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-           'train_dataloader.dataset.num_images=4']
+    cmd = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--nproc_per_node=2',
+        f'--master_port={port}',
+        str(ROOT / 'tools' / 'train.py'),
+        CONFIG,
+        '--launcher',
+        'pytorch',
+        '--work-dir',
+        str(tmp_path),
+        '--cfg-options',
+        'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1',
+        'train_dataloader.dataset.num_images=4',
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ckpt = load(tmp_path / 'epoch_1.pth')
@@ -153,8 +188,9 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 900) -> None:
     start = time.monotonic()
     while not predicate():
         if proc.poll() is not None:
-            raise AssertionError(f'child exited early ({proc.returncode}): '
-                                 + proc.stdout.read()[-3000:])
+            raise AssertionError(
+                f'child exited early ({proc.returncode}): ' + proc.stdout.read()[-3000:]
+            )
         if time.monotonic() - start > timeout:
             proc.kill()
             raise AssertionError('child too slow')
@@ -173,13 +209,30 @@ def test_kill_9_mid_epoch_then_resume_continues_exactly(full_run, tmp_path):
     child = str(ROOT / 'tests' / 'engine' / 'crash_child.py')
     works = {0: tmp_path / 'nw0', 2: tmp_path / 'nw2'}
     procs = {
-        0: subprocess.Popen([sys.executable, child, '--block-save', '2', CONFIG, '--work-dir',
-                             str(works[0])], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True),
-        2: subprocess.Popen([sys.executable, child, CONFIG, '--work-dir', str(works[2]),
-                             '--cfg-options', 'train_dataloader.num_workers=2',
-                             'train_dataloader.persistent_workers=True'], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)}
+        0: subprocess.Popen(
+            [sys.executable, child, '--block-save', '2', CONFIG, '--work-dir', str(works[0])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+        2: subprocess.Popen(
+            [
+                sys.executable,
+                child,
+                CONFIG,
+                '--work-dir',
+                str(works[2]),
+                '--cfg-options',
+                'train_dataloader.num_workers=2',
+                'train_dataloader.persistent_workers=True',
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+    }
     try:
         wait_for(lambda: (works[0] / 'BLOCKED').exists(), procs[0])
         wait_for(lambda: (works[2] / 'last_checkpoint').exists(), procs[2])
@@ -199,15 +252,24 @@ def test_kill_9_mid_epoch_then_resume_continues_exactly(full_run, tmp_path):
     for nw, work in works.items():
         resumed_from = Path((work / 'last_checkpoint').read_text())
         start = load(resumed_from)['meta']['iter']
-        train_tool.main([CONFIG, '--work-dir', str(work), '--resume', '--cfg-options',
-                         f'train_dataloader.num_workers={nw}',
-                         f'train_dataloader.persistent_workers={nw > 0}'])
+        train_tool.main(
+            [
+                CONFIG,
+                '--work-dir',
+                str(work),
+                '--resume',
+                '--cfg-options',
+                f'train_dataloader.num_workers={nw}',
+                f'train_dataloader.persistent_workers={nw > 0}',
+            ]
+        )
         resumed = train_losses(scalars_of(work))
         assert sorted(resumed) == list(range(start + 1, 9)), (nw, resumed_from, sorted(resumed))
         for step, values in resumed.items():
             for key, value in values.items():
-                assert value == pytest.approx(reference[step][key], abs=1e-6, rel=0), \
+                assert value == pytest.approx(reference[step][key], abs=1e-6, rel=0), (
                     f'num_workers={nw}, resumed from {resumed_from.name}: {key} at iteration {step}'
+                )
         state = load(work / 'epoch_2.pth')['state_dict']
         for key in ('losses.itc.image_queue', 'losses.itc.text_queue', 'losses.itc.queue_ptr'):
             assert torch.allclose(state[key].float(), final[key].float(), atol=1e-6), (nw, key)
@@ -220,8 +282,9 @@ def test_deterministic_runs_are_bit_identical(full_run, tmp_path):
     retrieval metrics, bit for bit."""
     train_tool.main([CONFIG, '--work-dir', str(tmp_path)])
     first, second = scalars_of(full_run, run=0), scalars_of(tmp_path)
-    strip = [{k: v for k, v in s.items() if k not in ('time', 'data_time', 'eta')}
-             for s in first], [{k: v for k, v in s.items() if k not in ('time', 'data_time', 'eta')}
-                               for s in second]
+    strip = (
+        [{k: v for k, v in s.items() if k not in ('time', 'data_time', 'eta')} for s in first],
+        [{k: v for k, v in s.items() if k not in ('time', 'data_time', 'eta')} for s in second],
+    )
     assert any('retrieval/r_mean' in s for s in strip[0]) and len(strip[0]) >= 9
     assert strip[0] == strip[1]

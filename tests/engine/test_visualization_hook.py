@@ -1,4 +1,5 @@
 """Soft masks, their visualisation (tool and training hook) and the Grad-CAM pointing evaluation."""
+
 from __future__ import annotations
 
 import glob
@@ -12,9 +13,15 @@ from mmengine.config import Config
 
 from tests.models.test_mutation_guards import reference_gradcam
 from vlreg.evaluation.pointing import PointingMetric, box_chance, peak_location, pointing_hit
-from vlreg.models.utils.softmask import (apply_soft_mask, content_words, minmax_normalise,
-                                         resolve_fusion_layer, soft_mask_from_cam, upsample_map,
-                                         word_rows_mean)
+from vlreg.models.utils.softmask import (
+    apply_soft_mask,
+    content_words,
+    minmax_normalise,
+    resolve_fusion_layer,
+    soft_mask_from_cam,
+    upsample_map,
+    word_rows_mean,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / 'tests' / 'configs' / 'tiny_synthetic.py')
@@ -37,8 +44,9 @@ def test_soft_mask_range_and_monotone():
     rows = torch.arange(5)
     assert torch.allclose(mask[rows, peak], torch.zeros(5))  # the most relevant: damped most
     assert torch.allclose(mask[rows, low], torch.ones(5))
-    expected = 1 - (cam - cam.amin(1, keepdim=True)) / (cam.amax(1, keepdim=True) -
-                                                         cam.amin(1, keepdim=True))
+    expected = 1 - (cam - cam.amin(1, keepdim=True)) / (
+        cam.amax(1, keepdim=True) - cam.amin(1, keepdim=True)
+    )
     assert torch.allclose(mask, expected, atol=1e-6)
 
 
@@ -53,7 +61,7 @@ def test_soft_mask_constant_map_and_no_nan():
 
 def test_soft_mask_sharpness_and_strength():
     cam = torch.tensor([[0.0, 0.25, 0.5, 0.75, 1.0]])
-    assert torch.allclose(soft_mask_from_cam(cam, sharpness=2.0), 1 - cam ** 2)
+    assert torch.allclose(soft_mask_from_cam(cam, sharpness=2.0), 1 - cam**2)
     # sharper: damps the strongest patches only, so every mask value is at least as large
     assert (soft_mask_from_cam(cam, sharpness=2.0) >= soft_mask_from_cam(cam) - 1e-7).all()
     assert (soft_mask_from_cam(cam, sharpness=0.5) <= soft_mask_from_cam(cam) + 1e-7).all()
@@ -76,8 +84,11 @@ def test_apply_soft_mask_upsample_and_words():
     up = upsample_map(torch.arange(4.0).reshape(1, 2, 2), (8, 6))
     assert up.shape == (1, 8, 6) and up.min() >= 0 and up.max() <= 3
     assert upsample_map(torch.ones(3, 3), 12).shape == (12, 12)
-    assert content_words(['[CLS]', 'a', 'sky', '##scraper', '.', 'red', '[PAD]']) == \
-        [('a', [1]), ('skyscraper', [2, 3]), ('red', [5])]
+    assert content_words(['[CLS]', 'a', 'sky', '##scraper', '.', 'red', '[PAD]']) == [
+        ('a', [1]),
+        ('skyscraper', [2, 3]),
+        ('red', [5]),
+    ]
     cam = torch.arange(12.0).reshape(4, 3)
     assert torch.equal(word_rows_mean(cam, [[1], [2, 3]]), torch.stack([cam[1], cam[2:4].mean(0)]))
     assert resolve_fusion_layer(2, 6) == (2, None)
@@ -141,8 +152,9 @@ def test_render_figure_shape():
     fig = render_softmask_figure(image, ['a', 'red', 'circle'], cams, 1, mask, title='a red circle')
     assert fig.dtype == np.uint8 and fig.ndim == 3 and fig.shape[2] == 3
     assert fig.shape[1] > 4 * 100 and fig.shape[0] > 100
-    many = render_softmask_figure(image, [f'w{i}' for i in range(12)], torch.rand(12, 4, 4), 0,
-                                  mask, max_cols=8)
+    many = render_softmask_figure(
+        image, [f'w{i}' for i in range(12)], torch.rand(12, 4, 4), 0, mask, max_cols=8
+    )
     assert many.shape[0] > fig.shape[0]  # 14 panels wrap onto a second row
     stacked = stack_figures([fig, many])
     assert stacked.shape[1] == max(fig.shape[1], many.shape[1])
@@ -161,8 +173,9 @@ def test_visualize_tool_end_to_end(tmp_path, capsys):
     ckpt = tmp_path / 'tiny.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = tmp_path / 'figs' / 'softmask.png'
-    result = tool.main([CONFIG, str(ckpt), '--image', 'synthetic:0:3', '--word-index', '1',
-                        '--out', str(out)])
+    result = tool.main(
+        [CONFIG, str(ckpt), '--image', 'synthetic:0:3', '--word-index', '1', '--out', str(out)]
+    )
     printed = capsys.readouterr().out
     assert out.is_file() and str(out) in printed and repr(result['word']) in printed
     assert result['word'] == result['words'][1]
@@ -172,11 +185,31 @@ def test_visualize_tool_end_to_end(tmp_path, capsys):
     assert png.shape[1] >= min(panels, 8) * 100 and png.shape[0] >= 150
     assert result['mask'].shape == (4, 4) and 0 <= float(result['mask'].min()) <= 1
     # by text, and a word that is not there
-    tool.main([CONFIG, str(ckpt), '--image', 'synthetic:0:3', '--word', result['words'][-1],
-               '--out', str(tmp_path / 'b.png')])
+    tool.main(
+        [
+            CONFIG,
+            str(ckpt),
+            '--image',
+            'synthetic:0:3',
+            '--word',
+            result['words'][-1],
+            '--out',
+            str(tmp_path / 'b.png'),
+        ]
+    )
     with pytest.raises(ValueError, match='not a word'):
-        tool.main([CONFIG, str(ckpt), '--image', 'synthetic:0:3', '--word', 'zebra',
-                   '--out', str(tmp_path / 'c.png')])
+        tool.main(
+            [
+                CONFIG,
+                str(ckpt),
+                '--image',
+                'synthetic:0:3',
+                '--word',
+                'zebra',
+                '--out',
+                str(tmp_path / 'c.png'),
+            ]
+        )
 
 
 # ------------------------------------------------------------------------------------ the hook
@@ -191,7 +224,8 @@ def _train_cfg(work_dir: Path, hook: bool) -> Config:
     cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
     if hook:
         cfg.custom_hooks = list(cfg.custom_hooks) + [
-            dict(type='SoftMaskVisualizationHook', interval=2, num_samples=2)]
+            dict(type='SoftMaskVisualizationHook', interval=2, num_samples=2)
+        ]
     return cfg
 
 
@@ -207,10 +241,13 @@ def test_hook_logs_images_without_changing_training(tmp_path):
             calls = []
             add_image = runner.visualizer.add_image
             runner.visualizer.add_image = lambda name, image, step=0: (
-                calls.append((name, image.shape, step)), add_image(name, image, step))
+                calls.append((name, image.shape, step)),
+                add_image(name, image, step),
+            )
         runner.train()
-        states[hook] = torch.load(work / 'epoch_1.pth', map_location='cpu',
-                                  weights_only=True)['state_dict']
+        states[hook] = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=True)[
+            'state_dict'
+        ]
     # 8 images x 2 captions / batch 4 = 4 iterations: figures after iterations 2 and 4
     assert [(c[0], c[2]) for c in calls] == [('softmask', 2), ('softmask', 4)]
     assert all(len(shape) == 3 and shape[2] == 3 and shape[0] > 200 for _, shape, _ in calls)
@@ -255,8 +292,8 @@ def test_pointing_loop_matches_direct_recomputation(tmp_path, word_ids):
         data = model.data_preprocessor(pseudo_collate([dataset[idx]]), False)
         inputs, sample = data['inputs'], data['data_samples'][0]
         for j in range(2):
-            ids = inputs['caption_ids'][j:j + 1]
-            mask = inputs['caption_attention_mask'][j:j + 1]
+            ids = inputs['caption_ids'][j : j + 1]
+            mask = inputs['caption_attention_mask'][j : j + 1]
             length = int(mask.sum())
             cam, _ = reference_gradcam(model, inputs['image'], ids[:, :length], mask[:, :length], 0)
             for k, words in enumerate(sample.gt_word_indices[j]):

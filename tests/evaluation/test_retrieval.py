@@ -1,4 +1,5 @@
 """Retrieval ranks, recall@K and the top-k re-rank, against brute-force references written here."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,14 @@ import random
 import pytest
 import torch
 
-from vlreg.evaluation.retrieval import (ground_truth_ranks, image_retrieval_ranks, recall_at_k,
-                                        retrieval_metrics, text_retrieval_ranks, topk_rerank)
+from vlreg.evaluation.retrieval import (
+    ground_truth_ranks,
+    image_retrieval_ranks,
+    recall_at_k,
+    retrieval_metrics,
+    text_retrieval_ranks,
+    topk_rerank,
+)
 
 
 # ------------------------------------------------------------------------- brute-force references
@@ -50,23 +57,30 @@ def test_ranks_match_brute_force(integer_scores: bool, ties: str) -> None:
     s_i2t, s_t2i, img2txt, txt2img = random_problem(23, seed=1, integer_scores=integer_scores)
     txt_ranks = text_retrieval_ranks(s_i2t, img2txt, ties=ties, chunk_size=4)
     img_ranks = image_retrieval_ranks(s_t2i, txt2img, ties=ties, chunk_size=5)
-    expected_txt = [brute_rank(s_i2t[i].tolist(), set(img2txt[i]), ties)
-                    for i in range(len(img2txt))]
+    expected_txt = [
+        brute_rank(s_i2t[i].tolist(), set(img2txt[i]), ties) for i in range(len(img2txt))
+    ]
     expected_img = [brute_rank(s_t2i[t].tolist(), {txt2img[t]}, ties) for t in range(len(txt2img))]
     assert txt_ranks.tolist() == expected_txt
     assert img_ranks.tolist() == expected_img
     # several captions: the best-placed ground truth counts, i.e. the min over them (without ties
     # the other ground truths never compete, so the per-caption ranks agree)
-    per_gt = [min(brute_rank(s_i2t[i].tolist(), {t}, ties) for t in img2txt[i])
-              for i in range(len(img2txt))]
+    per_gt = [
+        min(brute_rank(s_i2t[i].tolist(), {t}, ties) for t in img2txt[i])
+        for i in range(len(img2txt))
+    ]
     if ties == 'optimistic' or not integer_scores:
         assert txt_ranks.tolist() == per_gt
 
 
 def test_ties_by_hand() -> None:
-    scores = torch.tensor([[1.0, 1.0, 0.5, 2.0],   # gt 0 tied with non-gt 1, below 3
-                           [2.0, 2.0, 3.0, 0.0],   # gt 0 and 1 tied with each other, below 2
-                           [-100.0, -100.0, -100.0, 5.0]])  # gt 1 in a fill tie
+    scores = torch.tensor(
+        [
+            [1.0, 1.0, 0.5, 2.0],  # gt 0 tied with non-gt 1, below 3
+            [2.0, 2.0, 3.0, 0.0],  # gt 0 and 1 tied with each other, below 2
+            [-100.0, -100.0, -100.0, 5.0],
+        ]
+    )  # gt 1 in a fill tie
     gt = [[0], [0, 1], [1]]
     assert ground_truth_ranks(scores, gt, ties='pessimistic').tolist() == [2, 1, 3]
     assert ground_truth_ranks(scores, gt, ties='optimistic').tolist() == [1, 1, 1]

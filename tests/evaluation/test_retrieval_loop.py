@@ -6,6 +6,7 @@ deterministic ``nn.Module`` exposing exactly the four methods the loop may call
 model and says nothing about the real ALBEF pretrainer; it lets the test compute the expected
 scores directly and compare.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,8 +40,10 @@ class StandInPreprocessor(nn.Module):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         batch = self._batch(data['inputs'])
-        return {'inputs': {k: v.to(self.probe.device) for k, v in batch.items()},
-                'data_samples': data['data_samples']}
+        return {
+            'inputs': {k: v.to(self.probe.device) for k, v in batch.items()},
+            'data_samples': data['data_samples'],
+        }
 
     @staticmethod
     def _batch(inputs: list[dict]) -> dict[str, torch.Tensor]:
@@ -48,11 +51,14 @@ class StandInPreprocessor(nn.Module):
         length = max(len(c) for c in captions)
         ids = torch.zeros(len(captions), length, dtype=torch.long)
         for j, c in enumerate(captions):
-            ids[j, :len(c)] = c
+            ids[j, : len(c)] = c
         owner = [b for b, item in enumerate(inputs) for _ in item['caption_ids']]
-        return {'image': torch.stack([i['image'] for i in inputs]).float() / 255,
-                'caption_ids': ids, 'caption_attention_mask': (ids != 0).long(),
-                'caption_image_index': torch.tensor(owner)}
+        return {
+            'image': torch.stack([i['image'] for i in inputs]).float() / 255,
+            'caption_ids': ids,
+            'caption_attention_mask': (ids != 0).long(),
+            'caption_image_index': torch.tensor(owner),
+        }
 
 
 class StandInRetrievalModel(nn.Module):
@@ -70,12 +76,13 @@ class StandInRetrievalModel(nn.Module):
         self.itm_pairs: list[int] = []
 
     def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        patches = image.flatten(2).transpose(1, 2) @ self.patch           # [B, 16, D]
-        tokens = torch.cat([patches.mean(1, keepdim=True), patches], 1)   # [B, 17, D]
+        patches = image.flatten(2).transpose(1, 2) @ self.patch  # [B, 16, D]
+        tokens = torch.cat([patches.mean(1, keepdim=True), patches], 1)  # [B, 17, D]
         return tokens, nn.functional.normalize(tokens[:, 0] @ self.proj_image, dim=-1)
 
-    def encode_text(self, ids: torch.Tensor,
-                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(
+        self, ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.words[ids] * mask[..., None]
         return tokens, nn.functional.normalize(self._pool(tokens, mask) @ self.proj_text, dim=-1)
 
@@ -83,8 +90,9 @@ class StandInRetrievalModel(nn.Module):
     def _pool(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
-    def itm_logits(self, text_tokens: torch.Tensor, text_mask: torch.Tensor,
-                   image_tokens: torch.Tensor) -> torch.Tensor:
+    def itm_logits(
+        self, text_tokens: torch.Tensor, text_mask: torch.Tensor, image_tokens: torch.Tensor
+    ) -> torch.Tensor:
         self.itm_pairs.append(text_tokens.shape[0])
         text = self._pool(text_tokens, text_mask)
         image = torch.tanh(image_tokens[:, 1:] @ self.match).amax(1)
@@ -102,13 +110,21 @@ class TinyRetrievalDataset(torch.utils.data.Dataset):
         self.items = []
         start = 0
         for i, n in enumerate(NUM_CAPTIONS):
-            captions = [torch.randint(1, VOCAB, (int(torch.randint(3, 8, (1,), generator=g)),),
-                                      generator=g) for _ in range(n)]
+            captions = [
+                torch.randint(1, VOCAB, (int(torch.randint(3, 8, (1,), generator=g)),), generator=g)
+                for _ in range(n)
+            ]
             image = torch.randint(0, 256, (3, 4, 4), generator=g, dtype=torch.uint8)
-            self.items.append({
-                'inputs': {'image': image, 'caption_ids': captions},
-                'data_samples': BaseDataElement(metainfo=dict(
-                    sample_idx=i, image_id=100 + i, text_index=list(range(start, start + n))))})
+            self.items.append(
+                {
+                    'inputs': {'image': image, 'caption_ids': captions},
+                    'data_samples': BaseDataElement(
+                        metainfo=dict(
+                            sample_idx=i, image_id=100 + i, text_index=list(range(start, start + n))
+                        )
+                    ),
+                }
+            )
             start += n
 
     def __len__(self) -> int:
@@ -119,8 +135,10 @@ class TinyRetrievalDataset(torch.utils.data.Dataset):
 
 
 def list_collate(batch: list[dict]) -> dict:
-    return {'inputs': [b['inputs'] for b in batch],
-            'data_samples': [b['data_samples'] for b in batch]}
+    return {
+        'inputs': [b['inputs'] for b in batch],
+        'data_samples': [b['data_samples'] for b in batch],
+    }
 
 
 # ------------------------------------------------------------------------------ expected, directly
@@ -153,8 +171,14 @@ def expected_scores(k: int | None, score: str) -> dict:
                 wanted.add((q, c) if images else (c, q))
         return out
 
-    return dict(scores_i2t=rerank(sim, itm, True), scores_t2i=rerank(sim.t(), itm.t(), False),
-                sim=sim, img2txt=img2txt, txt2img=txt2img, pairs=len(wanted))
+    return dict(
+        scores_i2t=rerank(sim, itm, True),
+        scores_t2i=rerank(sim.t(), itm.t(), False),
+        sim=sim,
+        img2txt=img2txt,
+        txt2img=txt2img,
+        pairs=len(wanted),
+    )
 
 
 class CountingHook(Hook):
@@ -180,13 +204,23 @@ class CountingHook(Hook):
         self.metrics = metrics
 
 
-def make_runner(work_dir: str, loop: dict, model: nn.Module, loader: DataLoader, hook: Hook,
-                test: bool = False) -> Runner:
-    phase = dict(test_dataloader=loader, test_cfg=loop, test_evaluator=dict(type='RetrievalMetric')
-                 ) if test else dict(val_dataloader=loader, val_cfg=loop,
-                                     val_evaluator=dict(type='RetrievalMetric'))
-    return Runner(model=model, work_dir=work_dir, default_scope='vlreg', custom_hooks=[hook],
-                  log_level='WARNING', experiment_name=f'retrieval_loop_{next(_RUN_IDS)}', **phase)
+def make_runner(
+    work_dir: str, loop: dict, model: nn.Module, loader: DataLoader, hook: Hook, test: bool = False
+) -> Runner:
+    phase = (
+        dict(test_dataloader=loader, test_cfg=loop, test_evaluator=dict(type='RetrievalMetric'))
+        if test
+        else dict(val_dataloader=loader, val_cfg=loop, val_evaluator=dict(type='RetrievalMetric'))
+    )
+    return Runner(
+        model=model,
+        work_dir=work_dir,
+        default_scope='vlreg',
+        custom_hooks=[hook],
+        log_level='WARNING',
+        experiment_name=f'retrieval_loop_{next(_RUN_IDS)}',
+        **phase,
+    )
 
 
 @pytest.fixture
@@ -221,13 +255,18 @@ def check_result(got: dict, metrics: dict, k: int | None, score: str) -> None:
 
 # --------------------------------------------------------------------------------- single process
 @pytest.mark.slow
-@pytest.mark.parametrize('k,score,batch_size',
-                         [(3, 'itm', 5), (None, 'itm+itc', 64), (0, 'itm', 8)])
+@pytest.mark.parametrize(
+    'k,score,batch_size', [(3, 'itm', 5), (None, 'itm+itc', 64), (0, 'itm', 8)]
+)
 def test_val_loop_matches_direct_scores(tmp_path, captured, k, score, batch_size) -> None:
     model, hook = StandInRetrievalModel(), CountingHook()
     # the sampler repeats images 0 and 1 at the end, as a padding distributed sampler does
-    loader = DataLoader(TinyRetrievalDataset(), batch_size=3, collate_fn=list_collate,
-                        sampler=[0, 1, 2, 3, 4, 5, 6, 0, 1])
+    loader = DataLoader(
+        TinyRetrievalDataset(),
+        batch_size=3,
+        collate_fn=list_collate,
+        sampler=[0, 1, 2, 3, 4, 5, 6, 0, 1],
+    )
     loop = dict(type='RetrievalValLoop', k=k, score=score, itm_batch_size=batch_size)
     metrics = make_runner(str(tmp_path), loop, model, loader, hook).val()
     (got,) = captured
@@ -263,8 +302,9 @@ def _distributed_worker(rank: int, world: int, tmp: str) -> None:
     from mmengine.dataset import DefaultSampler
     from mmengine.model import MMDistributedDataParallel
 
-    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp}/rendezvous',
-                                         rank=rank, world_size=world)
+    torch.distributed.init_process_group(
+        'gloo', init_method=f'file://{tmp}/rendezvous', rank=rank, world_size=world
+    )
     try:
         received: list[dict] = []
         original = RetrievalMetric.process
@@ -276,13 +316,24 @@ def _distributed_worker(rank: int, world: int, tmp: str) -> None:
         RetrievalMetric.process = spy
         dataset = TinyRetrievalDataset()
         # 7 images on 2 ranks: the sampler pads one repeated image; batches of 3 leave ranks uneven
-        loader = DataLoader(dataset, batch_size=3, collate_fn=list_collate,
-                            sampler=DefaultSampler(dataset, shuffle=False))
+        loader = DataLoader(
+            dataset,
+            batch_size=3,
+            collate_fn=list_collate,
+            sampler=DefaultSampler(dataset, shuffle=False),
+        )
         model = MMDistributedDataParallel(StandInRetrievalModel())
         loop = dict(type='RetrievalValLoop', k=3, score='itm+itc', itm_batch_size=4)
         metrics = make_runner(f'{tmp}/work', loop, model, loader, CountingHook()).val()
-        torch.save(dict(metrics=metrics, got=received[0], itm_pairs=model.module.itm_pairs,
-                        rows=len(list(iter(loader.sampler)))), f'{tmp}/rank{rank}.pt')
+        torch.save(
+            dict(
+                metrics=metrics,
+                got=received[0],
+                itm_pairs=model.module.itm_pairs,
+                rows=len(list(iter(loader.sampler))),
+            ),
+            f'{tmp}/rank{rank}.pt',
+        )
     finally:
         torch.distributed.destroy_process_group()
 

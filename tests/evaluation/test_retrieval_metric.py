@@ -1,4 +1,5 @@
 """RetrievalMetric: registry, compact results, compute_metrics and the logged protocol."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,10 +15,10 @@ def problem() -> dict:
     img2txt = [[0, 1], [2, 3, 4], [5], [6, 7, 8]]
     txt2img = [0, 0, 1, 1, 1, 2, 3, 3, 3]
     scores_i2t = torch.full((4, 9), -100.0)
-    scores_i2t[0, [1, 5]] = torch.tensor([0.5, 0.9])      # gt 1 behind text 5: rank 1
-    scores_i2t[1, [3, 0]] = torch.tensor([0.8, 0.1])      # gt 3 first: rank 0
-    scores_i2t[2, [0, 1, 2, 3, 4, 6]] = 1.0               # gt 5 in the fill: rank 8 (pessimistic)
-    scores_i2t[3, [8]] = 2.0                              # rank 0
+    scores_i2t[0, [1, 5]] = torch.tensor([0.5, 0.9])  # gt 1 behind text 5: rank 1
+    scores_i2t[1, [3, 0]] = torch.tensor([0.8, 0.1])  # gt 3 first: rank 0
+    scores_i2t[2, [0, 1, 2, 3, 4, 6]] = 1.0  # gt 5 in the fill: rank 8 (pessimistic)
+    scores_i2t[3, [8]] = 2.0  # rank 0
     # text queries: ground truth at rank t % 4
     scores_t2i = torch.zeros(9, 4)
     for t, img in enumerate(txt2img):
@@ -26,8 +27,14 @@ def problem() -> dict:
         order.insert(pos, order.pop(0))
         scores_t2i[t, order] = torch.tensor([4.0, 3.0, 2.0, 1.0])
     itc = torch.eye(4, 9)
-    return dict(scores_i2t=scores_i2t, scores_t2i=scores_t2i, img2txt=img2txt, txt2img=txt2img,
-                protocol=dict(k=2, score='itm+itc'), itc_i2t=itc)
+    return dict(
+        scores_i2t=scores_i2t,
+        scores_t2i=scores_t2i,
+        img2txt=img2txt,
+        txt2img=txt2img,
+        protocol=dict(k=2, score='itm+itc'),
+        itc_i2t=itc,
+    )
 
 
 def expected_recalls() -> dict[str, float]:

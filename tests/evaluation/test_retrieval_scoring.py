@@ -1,6 +1,7 @@
 """The retrieval loop's scoring on a real (tiny) ALBEF: same rankings as a one-query-at-a-time
 reference loop (ALBEF's protocol, written here), each pair scored once, each image's
 cross-attention keys / values projected once, and the top-k form equal to the dense one."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,17 @@ def setup() -> tuple:
         txt_tok, txt_emb = model.encode_text(ids, mask)
     txt2img = [t // PER_IMG for t in range(n_txt)]
     img2txt = [[i * PER_IMG + j for j in range(PER_IMG)] for i in range(N_IMG)]
-    feats = _Features(img_tok, txt_tok, mask, img_emb, txt_emb, torch.arange(N_IMG),
-                      torch.arange(n_txt), img2txt, txt2img)
+    feats = _Features(
+        img_tok,
+        txt_tok,
+        mask,
+        img_emb,
+        txt_emb,
+        torch.arange(N_IMG),
+        torch.arange(n_txt),
+        img2txt,
+        txt2img,
+    )
     return model, feats, lengths
 
 
@@ -50,8 +60,11 @@ def reference(model, feats, lengths, k: int, score: str) -> tuple[torch.Tensor, 
         pairs.add((i, t))
         n = int(lengths[t])
         with torch.no_grad():
-            logit = model.itm_logits(feats.text_tokens[t:t + 1, :n], feats.text_mask[t:t + 1, :n],
-                                     feats.image_tokens[i:i + 1])[0, 1]
+            logit = model.itm_logits(
+                feats.text_tokens[t : t + 1, :n],
+                feats.text_mask[t : t + 1, :n],
+                feats.image_tokens[i : i + 1],
+            )[0, 1]
         return float(logit) + (float(sim[i, t]) if score == 'itm+itc' else 0.0)
 
     i2t = torch.full(sim.shape, -100.0)
@@ -71,8 +84,7 @@ def count_kv_rows(model) -> list[int]:
     """Rows the first fusion layer's cross-attention key projection sees."""
     seen = [0]
     key = model.fusion.layer[0].crossattention.self.key
-    key.register_forward_hook(lambda mod, inp, out: seen.__setitem__(0, seen[0]
-                                                                    + inp[0].shape[0]))
+    key.register_forward_hook(lambda mod, inp, out: seen.__setitem__(0, seen[0] + inp[0].shape[0]))
     return seen
 
 
@@ -88,10 +100,13 @@ def test_same_rankings_as_one_query_at_a_time(setup, score: str, batch: int) -> 
     torch.testing.assert_close(got['scores_t2i'], want_t2i, atol=1e-5, rtol=1e-5)
     # identical rankings: every rank of both directions
     for a, b in ((got['scores_i2t'], want_i2t), (got['scores_t2i'], want_t2i)):
-        assert torch.equal(a.argsort(dim=1, descending=True, stable=True)[:, :K],
-                           b.argsort(dim=1, descending=True, stable=True)[:, :K])
-    assert retrieval_metrics(got['scores_i2t'], got['scores_t2i'], feats.img2txt, feats.txt2img) \
-        == retrieval_metrics(want_i2t, want_t2i, feats.img2txt, feats.txt2img)
+        assert torch.equal(
+            a.argsort(dim=1, descending=True, stable=True)[:, :K],
+            b.argsort(dim=1, descending=True, stable=True)[:, :K],
+        )
+    assert retrieval_metrics(
+        got['scores_i2t'], got['scores_t2i'], feats.img2txt, feats.txt2img
+    ) == retrieval_metrics(want_i2t, want_t2i, feats.img2txt, feats.txt2img)
     # work: each distinct pair once (fewer than the 2 * 18 + 12 * 3 the two directions want),
     # each image's keys / values projected once, not once per pair
     assert loop.work.pairs == len(pairs) < N_IMG * K + N_IMG * PER_IMG * K
@@ -106,11 +121,13 @@ def test_image_kv_path_equals_token_path(setup) -> None:
     idx = torch.tensor([0, 0, 3, 5, 3])
     txt = torch.tensor([1, 4, 2, 0, 7])
     with torch.no_grad():
-        direct = model.itm_logits(feats.text_tokens[txt], feats.text_mask[txt],
-                                  feats.image_tokens[idx])
+        direct = model.itm_logits(
+            feats.text_tokens[txt], feats.text_mask[txt], feats.image_tokens[idx]
+        )
         kv = model.itm_image_cache(feats.image_tokens[idx])
-        cached = model.itm_logits(feats.text_tokens[txt], feats.text_mask[txt], None,
-                                  image_cache=kv)
+        cached = model.itm_logits(
+            feats.text_tokens[txt], feats.text_mask[txt], None, image_cache=kv
+        )
     torch.testing.assert_close(cached, direct, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match='layers'):
         model.fusion(feats.text_tokens[txt], feats.text_mask[txt], None, image_kv=kv[:1])

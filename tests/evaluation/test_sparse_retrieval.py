@@ -1,17 +1,26 @@
 """The chunked / sparse ranking functions against dense brute force written here."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vlreg.evaluation.sparse_retrieval import (chunked_itc_ranks, chunked_topk, lookup_pairs,
-                                               sparse_ground_truth_ranks, union_pairs)
+from vlreg.evaluation.sparse_retrieval import (
+    chunked_itc_ranks,
+    chunked_topk,
+    lookup_pairs,
+    sparse_ground_truth_ranks,
+    union_pairs,
+)
 
 
 def brute_rank(row: list[float], gt: list[int], ties: str) -> int:
     best = max(row[g] for g in gt)
-    return sum(1 for c, s in enumerate(row) if c not in gt
-               and (s >= best if ties == 'pessimistic' else s > best))
+    return sum(
+        1
+        for c, s in enumerate(row)
+        if c not in gt and (s >= best if ties == 'pessimistic' else s > best)
+    )
 
 
 @pytest.mark.parametrize('chunk', [1, 3, 100])
@@ -41,14 +50,17 @@ def test_chunked_itc_ranks_equal_brute_force(ties: str) -> None:
 
 
 def test_union_pairs_and_lookup() -> None:
-    cand_i2t = torch.tensor([[2, 0], [1, 2], [0, 1]])        # 3 images, 3 texts, k = 2
-    cand_t2i = torch.tensor([[2], [1], [0]])                 # each text's top image
+    cand_i2t = torch.tensor([[2, 0], [1, 2], [0, 1]])  # 3 images, 3 texts, k = 2
+    cand_t2i = torch.tensor([[2], [1], [0]])  # each text's top image
     keys = union_pairs(cand_i2t, cand_t2i, num_txt=3)
     want = {(0, 2), (0, 0), (1, 1), (1, 2), (2, 0), (2, 1)} | {(2, 0), (1, 1), (0, 2)}
     assert keys.tolist() == sorted(i * 3 + t for i, t in want)  # 6 distinct out of 9 wanted
     scores = keys.float() * 10  # a score that identifies the pair
-    assert lookup_pairs(keys, scores, cand_i2t, 3, True).tolist() == \
-        [[20.0, 0.0], [40.0, 50.0], [60.0, 70.0]]
+    assert lookup_pairs(keys, scores, cand_i2t, 3, True).tolist() == [
+        [20.0, 0.0],
+        [40.0, 50.0],
+        [60.0, 70.0],
+    ]
     assert lookup_pairs(keys, scores, cand_t2i, 3, False).tolist() == [[60.0], [40.0], [20.0]]
     with pytest.raises(ValueError, match='not scored'):
         lookup_pairs(keys[:-1], scores[:-1], cand_i2t, 3, True)
@@ -62,7 +74,7 @@ def test_sparse_ranks_equal_dense_ranks(ties: str, k: int) -> None:
     cand = torch.stack([torch.randperm(num_c, generator=g)[:k] for _ in range(num_q)])
     scores = torch.randint(-3, 3, (num_q, k), generator=g).float()  # ties among scores
     scores[::7] = fill  # some re-ranked scores equal to the fill value
-    gt = [torch.randperm(num_c, generator=g)[:1 + q % 3].tolist() for q in range(num_q)]
+    gt = [torch.randperm(num_c, generator=g)[: 1 + q % 3].tolist() for q in range(num_q)]
     dense = torch.full((num_q, num_c), fill)
     dense.scatter_(1, cand, scores)
     want = [brute_rank(dense[q].tolist(), gt[q], ties) for q in range(num_q)]

@@ -1,4 +1,5 @@
 """Build the features and context a loss reads, for tests that call a loss without a pretrainer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,13 +8,25 @@ import torch
 
 from vlreg.models.losses import LossContext, MomentumFeatures, VLFeatures, queue_columns
 
-_CORE = ('image', 'input_ids', 'text_mask', 'image_tokens', 'image_embed', 'text_tokens', 'text_embed',
-         'temp')
+_CORE = (
+    'image',
+    'input_ids',
+    'text_mask',
+    'image_tokens',
+    'image_embed',
+    'text_tokens',
+    'text_embed',
+    'temp',
+)
 
 
-def stub_features(image_embed_m: torch.Tensor | None = None, text_embed_m: torch.Tensor | None = None,
-                  image_tokens_m: torch.Tensor | None = None, alpha: float = 0.0,
-                  **fields: Any) -> VLFeatures:
+def stub_features(
+    image_embed_m: torch.Tensor | None = None,
+    text_embed_m: torch.Tensor | None = None,
+    image_tokens_m: torch.Tensor | None = None,
+    alpha: float = 0.0,
+    **fields: Any,
+) -> VLFeatures:
     """VLFeatures with the given fields; the core tensors not given are empty (a loss that reads one
     fails loudly); momentum features when both momentum embeddings are given."""
     for name in _CORE:
@@ -21,7 +34,10 @@ def stub_features(image_embed_m: torch.Tensor | None = None, text_embed_m: torch
     momentum = None
     if image_embed_m is not None and text_embed_m is not None:
         momentum = MomentumFeatures(
-            image_tokens_m if image_tokens_m is not None else torch.empty(0), image_embed_m, text_embed_m)
+            image_tokens_m if image_tokens_m is not None else torch.empty(0),
+            image_embed_m,
+            text_embed_m,
+        )
     return VLFeatures(alpha=alpha, momentum=momentum, **fields)
 
 

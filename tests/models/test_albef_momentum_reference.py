@@ -7,6 +7,7 @@ pinned and EMA momentum 1.0). Every check goes through the model's public entry 
 ``forward(mode='loss')`` (the train step's losses), the ITM loss with given negatives, and
 ``gradcam``. Tolerance: the fixture README's 1e-5 absolute.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,10 @@ def fixture():
 
 
 def batch(inp: dict) -> dict:
-    return {k: inp[k].clone() for k in ('image', 'input_ids', 'attention_mask', 'mlm_input_ids',
-                                         'mlm_labels')}
+    return {
+        k: inp[k].clone()
+        for k in ('image', 'input_ids', 'attention_mask', 'mlm_input_ids', 'mlm_labels')
+    }
 
 
 def fresh(model: ALBEFPretrainer) -> ALBEFPretrainer:
@@ -63,7 +66,9 @@ def test_forward_losses_equal_albef_with_distinct_momentum_model(fixture, alpha)
     ctx = model_context(model, model.extract_features(batch(inp)))
     with torch.no_grad():
         model.losses['itc'](ctx)
-        itm = model.losses['itm'].loss_with_negatives(ctx, inp['image_neg_idx'], inp['text_neg_idx'])
+        itm = model.losses['itm'].loss_with_negatives(
+            ctx, inp['image_neg_idx'], inp['text_neg_idx']
+        )
     close(itm['loss_itm'], ref['loss_itm'])
 
 
@@ -111,9 +116,10 @@ def test_ema_update_comes_before_the_teacher_forward(fixture):
     pairs = _momentum_pairs(state)
     assert len(pairs) > 100 and any(k.startswith('fusion_m.') for k in pairs)
     with torch.no_grad():
-        updated = {k: m * state[k] + (1 - m) * state[o] if state[k].is_floating_point()
-                   else state[k]
-                   for k, o in pairs.items()}
+        updated = {
+            k: m * state[k] + (1 - m) * state[o] if state[k].is_floating_point() else state[k]
+            for k, o in pairs.items()
+        }
     expected.load_state_dict(updated, strict=False)
     want = expected(batch(inp), None, 'loss')
     got = model(batch(inp), None, 'loss')
@@ -129,8 +135,9 @@ def test_ema_update_comes_before_the_teacher_forward(fixture):
         if state[k].is_floating_point():
             close(after[k], updated[k], atol=1e-6)
     with torch.no_grad():
-        _, image_m, text_m = expected.encode_momentum(inp['image'], inp['input_ids'],
-                                                      inp['attention_mask'])
+        _, image_m, text_m = expected.encode_momentum(
+            inp['image'], inp['input_ids'], inp['attention_mask']
+        )
     close(model.losses['itc'].image_queue[:, :4], image_m.t())
     close(model.losses['itc'].text_queue[:, :4], text_m.t())
 
@@ -145,8 +152,9 @@ def test_model_gradcam_equals_albef_notebook_gradcam(fixture):
     cam, logits = model.gradcam(inp['image'], inp['input_ids'], inp['attention_mask'], layer=0)
     close(logits, first['gradcam_itm_logits'])
     cam = cam.reshape(4, inp['input_ids'].shape[1], 4, 4)
-    assert torch.allclose(cam, first['gradcam'], rtol=1e-3, atol=1e-9), \
+    assert torch.allclose(cam, first['gradcam'], rtol=1e-3, atol=1e-9), (
         (cam - first['gradcam']).abs().max()
+    )
     assert all(p.grad is None for p in model.parameters())
 
 

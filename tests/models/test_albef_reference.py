@@ -3,6 +3,7 @@
 The checkpoint goes through the converter (tools/convert_albef.py's function); tolerances are the ones the
 fixture's README states (1e-5 absolute on floats; allclose with rtol 1e-3 on the small Grad-CAM tensors).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,10 +33,19 @@ def encoders(model, inp):
         image_tokens, image_embed = model.encode_image(inp['image'])
         text_tokens, text_embed = model.encode_text(inp['input_ids'], inp['attention_mask'])
         image_tokens_m, image_embed_m, text_embed_m = model.encode_momentum(
-            inp['image'], inp['input_ids'], inp['attention_mask'])
-    return dict(image_tokens=image_tokens, image_embed=image_embed, text_tokens=text_tokens,
-                text_embed=text_embed, text_mask=inp['attention_mask'], image_tokens_m=image_tokens_m,
-                image_embed_m=image_embed_m, text_embed_m=text_embed_m, temp=model.temp)
+            inp['image'], inp['input_ids'], inp['attention_mask']
+        )
+    return dict(
+        image_tokens=image_tokens,
+        image_embed=image_embed,
+        text_tokens=text_tokens,
+        text_embed=text_embed,
+        text_mask=inp['attention_mask'],
+        image_tokens_m=image_tokens_m,
+        image_embed_m=image_embed_m,
+        text_embed_m=text_embed_m,
+        temp=model.temp,
+    )
 
 
 def test_tied_decoder_equals_word_embeddings(ref):
@@ -80,13 +90,17 @@ def test_itm_with_fixed_negatives(ref):
     f = dict(encoders(model, inp), alpha=0.0)
     with torch.no_grad():
         ctx = stub_context(model, **f)
-        res = model.losses['itm'].loss_with_negatives(ctx, inp['image_neg_idx'], inp['text_neg_idx'])
+        res = model.losses['itm'].loss_with_negatives(
+            ctx, inp['image_neg_idx'], inp['text_neg_idx']
+        )
         close(ctx.positive_fusion().cls, out['fusion_cls_pos'])
         close(ctx.positive_itm_logits(), out['itm_logits_pos'])
         txt, mask, img = f['text_tokens'], f['text_mask'], f['image_tokens']
-        neg = model.fuse(torch.cat([txt, txt[inp['text_neg_idx']]]),
-                         torch.cat([mask, mask[inp['text_neg_idx']]]),
-                         torch.cat([img[inp['image_neg_idx']], img]))
+        neg = model.fuse(
+            torch.cat([txt, txt[inp['text_neg_idx']]]),
+            torch.cat([mask, mask[inp['text_neg_idx']]]),
+            torch.cat([img[inp['image_neg_idx']], img]),
+        )
     close(neg.cls, out['fusion_cls_neg'])
     close(model.itm_head(neg.cls), out['itm_logits_neg'])
     close(res['loss_itm'], out['loss_itm'])
@@ -101,7 +115,10 @@ def test_mlm_logits_and_losses(ref):
         close(model.mlm_head(hidden), out['mlm_logits'])
         for alpha, tag in ((0.0, 'alpha0'), (0.4, 'alpha0p4')):
             feats = dict(f, mlm_input_ids=ids, mlm_labels=inp['mlm_labels'], alpha=alpha)
-            close(model.losses['mlm'](stub_context(model, **feats))['loss_mlm'], out[f'loss_mlm_{tag}'])
+            close(
+                model.losses['mlm'](stub_context(model, **feats))['loss_mlm'],
+                out[f'loss_mlm_{tag}'],
+            )
 
 
 def test_cross_attention_gradcam(ref):
@@ -120,20 +137,29 @@ def test_cross_attention_gradcam(ref):
     cam = cam.reshape(4, mask.shape[1], 4, 4)
     assert torch.allclose(cam.detach(), out['gradcam'], rtol=1e-3, atol=1e-9)
     assert cam.abs().max() > 0
-    assert all(p.grad is None for p in model.parameters()), 'Grad-CAM must not touch parameter grads'
+    assert all(p.grad is None for p in model.parameters()), (
+        'Grad-CAM must not touch parameter grads'
+    )
 
 
 def test_full_forward_losses_match_albef_forward(ref):
     """The whole loss path (ITC -> ITM -> MLM through the model) equals ALBEF.forward's three losses."""
     model, inp, out = ref
     for alpha, tag in ((0.0, 'alpha0'), (0.4, 'alpha0p4')):
-        feats = model.extract_features(dict(
-            image=inp['image'], input_ids=inp['input_ids'], attention_mask=inp['attention_mask'],
-            mlm_input_ids=inp['mlm_input_ids'], mlm_labels=inp['mlm_labels']))
+        feats = model.extract_features(
+            dict(
+                image=inp['image'],
+                input_ids=inp['input_ids'],
+                attention_mask=inp['attention_mask'],
+                mlm_input_ids=inp['mlm_input_ids'],
+                mlm_labels=inp['mlm_labels'],
+            )
+        )
         ctx = model_context(model, dataclasses.replace(feats, alpha=alpha))
         with torch.no_grad():
             itc = model.losses['itc'](ctx)['loss_itc']
             itm = model.losses['itm'].loss_with_negatives(
-                ctx, inp['image_neg_idx'], inp['text_neg_idx'])['loss_itm']
+                ctx, inp['image_neg_idx'], inp['text_neg_idx']
+            )['loss_itm']
             mlm = model.losses['mlm'](ctx)['loss_mlm']
         close(torch.stack([mlm, itc, itm]), out[f'albef_forward_losses_{tag}'])

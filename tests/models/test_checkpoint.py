@@ -1,4 +1,5 @@
 """Backbone-level ``pretrained=`` loading: legacy BERT names, and strict keys with a documented allow-list."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def small(minilm) -> dict[str, torch.Tensor]:
     """MiniLM with its first 100 word / 64 position embeddings (a fast file for the error cases)."""
     out = dict(minilm)
     out['embeddings.word_embeddings.weight'] = minilm['embeddings.word_embeddings.weight'][:100]
-    out['embeddings.position_embeddings.weight'] = minilm['embeddings.position_embeddings.weight'][:64]
+    out['embeddings.position_embeddings.weight'] = minilm['embeddings.position_embeddings.weight'][
+        :64
+    ]
     out['embeddings.position_ids'] = minilm['embeddings.position_ids'][:, :64]
     return out
 
@@ -35,7 +38,9 @@ def _legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The original bert-base-uncased naming: ``bert.`` prefix, ``LayerNorm.gamma`` / ``.beta``."""
     out = {}
     for key, value in state.items():
-        key = key.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias', 'LayerNorm.beta')
+        key = key.replace('LayerNorm.weight', 'LayerNorm.gamma').replace(
+            'LayerNorm.bias', 'LayerNorm.beta'
+        )
         out['bert.' + key] = value.clone()
     return out
 
@@ -53,8 +58,15 @@ def _text(pretrained: str, small: bool = False) -> BertTextBackbone:
 
 
 def _fusion(pretrained: str) -> BertFusion:
-    model = BertFusion(hidden_size=384, encoder_width=64, num_layers=3, num_heads=12,
-                       intermediate_size=1536, layer_offset=3, pretrained=pretrained)
+    model = BertFusion(
+        hidden_size=384,
+        encoder_width=64,
+        num_layers=3,
+        num_heads=12,
+        intermediate_size=1536,
+        layer_offset=3,
+        pretrained=pretrained,
+    )
     model.init_weights()
     return model
 
@@ -82,8 +94,9 @@ def test_legacy_layernorm_names_load_the_same_tensors(minilm, tmp_path: Path) ->
     assert torch.equal(fusion.layer[1].output.LayerNorm.weight, ln)
 
 
-@pytest.mark.parametrize('dropped', ['embeddings.LayerNorm.gamma',
-                                     'encoder.layer.1.attention.output.LayerNorm.beta'])
+@pytest.mark.parametrize(
+    'dropped', ['embeddings.LayerNorm.gamma', 'encoder.layer.1.attention.output.LayerNorm.beta']
+)
 def test_text_backbone_missing_layernorm_raises(small, tmp_path: Path, dropped: str) -> None:
     state = _legacy(small)
     del state['bert.' + dropped]
@@ -103,8 +116,11 @@ def test_fusion_missing_layernorm_raises(small, tmp_path: Path) -> None:
 
 
 def test_too_few_layers_raise(small, tmp_path: Path) -> None:
-    model = BertTextBackbone(num_layers=7, pretrained=_save(small, tmp_path / 's.bin'),
-                             **dict(MINILM, vocab_size=100, max_position_embeddings=64))
+    model = BertTextBackbone(
+        num_layers=7,
+        pretrained=_save(small, tmp_path / 's.bin'),
+        **dict(MINILM, vocab_size=100, max_position_embeddings=64),
+    )
     with pytest.raises(KeyError, match=r'encoder\.layer\.6\.'):
         model.init_weights()
 
@@ -127,19 +143,30 @@ def test_unknown_and_duplicate_keys_raise(small, tmp_path: Path) -> None:
 
 def test_mlm_head_legacy_names(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
-    head_state = {'transform.dense.weight': torch.randn(16, 16, generator=g),
-                  'transform.dense.bias': torch.randn(16, generator=g),
-                  'transform.LayerNorm.weight': torch.rand(16, generator=g) + 0.5,
-                  'transform.LayerNorm.bias': torch.randn(16, generator=g),
-                  'bias': torch.randn(50, generator=g),
-                  'decoder.weight': torch.randn(50, 16, generator=g)}
-    legacy = {'cls.predictions.' + k.replace('LayerNorm.weight', 'LayerNorm.gamma')
-              .replace('LayerNorm.bias', 'LayerNorm.beta'): v for k, v in head_state.items()}
+    head_state = {
+        'transform.dense.weight': torch.randn(16, 16, generator=g),
+        'transform.dense.bias': torch.randn(16, generator=g),
+        'transform.LayerNorm.weight': torch.rand(16, generator=g) + 0.5,
+        'transform.LayerNorm.bias': torch.randn(16, generator=g),
+        'bias': torch.randn(50, generator=g),
+        'decoder.weight': torch.randn(50, 16, generator=g),
+    }
+    legacy = {
+        'cls.predictions.'
+        + k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace(
+            'LayerNorm.bias', 'LayerNorm.beta'
+        ): v
+        for k, v in head_state.items()
+    }
     legacy['cls.seq_relationship.weight'] = torch.zeros(2, 16)
     head = MLMHead(hidden_size=16, vocab_size=50, pretrained=_save(legacy, tmp_path / 'h.bin'))
     head.init_weights()
-    for key in ('transform.dense.weight', 'transform.LayerNorm.weight', 'transform.LayerNorm.bias',
-                'bias'):
+    for key in (
+        'transform.dense.weight',
+        'transform.LayerNorm.weight',
+        'transform.LayerNorm.bias',
+        'bias',
+    ):
         assert torch.equal(head.state_dict()[key], head_state[key]), key
     del legacy['cls.predictions.transform.LayerNorm.gamma']
     head = MLMHead(hidden_size=16, vocab_size=50, pretrained=_save(legacy, tmp_path / 'h2.bin'))
@@ -173,7 +200,9 @@ def test_allow_list_is_documented_and_enforced() -> None:
         load_into(module, {'weight': torch.zeros(2, 2)}, 'test', expect_missing=('bias',))
     with pytest.raises(KeyError, match='bias'):
         load_into(module, {'weight': torch.zeros(2, 2)}, 'test')
-    pair = torch.nn.ModuleDict(dict(attn=torch.nn.Linear(2, 2), crossattention=torch.nn.Linear(2, 2)))
+    pair = torch.nn.ModuleDict(
+        dict(attn=torch.nn.Linear(2, 2), crossattention=torch.nn.Linear(2, 2))
+    )
     state = {'attn.weight': torch.ones(2, 2), 'attn.bias': torch.ones(2)}
     missing, _ = load_into(pair, state, 'test', expect_missing=('crossattention',))
     assert sorted(missing) == ['crossattention.bias', 'crossattention.weight']

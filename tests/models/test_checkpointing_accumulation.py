@@ -9,6 +9,7 @@
   (updated once per optimizer step), the queue contents and pointer, and the MLM gradient (equal
   masked-token counts per half, so the mean over 2B is the mean of the two halves' means).
 """
+
 from __future__ import annotations
 
 import copy
@@ -75,8 +76,11 @@ def test_momentum_encoders_run_their_own_weights(name: str) -> None:
         inputs = (batch['input_ids'], batch['attention_mask'])
     else:
         g = torch.Generator().manual_seed(3)
-        inputs = (torch.randn(2, 9, 64, generator=g), batch['attention_mask'],
-                  torch.randn(2, 17, 64, generator=g))
+        inputs = (
+            torch.randn(2, 9, 64, generator=g),
+            batch['attention_mask'],
+            torch.randn(2, 17, 64, generator=g),
+        )
     # reference: the momentum weights in a module that is not checkpointed
     plain = copy.deepcopy(momentum)
     if name == 'image_backbone':
@@ -105,10 +109,12 @@ def _equal_count_batch(batch: int) -> dict:
 
 
 def test_accumulation_two_equals_one_double_batch() -> None:
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16, loss_weight=0.0),
-                  mlm=dict(type='MLMLoss'))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16, loss_weight=0.0),
+        mlm=dict(type='MLMLoss'),
+    )
     full = _equal_count_batch(8)
-    halves = [{k: v[s:s + 4] for k, v in full.items()} for s in (0, 4)]
+    halves = [{k: v[s : s + 4] for k, v in full.items()} for s in (0, 4)]
     models = []
     for counts, batches in ((1, [full]), (2, halves)):
         model = perturbed(tiny_model(losses=dict(losses), itm=False, dropout=0.0)).train()

@@ -1,5 +1,6 @@
 """The shared ALBEF encoder base: build-time ``pretrained`` check, one momentum mechanism, one
 checkpoint loader (numbers checked against plain formulas, not the code under test)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,18 +11,43 @@ from torch import nn
 
 from vlreg.models import ALBEFPretrainer
 from vlreg.models.encoders import ALBEFEncoderModel
-from vlreg.models.tasks import (ALBEFClassifier, ALBEFPairClassifier, ALBEFTextAssignmentPretrainer,
-                                ALBEFVQA)
+from vlreg.models.tasks import (
+    ALBEFClassifier,
+    ALBEFPairClassifier,
+    ALBEFTextAssignmentPretrainer,
+    ALBEFVQA,
+)
 from vlreg.models.utils.checkpoint import load_checkpoint_into
 
 D = 32
 ENCODERS = dict(
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=32,
-                        embed_dim=D, depth=1, num_heads=2),
-    text_backbone=dict(type='BertTextBackbone', vocab_size=60, hidden_size=D, num_layers=1,
-                       num_heads=2, intermediate_size=2 * D, max_position_embeddings=16),
-    fusion=dict(type='BertFusion', hidden_size=D, encoder_width=D, num_layers=1, num_heads=2,
-                intermediate_size=2 * D, layer_offset=1))
+    image_backbone=dict(
+        type='TimmViTBackbone',
+        model_name='vit_tiny_patch16_224',
+        img_size=32,
+        embed_dim=D,
+        depth=1,
+        num_heads=2,
+    ),
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=60,
+        hidden_size=D,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=2 * D,
+        max_position_embeddings=16,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=D,
+        encoder_width=D,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=2 * D,
+        layer_offset=1,
+    ),
+)
 
 
 def _classifier(**kwargs) -> ALBEFClassifier:
@@ -29,30 +55,48 @@ def _classifier(**kwargs) -> ALBEFClassifier:
 
 
 def test_hierarchy_is_at_most_two_levels_below_the_encoder_base() -> None:
-    for cls in (ALBEFPretrainer, ALBEFClassifier, ALBEFPairClassifier, ALBEFVQA,
-                ALBEFTextAssignmentPretrainer):
+    for cls in (
+        ALBEFPretrainer,
+        ALBEFClassifier,
+        ALBEFPairClassifier,
+        ALBEFVQA,
+        ALBEFTextAssignmentPretrainer,
+    ):
         depth = cls.__mro__.index(ALBEFEncoderModel)
         assert 1 <= depth <= 2, (cls.__name__, depth)
 
 
-@pytest.mark.parametrize('build', [
-    lambda p: ALBEFPretrainer(**ENCODERS, losses=dict(itc=dict(type='ITCLoss', embed_dim=16)),
-                              embed_dim=16, mlm_head=None, pretrained=p),
-    lambda p: _classifier(pretrained=p),
-], ids=['pretrainer', 'classifier'])
+@pytest.mark.parametrize(
+    'build',
+    [
+        lambda p: ALBEFPretrainer(
+            **ENCODERS,
+            losses=dict(itc=dict(type='ITCLoss', embed_dim=16)),
+            embed_dim=16,
+            mlm_head=None,
+            pretrained=p,
+        ),
+        lambda p: _classifier(pretrained=p),
+    ],
+    ids=['pretrainer', 'classifier'],
+)
 def test_missing_pretrained_file_fails_at_build(tmp_path: Path, build) -> None:
     missing = str(tmp_path / 'no_such_epoch_30.pth')
-    with pytest.raises(FileNotFoundError,
-                       match=r"model\.pretrained='.*no_such_epoch_30\.pth': no such file"):
+    with pytest.raises(
+        FileNotFoundError, match=r"model\.pretrained='.*no_such_epoch_30\.pth': no such file"
+    ):
         build(missing)
 
 
 def test_one_momentum_mechanism_declares_copies_ema_and_restart() -> None:
     torch.manual_seed(0)
     model = _classifier(distill=True, momentum=0.9)
-    assert model.momentum_pairs == (('image_backbone', 'image_backbone_m'),
-                                    ('text_backbone', 'text_backbone_m'), ('fusion', 'fusion_m'),
-                                    ('head', 'head_m'))
+    assert model.momentum_pairs == (
+        ('image_backbone', 'image_backbone_m'),
+        ('text_backbone', 'text_backbone_m'),
+        ('fusion', 'fusion_m'),
+        ('head', 'head_m'),
+    )
     online, shadow = model.head.mlp[-1].weight, model.head_m.mlp[-1].weight
     assert not shadow.requires_grad and torch.equal(online, shadow)
     with torch.no_grad():
@@ -80,17 +124,24 @@ class _Two(nn.Module):
 
 def test_load_checkpoint_into_keeps_prefixes_skips_suffixes_and_reports(tmp_path: Path) -> None:
     path = tmp_path / 'w.pth'
-    state = {'module.a.weight': torch.full((2, 2), 3.0), 'module.a.bias': torch.full((2,), 4.0),
-             'b.weight': torch.full((1, 2), 5.0), 'extra.x': torch.zeros(1)}
+    state = {
+        'module.a.weight': torch.full((2, 2), 3.0),
+        'module.a.bias': torch.full((2,), 4.0),
+        'b.weight': torch.full((1, 2), 5.0),
+        'extra.x': torch.zeros(1),
+    }
     torch.save({'state_dict': state}, path)
     model = _Two()
     b_bias = model.b.bias.detach().clone()
-    missing, unexpected = load_checkpoint_into(model, str(path), skip_suffixes=('.bias',),
-                                               strict=False)
+    missing, unexpected = load_checkpoint_into(
+        model, str(path), skip_suffixes=('.bias',), strict=False
+    )
     assert missing == [] and unexpected == ['extra.x']  # skipped keys are not reported missing
     assert torch.equal(model.a.weight, torch.full((2, 2), 3.0))
     assert not torch.equal(model.a.bias, torch.full((2,), 4.0))
-    assert torch.equal(model.b.bias, b_bias) and torch.equal(model.b.weight, torch.full((1, 2), 5.0))
+    assert torch.equal(model.b.bias, b_bias) and torch.equal(
+        model.b.weight, torch.full((1, 2), 5.0)
+    )
     # strict: only what expect_missing allows may be missing; keep= filters by prefix first
     model = _Two()
     with pytest.raises(KeyError, match='missing from the file'):

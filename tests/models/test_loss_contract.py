@@ -1,5 +1,6 @@
 """The losses' contract (issue 8, item 1): typed read-only features, a per-step context for shared work,
 no dependence on the order of the ``losses`` config, and build-time errors for unmet needs."""
+
 from __future__ import annotations
 
 import copy
@@ -12,15 +13,20 @@ from tests.models.loss_context import model_context
 from tests.models.tiny import tiny_batch, tiny_model
 from vlreg.models.losses import ITCLoss, MLMLoss, VLFeatures, check_loss
 
-LOSSES = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-              mlm=dict(type='MLMLoss'), itm_softmask=dict(type='SoftMaskITMLoss', layer=0, prob=0.5))
+LOSSES = dict(
+    itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+    itm=dict(type='ITMLoss'),
+    mlm=dict(type='MLMLoss'),
+    itm_softmask=dict(type='SoftMaskITMLoss', layer=0, prob=0.5),
+)
 
 
 def _softmask_batch() -> dict:
     batch = tiny_batch(4, seed=3)
     ids = batch['input_ids']
-    word_ids = torch.where(batch['attention_mask'].bool(), torch.arange(ids.shape[1]) - 1,
-                           torch.full_like(ids, -1))
+    word_ids = torch.where(
+        batch['attention_mask'].bool(), torch.arange(ids.shape[1]) - 1, torch.full_like(ids, -1)
+    )
     word_ids[:, 0] = -1
     batch['word_ids'] = word_ids
     batch['content_mask'] = (word_ids >= 0).long()
@@ -86,8 +92,12 @@ def test_context_similarities_are_itc_s_batch_columns_bit_for_bit():
         ctx = model_context(model, model.extract_features(tiny_batch(4, seed=5)))
         sim_i2t, sim_t2i = ctx.similarities()
         f, itc = ctx.features, model.losses['itc']
-        full_i2t = f.image_embed @ torch.cat([f.momentum.text_embed, itc.text_queue.t()]).t() / f.temp
-        full_t2i = f.text_embed @ torch.cat([f.momentum.image_embed, itc.image_queue.t()]).t() / f.temp
+        full_i2t = (
+            f.image_embed @ torch.cat([f.momentum.text_embed, itc.text_queue.t()]).t() / f.temp
+        )
+        full_t2i = (
+            f.text_embed @ torch.cat([f.momentum.image_embed, itc.image_queue.t()]).t() / f.temp
+        )
     assert torch.equal(sim_i2t, full_i2t[:, :4]) and torch.equal(sim_t2i, full_t2i[:, :4])
     assert ctx.hard_negatives() is ctx.hard_negatives()  # drawn once per step
 
@@ -102,18 +112,26 @@ def test_shared_positive_pass_runs_once():
     assert model.losses['itm_softmask'].positive_pass(ctx)[0] is pos
 
 
-@pytest.mark.parametrize('head,loss', [('mlm', 'MLMLoss'), ('itm', 'ITMLoss'), ('itm', 'SoftMaskITMLoss')])
+@pytest.mark.parametrize(
+    'head,loss', [('mlm', 'MLMLoss'), ('itm', 'ITMLoss'), ('itm', 'SoftMaskITMLoss')]
+)
 def test_a_loss_without_its_head_fails_at_build_naming_the_loss(head, loss):
     losses = dict(itc=LOSSES['itc'], extra=dict(type=loss))
-    with pytest.raises(ValueError, match=rf"losses\.extra \({loss}\) needs the model's {head}_head, "
-                                         'but it is None'):
+    with pytest.raises(
+        ValueError,
+        match=rf"losses\.extra \({loss}\) needs the model's {head}_head, "
+        'but it is None',
+    ):
         tiny_model(losses=losses, itm=head != 'itm', mlm=head != 'mlm')
 
 
 def test_a_loss_needing_momentum_fails_at_build_without_it(monkeypatch):
     monkeypatch.setattr(MLMLoss, 'needs_momentum', True)
-    with pytest.raises(ValueError, match=r'losses\.mlm \(MLMLoss\) needs the momentum encoders, but '
-                                         r'model\.momentum is None'):
+    with pytest.raises(
+        ValueError,
+        match=r'losses\.mlm \(MLMLoss\) needs the momentum encoders, but '
+        r'model\.momentum is None',
+    ):
         tiny_model(momentum=None)
     assert tiny_model(momentum=0.995).losses['mlm'].needs_momentum
 
@@ -121,20 +139,30 @@ def test_a_loss_needing_momentum_fails_at_build_without_it(monkeypatch):
 def test_unknown_declared_feature_fails_naming_the_loss():
     loss = ITCLoss(embed_dim=8, queue_size=0)
     loss.requires = ('image_embed', 'image_feat')
-    with pytest.raises(ValueError, match=r"losses\.itc \(ITCLoss\) requires features \['image_feat'\]"):
+    with pytest.raises(
+        ValueError, match=r"losses\.itc \(ITCLoss\) requires features \['image_feat'\]"
+    ):
         check_loss('itc', loss, heads={}, has_momentum=True)
 
 
 def test_conflicting_gradcam_layers_name_both_losses():
-    losses = dict(itc=LOSSES['itc'], a=dict(type='SoftMaskITMLoss', layer=0),
-                  b=dict(type='SoftMaskITMLoss', layer=1))
-    with pytest.raises(ValueError, match=r'different fusion layers \[0, 1\] \(losses\.a: layer=0, '
-                                         r'losses\.b: layer=1\)'):
+    losses = dict(
+        itc=LOSSES['itc'],
+        a=dict(type='SoftMaskITMLoss', layer=0),
+        b=dict(type='SoftMaskITMLoss', layer=1),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r'different fusion layers \[0, 1\] \(losses\.a: layer=0, '
+        r'losses\.b: layer=1\)',
+    ):
         tiny_model(losses=losses, mlm=False)
 
 
 def test_a_missing_batch_input_fails_naming_it():
     model = tiny_model(losses=LOSSES).train()
     batch = tiny_batch(4)  # no word annotations
-    with pytest.raises(KeyError, match=r"SoftMaskITMLoss needs features \['word_ids', 'content_mask'\]"):
+    with pytest.raises(
+        KeyError, match=r"SoftMaskITMLoss needs features \['word_ids', 'content_mask'\]"
+    ):
         model(batch, None, 'loss')

@@ -1,4 +1,5 @@
 """Losses and model utilities against formulas written independently here (float64 numpy)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,9 @@ def np_log_softmax(x: np.ndarray) -> np.ndarray:
 
 def reference_itc(v, t, v_m, t_m, img_q, txt_q, temp, alpha):
     """ALBEF's ITC written out in numpy: rows online, columns [momentum batch ; queue]."""
-    v, t, v_m, t_m, img_q, txt_q = (np.asarray(a, dtype=np.float64) for a in (v, t, v_m, t_m, img_q, txt_q))
+    v, t, v_m, t_m, img_q, txt_q = (
+        np.asarray(a, dtype=np.float64) for a in (v, t, v_m, t_m, img_q, txt_q)
+    )
     cols_t = np.concatenate([t_m, txt_q.T])
     cols_v = np.concatenate([v_m, img_q.T])
     n = v.shape[0]
@@ -48,8 +51,15 @@ def test_itc_matches_reference_and_enqueues_in_order(alpha):
     v, t, v_m, t_m = (unit(torch.randn(4, 8)) for _ in range(4))
     temp = torch.tensor(0.07)
     model = torch.nn.Module()  # only .training is read by ITC
-    ctx = stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                       temp=temp, alpha=alpha)
+    ctx = stub_context(
+        model,
+        image_embed=v,
+        text_embed=t,
+        image_embed_m=v_m,
+        text_embed_m=t_m,
+        temp=temp,
+        alpha=alpha,
+    )
     out = loss(ctx)['loss_itc']
     ref = reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.07, alpha)
     assert abs(out.item() - ref) < 1e-5
@@ -67,8 +77,17 @@ def test_queue_wraps_around_and_rejects_bad_sizes():
     for step in range(3):
         v_m, t_m = unit(torch.randn(4, 4)), unit(torch.randn(4, 4))
         batches.append(v_m)
-        loss(stub_context(model, image_embed=v_m, text_embed=t_m, image_embed_m=v_m,
-                          text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0))
+        loss(
+            stub_context(
+                model,
+                image_embed=v_m,
+                text_embed=t_m,
+                image_embed_m=v_m,
+                text_embed_m=t_m,
+                temp=torch.tensor(0.1),
+                alpha=0.0,
+            )
+        )
     # third batch overwrote the first slot
     assert torch.equal(loss.image_queue[:, :4], batches[2].t())
     assert torch.equal(loss.image_queue[:, 4:], batches[1].t())
@@ -84,8 +103,9 @@ def _ring_reference(queue: np.ndarray, ptr: int, rows: np.ndarray) -> tuple[np.n
     return queue, ptr
 
 
-@pytest.mark.parametrize('queue_size,batches', [(6, (4, 4, 4, 3)), (3, (4, 2)), (8, (4, 4, 4)),
-                                                (5, (2, 1, 3, 5))])
+@pytest.mark.parametrize(
+    'queue_size,batches', [(6, (4, 4, 4, 3)), (3, (4, 2)), (8, (4, 4, 4)), (5, (2, 1, 3, 5))]
+)
 def test_queue_is_a_ring_buffer_of_any_size(queue_size, batches):
     """Any queue size works (no multiple-of-the-batch rule, short last batches too): the queues
     equal an element-by-element ring buffer, and the loss reads exactly that queue."""
@@ -97,9 +117,18 @@ def test_queue_is_a_ring_buffer_of_any_size(queue_size, batches):
     for step, n in enumerate(batches):
         v, t, v_m, t_m = (unit(torch.randn(n, 4)) for _ in range(4))
         ids = torch.arange(n) + 100 * (step + 1)
-        out = loss(stub_context(model, image_embed=v, text_embed=t, image_embed_m=v_m,
-                                text_embed_m=t_m, temp=torch.tensor(0.1), alpha=0.0,
-                                image_ids=ids))['loss_itc']
+        out = loss(
+            stub_context(
+                model,
+                image_embed=v,
+                text_embed=t,
+                image_embed_m=v_m,
+                text_embed_m=t_m,
+                temp=torch.tensor(0.1),
+                alpha=0.0,
+                image_ids=ids,
+            )
+        )['loss_itc']
         if step == len(batches) - 1:  # ids never repeat across steps: targets are the diagonal
             assert abs(out.item() - reference_itc(v, t, v_m, t_m, img_q, txt_q, 0.1, 0.0)) < 1e-5
         img_q, _ = _ring_reference(img_q, ptr, v_m.double().numpy())
@@ -116,9 +145,18 @@ def test_itc_with_image_ids_treats_same_image_as_positive():
     v = unit(torch.randn(4, 4))
     t = unit(torch.randn(4, 4))
     ids = torch.tensor([7, 7, 3, 5])
-    out = loss(stub_context(torch.nn.Module(), image_embed=v, text_embed=t, image_embed_m=v,
-                            text_embed_m=t, image_ids=ids, temp=torch.tensor(0.1),
-                            alpha=0.0))['loss_itc']
+    out = loss(
+        stub_context(
+            torch.nn.Module(),
+            image_embed=v,
+            text_embed=t,
+            image_embed_m=v,
+            text_embed_m=t,
+            image_ids=ids,
+            temp=torch.tensor(0.1),
+            alpha=0.0,
+        )
+    )['loss_itc']
     pos = (ids[:, None] == ids[None]).double()
     target = pos / pos.sum(1, keepdim=True)
     ref = 0.0
@@ -170,10 +208,14 @@ def test_ema_update_formula_and_tied_weights():
     for n, p_m in model.text_backbone_m.named_parameters():
         assert torch.allclose(p_m, 0.9 * before_m[n] + 0.1 * online_now[n], atol=1e-6), n
     # the MLM decoder is tied to the word embeddings in both copies, and updated once
-    assert model.mlm_head_m.decoder.weight is model.text_backbone_m.embeddings.word_embeddings.weight
+    assert (
+        model.mlm_head_m.decoder.weight is model.text_backbone_m.embeddings.word_embeddings.weight
+    )
     copy_params(online, shadow)
-    assert all(torch.equal(a, b) for a, b in zip(model.text_backbone.parameters(),
-                                                 model.text_backbone_m.parameters()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.text_backbone.parameters(), model.text_backbone_m.parameters())
+    )
     assert not any(p.requires_grad for m in shadow for p in m.parameters())
 
 
@@ -184,11 +226,17 @@ def test_mlm_distillation_formula():
     out = model.losses['mlm'](model_context(model, feats))['loss_mlm']
     masked = batch['mlm_labels'] != -100
     with torch.no_grad():
-        hid = model.fusion(model.text_backbone(batch['mlm_input_ids'], batch['attention_mask']),
-                           batch['attention_mask'], feats.image_tokens).hidden
+        hid = model.fusion(
+            model.text_backbone(batch['mlm_input_ids'], batch['attention_mask']),
+            batch['attention_mask'],
+            feats.image_tokens,
+        ).hidden
         logits = model.mlm_head(hid)[masked].double()
-        hid_m = model.fusion_m(model.text_backbone_m(batch['mlm_input_ids'], batch['attention_mask']),
-                               batch['attention_mask'], feats.momentum.image_tokens).hidden
+        hid_m = model.fusion_m(
+            model.text_backbone_m(batch['mlm_input_ids'], batch['attention_mask']),
+            batch['attention_mask'],
+            feats.momentum.image_tokens,
+        ).hidden
         soft = torch.softmax(model.mlm_head_m(hid_m)[masked].double(), dim=1)
     logp = torch.log_softmax(logits, dim=1)
     ce = -logp[torch.arange(len(logp)), batch['mlm_labels'][masked]]
@@ -208,7 +256,11 @@ def test_training_step_updates_and_losses_are_summed_explicitly():
 
 
 def test_wrong_slot_names_the_slot():
-    with pytest.raises(KeyError, match=r"'image_backbone' expects a component from the 'backbone'"
-                                       r".*ITCLoss.*is a loss"):
-        tiny_model().__class__(image_backbone=dict(type='ITCLoss'), text_backbone={}, fusion={},
-                               losses={})
+    with pytest.raises(
+        KeyError,
+        match=r"'image_backbone' expects a component from the 'backbone'"
+        r'.*ITCLoss.*is a loss',
+    ):
+        tiny_model().__class__(
+            image_backbone=dict(type='ITCLoss'), text_backbone={}, fusion={}, losses={}
+        )

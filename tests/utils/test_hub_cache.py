@@ -1,4 +1,5 @@
 """Model names resolve offline through the Hugging Face cache layout, as huggingface_hub does."""
+
 from __future__ import annotations
 
 import os
@@ -34,28 +35,50 @@ def test_bert_name_loads_from_the_cache(cache):
 
     text = tiny_model(seed=3).text_backbone
     weights = {k: v.contiguous() for k, v in text.state_dict().items()}
-    folder = _cache_repo(cache, 'bert-base-uncased',
-                         {'model.safetensors': lambda p: save_file(weights, str(p)),
-                          'config.json': lambda p: p.write_text('{}')})
+    folder = _cache_repo(
+        cache,
+        'bert-base-uncased',
+        {
+            'model.safetensors': lambda p: save_file(weights, str(p)),
+            'config.json': lambda p: p.write_text('{}'),
+        },
+    )
     assert resolve_path('bert-base-uncased') == str(folder)
     from huggingface_hub import try_to_load_from_cache  # the reference resolver
 
     ref = try_to_load_from_cache('bert-base-uncased', 'model.safetensors', cache_dir=str(cache))
     assert os.path.dirname(ref) == str(folder)
     loaded = load_state_dict_file('bert-base-uncased')
-    torch.testing.assert_close(loaded['embeddings.word_embeddings.weight'],
-                               weights['embeddings.word_embeddings.weight'], atol=0, rtol=0)
-    fresh = BertTextBackbone(vocab_size=120, hidden_size=64, num_layers=2, num_heads=2,
-                             intermediate_size=128, max_position_embeddings=32,
-                             pretrained='bert-base-uncased')
+    torch.testing.assert_close(
+        loaded['embeddings.word_embeddings.weight'],
+        weights['embeddings.word_embeddings.weight'],
+        atol=0,
+        rtol=0,
+    )
+    fresh = BertTextBackbone(
+        vocab_size=120,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=32,
+        pretrained='bert-base-uncased',
+    )
     fresh.init_weights()
-    torch.testing.assert_close(fresh.state_dict()['encoder.layer.1.output.dense.weight'],
-                               weights['encoder.layer.1.output.dense.weight'], atol=0, rtol=0)
+    torch.testing.assert_close(
+        fresh.state_dict()['encoder.layer.1.output.dense.weight'],
+        weights['encoder.layer.1.output.dense.weight'],
+        atol=0,
+        rtol=0,
+    )
 
 
 def test_timm_name_is_looked_up_under_the_timm_org(cache):
-    folder = _cache_repo(cache, 'timm/vit_tiny_patch16_224.augreg_in21k',
-                         {'model.safetensors': lambda p: p.write_bytes(b'x')})
+    folder = _cache_repo(
+        cache,
+        'timm/vit_tiny_patch16_224.augreg_in21k',
+        {'model.safetensors': lambda p: p.write_bytes(b'x')},
+    )
     assert resolve_path('vit_tiny_patch16_224.augreg_in21k') == str(folder)
     assert resolve_path('timm/vit_tiny_patch16_224.augreg_in21k') == str(folder)
 

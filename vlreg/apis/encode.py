@@ -14,6 +14,7 @@ Example:
     >>> tuple(encode_texts(model, ['a red circle', 'a blue square']).shape)
     (2, 128)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -43,8 +44,10 @@ class _Prep:
 def _dataset_cfg(model: nn.Module) -> Any:
     cfg = getattr(model, 'cfg', None)
     if cfg is None:
-        raise AttributeError(f'{type(model).__name__} has no .cfg: build it with '
-                             'vlreg.apis.init_model(config, checkpoint)')
+        raise AttributeError(
+            f'{type(model).__name__} has no .cfg: build it with '
+            'vlreg.apis.init_model(config, checkpoint)'
+        )
     return cfg.test_dataloader.dataset
 
 
@@ -84,8 +87,9 @@ def load_image(image: ImageLike, size: tuple[int, int] | None = None) -> np.ndar
     """An RGB ``uint8 [H, W, 3]`` array from a path, an array or ``'synthetic:SEED:INDEX'``."""
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f'an image array must be uint8 [H, W, 3] RGB, got {image.dtype} '
-                             f'{list(image.shape)}')
+            raise ValueError(
+                f'an image array must be uint8 [H, W, 3] RGB, got {image.dtype} {list(image.shape)}'
+            )
         return image
     spec = str(image)
     if spec.startswith('synthetic:'):
@@ -109,8 +113,9 @@ def _image_tensor(model: nn.Module, image: ImageLike) -> Tensor:
         import cv2
 
         img = cv2.resize(img, (prep.size[1], prep.size[0]), interpolation=cv2.INTER_CUBIC)
-    results: dict[str, Any] = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
-                                   sample_idx=0, image_id=0)
+    results: dict[str, Any] = dict(
+        img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], sample_idx=0, image_id=0
+    )
     for step in prep.image_steps:
         results = step(results)
     return prep.pack(results)['inputs']['image']
@@ -140,8 +145,9 @@ def _batches(n: int, size: int) -> list[slice]:
 
 
 @torch.no_grad()
-def encode_images(model: nn.Module, images: Sequence[ImageLike], batch_size: int = 32,
-                  progress: bool = False) -> Tensor:
+def encode_images(
+    model: nn.Module, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False
+) -> Tensor:
     """L2-normalised ITC image embeddings ``[N, E]`` (on the CPU).
 
     Example:
@@ -185,8 +191,9 @@ def _itm_logit(model: nn.Module, image_tokens: Tensor, ids: Tensor, mask: Tensor
 
 
 @torch.no_grad()
-def match(model: nn.Module, images: Sequence[ImageLike], texts: Sequence[str],
-          batch_size: int = 64) -> Tensor:
+def match(
+    model: nn.Module, images: Sequence[ImageLike], texts: Sequence[str], batch_size: int = 64
+) -> Tensor:
     """ITM match probabilities ``[len(images), len(texts)]`` of every (image, text) pair.
 
     Example:
@@ -228,9 +235,15 @@ def default_protocol(model: nn.Module) -> tuple[int | None, str]:
 
 
 @torch.no_grad()
-def rank(model: nn.Module, query: str, images: Sequence[ImageLike] | Any, top: int = 10,
-         k: int | None | str = 'config', score: str | None = None,
-         batch_size: int = 64) -> Ranking:
+def rank(
+    model: nn.Module,
+    query: str,
+    images: Sequence[ImageLike] | Any,
+    top: int = 10,
+    k: int | None | str = 'config',
+    score: str | None = None,
+    batch_size: int = 64,
+) -> Ranking:
     """Text -> image retrieval with the evaluation's protocol: ITC for every image, then the
     ITC top-``k`` re-scored by the ITM match logit (``score='itm'``, ALBEF) or ITM + ITC
     (``'itm+itc'``, BLIP / LAVIS); images outside the top-``k`` keep -100.
@@ -272,19 +285,32 @@ def rank(model: nn.Module, query: str, images: Sequence[ImageLike] | Any, top: i
         used_k = 0
     else:
         ids, mask = tokenize(model, [query])
-        final = topk_rerank(sim, k, _itm_scorer(model, items, ids, mask), batch_size,
-                            add_sim=score == 'itm+itc')
+        final = topk_rerank(
+            sim, k, _itm_scorer(model, items, ids, mask), batch_size, add_sim=score == 'itm+itc'
+        )
         used_k = sim.shape[1] if k is None else min(k, sim.shape[1])
     order = final[0].sort(descending=True, stable=True).indices[:top].tolist()
-    protocol = dict(first_stage='itc', k=used_k, score=score if used_k else 'itc',
-                    rerank_score='ITM match logit' + (' + ITC' if score == 'itm+itc' else ''),
-                    fill=-100.0, num_images=len(items), ties='stable: lower index first')
-    return Ranking(order, [float(final[0, i]) for i in order], [float(sim[0, i]) for i in order],
-                   [items[i] for i in order], protocol)
+    protocol = dict(
+        first_stage='itc',
+        k=used_k,
+        score=score if used_k else 'itc',
+        rerank_score='ITM match logit' + (' + ITC' if score == 'itm+itc' else ''),
+        fill=-100.0,
+        num_images=len(items),
+        ties='stable: lower index first',
+    )
+    return Ranking(
+        order,
+        [float(final[0, i]) for i in order],
+        [float(sim[0, i]) for i in order],
+        [items[i] for i in order],
+        protocol,
+    )
 
 
-def _itm_scorer(model: nn.Module, items: list, ids: Tensor,
-                mask: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+def _itm_scorer(
+    model: nn.Module, items: list, ids: Tensor, mask: Tensor
+) -> Callable[[Tensor, Tensor], Tensor]:
     cache: dict[int, Tensor] = {}
 
     def score(q_idx: Tensor, c_idx: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
 """Per-word Grad-CAM of one (image, text) pair: maps, overlays and a figure."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,13 @@ import torch
 from torch import Tensor, nn
 
 from vlreg.engine.model_defaults import gradcam_layer_of
-from vlreg.models.utils.softmask import (content_words, minmax_normalise, resolve_fusion_layer,
-                                         upsample_map, word_rows_mean)
+from vlreg.models.utils.softmask import (
+    content_words,
+    minmax_normalise,
+    resolve_fusion_layer,
+    upsample_map,
+    word_rows_mean,
+)
 
 from .encode import ImageLike, _image_tensor, _prep, tokenize
 
@@ -74,8 +80,9 @@ def explain(model: nn.Module, image: ImageLike, text: str, layer: int | None = N
         (['a', 'red', 'circle'], (3, 6, 6), 3)
     """
     prep = _prep(model)
-    pixels = model.data_preprocessor({'inputs': {'image': [_image_tensor(model, image)]}},
-                                     False)['inputs']['image']
+    pixels = model.data_preprocessor({'inputs': {'image': [_image_tensor(model, image)]}}, False)[
+        'inputs'
+    ]['image']
     ids, mask = tokenize(model, [text])
     wanted = gradcam_layer_of(model, layer)
     n_layers = len(getattr(model.fusion, 'layer', ())) or wanted + 1
@@ -86,5 +93,11 @@ def explain(model: nn.Module, image: ImageLike, text: str, layer: int | None = N
     grid = tuple(model.image_backbone.grid_size)
     cams = word_rows_mean(cam[0].float().cpu(), [rows for _, rows in spans])
     shown = _image_tensor(model, image).permute(1, 2, 0).numpy().astype(np.uint8)
-    return Explanation(np.ascontiguousarray(shown), text, [w for w, _ in spans],
-                       cams.reshape(-1, *grid), float(logits.softmax(-1)[0, 1]), layer)
+    return Explanation(
+        np.ascontiguousarray(shown),
+        text,
+        [w for w, _ in spans],
+        cams.reshape(-1, *grid),
+        float(logits.softmax(-1)[0, 1]),
+        layer,
+    )

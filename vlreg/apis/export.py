@@ -6,6 +6,7 @@ restarts the momentum copies from the online weights and the queues from scratch
 online encoders). The export keeps the online model only and writes ``OUT.safetensors`` and
 ``OUT.json`` (the model config, where the weights came from, what was dropped and the sizes).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def _size(path: str) -> int:
     return os.path.getsize(path) if os.path.isfile(path) else 0
 
 
-def export_weights(checkpoint: str, out: str, task: str = 'all',
-                   config: str | None = None) -> dict[str, Any]:
+def export_weights(
+    checkpoint: str, out: str, task: str = 'all', config: str | None = None
+) -> dict[str, Any]:
     """Write ``out`` (``.safetensors`` appended if missing) and its ``.json``; returns the JSON."""
     from safetensors.torch import save_file
 
@@ -77,10 +79,17 @@ def export_weights(checkpoint: str, out: str, task: str = 'all',
         seen.setdefault(ptr, key)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_file(tensors, out, metadata={'format': 'vlreg-weights-1', 'task': task})
-    info = dict(format='vlreg-weights-1', weights=os.path.basename(out),
-                source=os.path.abspath(checkpoint), task=task, tensors=len(tensors),
-                dropped=dropped, bytes=_size(out), source_bytes=_size(checkpoint),
-                model=_model_config(checkpoint, config))
-    with open(out[:-len('.safetensors')] + '.json', 'w') as f:
+    info = dict(
+        format='vlreg-weights-1',
+        weights=os.path.basename(out),
+        source=os.path.abspath(checkpoint),
+        task=task,
+        tensors=len(tensors),
+        dropped=dropped,
+        bytes=_size(out),
+        source_bytes=_size(checkpoint),
+        model=_model_config(checkpoint, config),
+    )
+    with open(out[: -len('.safetensors')] + '.json', 'w') as f:
         json.dump(info, f, indent=2, default=str)
     return info

@@ -5,6 +5,7 @@ the fingerprint of the model that encoded them (a hash of the image encoder's an
 projection's weights and of the image preprocessing). Loading it for another model is refused:
 its embeddings would not be comparable with that model's text embeddings.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,12 @@ def list_images(folder: str) -> list[str]:
     """Image files below ``folder`` (recursive, sorted); an error when there is none."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'image folder not found: {folder}')
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    paths = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
     if not paths:
         raise FileNotFoundError(f'{folder}: no image file ({", ".join(IMAGE_EXTENSIONS)})')
     return paths
@@ -56,17 +61,25 @@ class ImageIndex:
         """Raise when ``model`` is not the model that built the index."""
         mine = model_fingerprint(model)
         if mine != self.fingerprint:
-            raise ValueError(f'{self.source}: this image index was built by another model '
-                             f'(fingerprint {self.fingerprint}, this model {mine}); rebuild it '
-                             'with build_index(model, ...) or tools/search.py --rebuild')
+            raise ValueError(
+                f'{self.source}: this image index was built by another model '
+                f'(fingerprint {self.fingerprint}, this model {mine}); rebuild it '
+                'with build_index(model, ...) or tools/search.py --rebuild'
+            )
 
     def save(self, path: str) -> None:
         from safetensors.torch import save_file
 
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        save_file({'embeddings': self.embeddings.contiguous()}, path,
-                  metadata={'paths': json.dumps(self.paths), 'fingerprint': self.fingerprint,
-                            'format': 'vlreg-image-index-1'})
+        save_file(
+            {'embeddings': self.embeddings.contiguous()},
+            path,
+            metadata={
+                'paths': json.dumps(self.paths),
+                'fingerprint': self.fingerprint,
+                'format': 'vlreg-image-index-1',
+            },
+        )
         self.source = path
 
     @classmethod
@@ -79,17 +92,24 @@ class ImageIndex:
         with safe_open(path, 'pt') as f:
             meta = f.metadata() or {}
             if meta.get('format') != 'vlreg-image-index-1':
-                raise ValueError(f'{path} is not a vlreg image index (no vlreg-image-index-1 '
-                                 'metadata)')
-            index = cls(f.get_tensor('embeddings'), json.loads(meta['paths']),
-                        meta['fingerprint'], path)
+                raise ValueError(
+                    f'{path} is not a vlreg image index (no vlreg-image-index-1 metadata)'
+                )
+            index = cls(
+                f.get_tensor('embeddings'), json.loads(meta['paths']), meta['fingerprint'], path
+            )
         if model is not None:
             index.check_model(model)
         return index
 
 
-def build_index(model: nn.Module, images: str | Sequence[str], out: str | None = None,
-                batch_size: int = 32, progress: bool = True) -> ImageIndex:
+def build_index(
+    model: nn.Module,
+    images: str | Sequence[str],
+    out: str | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> ImageIndex:
     """Encode a folder (or a list) of images once; save to ``out`` (``.safetensors``) if given.
 
     Example:

@@ -1,4 +1,5 @@
 """A small inference API: build a model from a config, load a checkpoint, score and explain pairs."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,10 @@ from vlreg.utils.compat import setup_env
 #: embeddings (files converted from other code bases may store only one of the two names).
 API_ALLOWED_MISSING = (*ALLOWED_MISSING, '*decoder.weight')
 
-def init_model(config: str | Config, checkpoint: str | None = None, device: str = 'cpu',
-               partial: bool = False) -> torch.nn.Module:
+
+def init_model(
+    config: str | Config, checkpoint: str | None = None, device: str = 'cpu', partial: bool = False
+) -> torch.nn.Module:
     """Build ``config.model`` (scope vlreg), load ``checkpoint`` and switch to eval.
 
     ``checkpoint`` is a Runner checkpoint, a state dict, or an export of ``tools/export.py``
@@ -40,11 +43,20 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         state = {k.removeprefix('module.'): v for k, v in load_state_dict_file(checkpoint).items()}
-        load_checked(model, state, checkpoint, partial=partial, allow_missing=API_ALLOWED_MISSING,
-                     export=True)
+        load_checked(
+            model,
+            state,
+            checkpoint,
+            partial=partial,
+            allow_missing=API_ALLOWED_MISSING,
+            export=True,
+        )
         if any(k.startswith('mlm_head.') and k not in state for k in model.state_dict()):
-            print_log(f'{checkpoint} has no MLM head (a retrieval export): it stays random',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'{checkpoint} has no MLM head (a retrieval export): it stays random',
+                logger='current',
+                level=logging.WARNING,
+            )
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -86,15 +98,24 @@ class PairScorer:
         logits = self.model.itm_logits(text_tokens, inputs['attention_mask'], image_tokens)
         return logits.softmax(dim=-1)[:, 1]
 
-    def gradcam(self, image: Any, caption: str, layer: int | None = None) -> tuple[Tensor, list[str]]:
+    def gradcam(
+        self, image: Any, caption: str, layer: int | None = None
+    ) -> tuple[Tensor, list[str]]:
         """Per-token Grad-CAM ``[L, grid_h, grid_w]`` and the tokens, for one pair, on fusion layer
         ``layer`` (None: the model's ``gradcam_layer`` when it has one, else ALBEF's 2)."""
         inputs = self._batch([image], [caption])
-        cam, _ = self.model.gradcam(inputs['image'], inputs['input_ids'], inputs['attention_mask'],
-                                    layer=gradcam_layer_of(self.model, layer))
+        cam, _ = self.model.gradcam(
+            inputs['image'],
+            inputs['input_ids'],
+            inputs['attention_mask'],
+            layer=gradcam_layer_of(self.model, layer),
+        )
         grid = self.model.image_backbone.grid_size
         ids = inputs['input_ids'][0].tolist()
-        tokenizer = next((t.tokenizer for t in self.pipeline.transforms if hasattr(t, 'tokenizer')),
-                         None)
-        tokens = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(i) for i in ids]
+        tokenizer = next(
+            (t.tokenizer for t in self.pipeline.transforms if hasattr(t, 'tokenizer')), None
+        )
+        tokens = (
+            tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(i) for i in ids]
+        )
         return cam[0].reshape(len(ids), *grid), tokens

@@ -1,4 +1,5 @@
 """Datasets, tokenizers and transforms of vlreg."""
+
 from __future__ import annotations
 
 from .base import EntryCollector, RecordDataset, VLBaseDataset, build_pipeline
@@ -17,11 +18,31 @@ from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 from .vqa import VQADataset
 
-__all__ = ['BertTokenizer', 'CaptionDataset', 'ConcatCaptionDataset', 'EntryCollector', 'GroundingDataset',
-           'LinkCategoryWords',
-           'find_category_mentions', 'NLVR2Dataset', 'SNLIVEDataset',
-           'VQADataset', 'RetrievalDataset', 'KarpathyEntries', 'is_karpathy_file', 'load_karpathy',
-           'read_karpathy', 'SyntheticShapesDataset',
-           'SyntheticTokenizer', 'VLBaseDataset', 'build_pipeline', 'build_tokenizer',
-           'RecordDataset', 'read_annotation_file', 'read_json', 'read_records',
-           'synthetic_vocabulary', *_transforms_all]
+__all__ = [
+    'BertTokenizer',
+    'CaptionDataset',
+    'ConcatCaptionDataset',
+    'EntryCollector',
+    'GroundingDataset',
+    'LinkCategoryWords',
+    'find_category_mentions',
+    'NLVR2Dataset',
+    'SNLIVEDataset',
+    'VQADataset',
+    'RetrievalDataset',
+    'KarpathyEntries',
+    'is_karpathy_file',
+    'load_karpathy',
+    'read_karpathy',
+    'SyntheticShapesDataset',
+    'SyntheticTokenizer',
+    'VLBaseDataset',
+    'build_pipeline',
+    'build_tokenizer',
+    'RecordDataset',
+    'read_annotation_file',
+    'read_json',
+    'read_records',
+    'synthetic_vocabulary',
+    *_transforms_all,
+]

@@ -19,6 +19,7 @@ that climbs out of the image root (``../../etc/passwd``, ``images/../../x``: che
 the path, symbolic links are not followed) is a bad entry unless the dataset is built with
 ``allow_paths_outside_root=True``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,14 @@ from vlreg.registry import TRANSFORMS
 from .reader import read_records
 from .transforms.loading import BadSampleError
 
-__all__ = ['EntryCollector', 'RecordDataset', 'VLBaseDataset', 'build_pipeline',
-           'join_image_path', 'join_root']
+__all__ = [
+    'EntryCollector',
+    'RecordDataset',
+    'VLBaseDataset',
+    'build_pipeline',
+    'join_image_path',
+    'join_root',
+]
 
 _SHOWN_ERRORS = 3  # errors quoted when every sample turns out bad
 
@@ -61,9 +68,11 @@ def join_image_path(root: str, image: str, where: str, allow_outside_root: bool 
     if not os.path.isabs(image) and not allow_outside_root:
         norm = os.path.normpath(image)
         if norm == os.pardir or norm.startswith(os.pardir + os.sep):
-            raise ValueError(f'{where}: image path {image!r} leaves the image root {root!r}; '
-                             'use a path below the root or an absolute path, or build the '
-                             'dataset with allow_paths_outside_root=True')
+            raise ValueError(
+                f'{where}: image path {image!r} leaves the image root {root!r}; '
+                'use a path below the root or an absolute path, or build the '
+                'dataset with allow_paths_outside_root=True'
+            )
     return os.path.join(root, image)
 
 
@@ -92,8 +101,13 @@ class VLBaseDataset(BaseDataset):
 
     retrieval: bool = False
 
-    def __init__(self, pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
-                 allow_paths_outside_root: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pipeline: Sequence[dict | Callable] = (),
+        skip_bad_samples: bool = False,
+        allow_paths_outside_root: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.skip_bad_samples = skip_bad_samples
         self.allow_paths_outside_root = allow_paths_outside_root
         self.num_skipped = 0
@@ -104,8 +118,9 @@ class VLBaseDataset(BaseDataset):
 
     def image_path(self, image: str, where: str) -> str:
         """An entry's image path below ``data_root/image_root`` (see the module's path policy)."""
-        return join_image_path(self.data_prefix.get('img_path', ''), image, where,
-                               self.allow_paths_outside_root)
+        return join_image_path(
+            self.data_prefix.get('img_path', ''), image, where, self.allow_paths_outside_root
+        )
 
     def get_data_info(self, idx: int) -> dict:
         info = super().get_data_info(idx)
@@ -117,8 +132,10 @@ class VLBaseDataset(BaseDataset):
     # --- retrieval samples: the text layout of the whole set (recomputed for subsets) ------------
     def _text_layout(self) -> tuple[list[list[int]], list[int], list[str]]:
         if not self.retrieval:
-            raise AttributeError(f'{type(self).__name__} holds one caption per sample; img2txt, '
-                                 'txt2img and captions exist in retrieval mode only')
+            raise AttributeError(
+                f'{type(self).__name__} holds one caption per sample; img2txt, '
+                'txt2img and captions exist in retrieval mode only'
+            )
         if self._layout is None:
             img2txt: list[list[int]] = []
             txt2img: list[int] = []
@@ -160,24 +177,30 @@ class VLBaseDataset(BaseDataset):
     # --- bad samples at run time -----------------------------------------------------------------
     def __getitem__(self, idx: int) -> Any:
         if not self._fully_initialized:
-            print_log('Please call `full_init()` first to speed up data loading', logger='current',
-                      level=logging.DEBUG)
+            print_log(
+                'Please call `full_init()` first to speed up data loading',
+                logger='current',
+                level=logging.DEBUG,
+            )
             self.full_init()
         for _ in range(self.max_refetch + 1):
             try:
                 data = self.prepare_data(idx)
                 if data is None:
-                    raise BadSampleError(f'{type(self).__name__}: the pipeline dropped sample '
-                                         f'{idx}')
+                    raise BadSampleError(
+                        f'{type(self).__name__}: the pipeline dropped sample {idx}'
+                    )
                 return data
             except BadSampleError as err:
                 if not self.skip_bad_samples:
                     raise
                 self._on_bad_sample(idx, err)
                 idx = self._next_candidate(idx)
-        raise RuntimeError(f'{type(self).__name__}: {self.max_refetch + 1} bad samples in a row in '
-                           f'{self._source()}; {self.num_skipped} skipped in all; first errors:'
-                           f'\n  ' + '\n  '.join(self._first_errors))
+        raise RuntimeError(
+            f'{type(self).__name__}: {self.max_refetch + 1} bad samples in a row in '
+            f'{self._source()}; {self.num_skipped} skipped in all; first errors:'
+            f'\n  ' + '\n  '.join(self._first_errors)
+        )
 
     def _source(self) -> str:
         return repr(self.ann_file) if self.ann_file else type(self).__name__
@@ -193,19 +216,26 @@ class VLBaseDataset(BaseDataset):
 
     def _on_bad_sample(self, idx: int, err: BadSampleError) -> None:
         if self.retrieval:
-            raise BadSampleError(f'{err} -- {type(self).__name__} cannot replace a bad sample at '
-                                 'run time without corrupting the retrieval ranking; fix or remove '
-                                 'the entry') from err
+            raise BadSampleError(
+                f'{err} -- {type(self).__name__} cannot replace a bad sample at '
+                'run time without corrupting the retrieval ranking; fix or remove '
+                'the entry'
+            ) from err
         self.num_skipped += 1
         self._bad_indices.add(idx)
         if len(self._first_errors) < _SHOWN_ERRORS:
             self._first_errors.append(str(err))
-        print_log(f'{type(self).__name__}: skipped bad sample {idx} ({self.num_skipped} skipped so '
-                  f'far in this process): {err}', logger='current', level=logging.WARNING)
+        print_log(
+            f'{type(self).__name__}: skipped bad sample {idx} ({self.num_skipped} skipped so '
+            f'far in this process): {err}',
+            logger='current',
+            level=logging.WARNING,
+        )
         if len(self._bad_indices) >= len(self):
-            raise RuntimeError(f'every sample of {self._source()} is unreadable ({len(self)} '
-                               f'samples, all skipped); first errors:\n  '
-                               + '\n  '.join(self._first_errors))
+            raise RuntimeError(
+                f'every sample of {self._source()} is unreadable ({len(self)} '
+                f'samples, all skipped); first errors:\n  ' + '\n  '.join(self._first_errors)
+            )
 
 
 class EntryCollector:
@@ -222,8 +252,12 @@ class EntryCollector:
         self.dataset = dataset
         self.problems = list(problems or [])
 
-    def run(self, entries: Sequence[Any], parse: Callable[[int, Any], list[dict]],
-            source: str | None = None) -> list[dict]:
+    def run(
+        self,
+        entries: Sequence[Any],
+        parse: Callable[[int, Any], list[dict]],
+        source: str | None = None,
+    ) -> list[dict]:
         out: list[dict] = []
         source = source or self.dataset.ann_file
         for index, entry in enumerate(entries):
@@ -231,8 +265,10 @@ class EntryCollector:
                 try:
                     out.extend(parse(index, entry))
                 except (TypeError, KeyError, AttributeError, IndexError) as err:
-                    raise ValueError(f'{source!r}: entry {index}: unexpected content '
-                                     f'({type(err).__name__}: {err})') from err
+                    raise ValueError(
+                        f'{source!r}: entry {index}: unexpected content '
+                        f'({type(err).__name__}: {err})'
+                    ) from err
             except ValueError as err:
                 if not self.dataset.skip_bad_samples:
                     raise
@@ -246,8 +282,12 @@ class EntryCollector:
         if self.problems:
             shown = '\n  '.join(self.problems[:5])
             more = f'\n  ... and {len(self.problems) - 5} more' if len(self.problems) > 5 else ''
-            print_log(f'{type(ds).__name__}: dropped {len(self.problems)} bad annotation entries '
-                      f'of {source!r}:\n  {shown}{more}', logger='current', level=logging.WARNING)
+            print_log(
+                f'{type(ds).__name__}: dropped {len(self.problems)} bad annotation entries '
+                f'of {source!r}:\n  {shown}{more}',
+                logger='current',
+                level=logging.WARNING,
+            )
         if not data_list:
             raise ValueError(f'{source!r}: no usable annotation entry')
         return data_list
@@ -258,13 +298,24 @@ class RecordDataset(VLBaseDataset):
     (index, entry) -> sample dicts; images under ``image_root``. Bad records raise, or are dropped
     and counted with ``skip_bad_samples``."""
 
-    def __init__(self, ann_file: str, image_root: str = '', data_root: str = '',
-                 pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        image_root: str = '',
+        data_root: str = '',
+        pipeline: Sequence[dict | Callable] = (),
+        skip_bad_samples: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.num_bad_entries = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=dict(img_path=image_root),
+            pipeline=pipeline,
+            skip_bad_samples=skip_bad_samples,
+            **kwargs,
+        )
 
     def load_data_list(self) -> list[dict]:
         entries, problems = read_records(self.ann_file, self.skip_bad_samples)

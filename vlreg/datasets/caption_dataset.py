@@ -8,6 +8,7 @@ Image paths are relative to ``image_root``, itself relative to ``data_root`` (ab
 kept; relative paths may not climb out of the root: :mod:`vlreg.datasets.base`). Files are read by
 :mod:`vlreg.datasets.reader` (errors name the file and where: line / column, or byte offset).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,14 @@ from .karpathy import karpathy_entries, validate_karpathy
 from .reader import parse_document, read_annotation_file, read_document
 from .transforms.text import clean_caption
 
-__all__ = ['CaptionDataset', 'RetrievalDataset', 'VLBaseDataset', 'build_pipeline',
-           'parse_annotation_text', 'read_annotation_file']
+__all__ = [
+    'CaptionDataset',
+    'RetrievalDataset',
+    'VLBaseDataset',
+    'build_pipeline',
+    'parse_annotation_text',
+    'read_annotation_file',
+]
 
 #: Kept for the callers of its old name (:func:`vlreg.datasets.reader.parse_document`).
 parse_annotation_text = parse_document
@@ -83,24 +90,40 @@ class CaptionDataset(VLBaseDataset):
         ...      image_root='images', split='train', pipeline=[...])
     """
 
-    def __init__(self, ann_file: str, data_root: str = '', image_root: str = '',
-                 pipeline: Sequence[dict | Callable] = (), max_words: int | None = 30,
-                 skip_bad_samples: bool = False, split: str | Sequence[str] | None = None,
-                 merge_restval: bool = True, sample_per: str = 'caption', **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        data_root: str = '',
+        image_root: str = '',
+        pipeline: Sequence[dict | Callable] = (),
+        max_words: int | None = 30,
+        skip_bad_samples: bool = False,
+        split: str | Sequence[str] | None = None,
+        merge_restval: bool = True,
+        sample_per: str = 'caption',
+        **kwargs: Any,
+    ) -> None:
         if sample_per not in SAMPLE_PER:
             raise ValueError(f'sample_per must be one of {SAMPLE_PER}, got {sample_per!r}')
         if self.retrieval and sample_per != 'caption':
-            raise ValueError(f'{type(self).__name__} holds one sample per image with all its '
-                             'captions: sample_per does not apply')
+            raise ValueError(
+                f'{type(self).__name__} holds one sample per image with all its '
+                'captions: sample_per does not apply'
+            )
         self.sample_per = sample_per
         self.max_words = max_words
         self.split = split
         self.merge_restval = merge_restval
         self.num_bad_entries = 0
         self.num_bad_captions = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=dict(img_path=image_root),
+            pipeline=pipeline,
+            skip_bad_samples=skip_bad_samples,
+            **kwargs,
+        )
 
     # --- reading and validating ------------------------------------------------------------------
     def _parse_entry(self, index: int, entry: Any) -> tuple[str, list[str], Any]:
@@ -118,8 +141,9 @@ class CaptionDataset(VLBaseDataset):
         raw = entry['caption']
         raw_list = [raw] if isinstance(raw, str) else raw
         if not isinstance(raw_list, list) or not raw_list:
-            raise ValueError(f'{where}: "caption" must be a string or a non-empty list of strings, '
-                             f'got {raw!r}')
+            raise ValueError(
+                f'{where}: "caption" must be a string or a non-empty list of strings, got {raw!r}'
+            )
         id_key = entry.get('image_id', image)
         if not isinstance(id_key, (str, int)) or isinstance(id_key, bool):
             raise ValueError(f'{where}: "image_id" must be a string or an integer, got {id_key!r}')
@@ -150,24 +174,38 @@ class CaptionDataset(VLBaseDataset):
         data, self._problems = read_document(self.ann_file, self.skip_bad_samples)
         if isinstance(data, dict) and (self.split is not None or 'images' in data):
             if self.split is None:
-                raise ValueError(f'{self.ann_file!r} is a Karpathy split file (all splits in one '
-                                 "file): set split='train', 'val' or 'test'")
-            found = karpathy_entries(validate_karpathy(data, self.ann_file), self.ann_file,
-                                     self.split, self.merge_restval, self.skip_bad_samples)
+                raise ValueError(
+                    f'{self.ann_file!r} is a Karpathy split file (all splits in one '
+                    "file): set split='train', 'val' or 'test'"
+                )
+            found = karpathy_entries(
+                validate_karpathy(data, self.ann_file),
+                self.ann_file,
+                self.split,
+                self.merge_restval,
+                self.skip_bad_samples,
+            )
             self._problems.extend(found.problems)
             self.num_bad_entries += found.num_bad_entries
             self.num_bad_captions += found.num_bad_captions
             return found.entries
         if self.split is not None:
-            raise ValueError(f'split={self.split!r} selects images of a Karpathy split file, but '
-                             f'{self.ann_file!r} is in ALBEF format (one file per split): drop '
-                             '`split` or point ann_file at dataset_coco.json / '
-                             'dataset_flickr30k.json')
+            raise ValueError(
+                f'split={self.split!r} selects images of a Karpathy split file, but '
+                f'{self.ann_file!r} is in ALBEF format (one file per split): drop '
+                '`split` or point ann_file at dataset_coco.json / '
+                'dataset_flickr30k.json'
+            )
         if not isinstance(data, list):
-            got = f'an object with keys {sorted(data)[:8]}' if isinstance(data, dict) else \
-                type(data).__name__
-            raise ValueError(f'{self.ann_file!r}: expected a JSON list of ALBEF entries, one entry '
-                             f'per line, or a Karpathy split file, got {got}')
+            got = (
+                f'an object with keys {sorted(data)[:8]}'
+                if isinstance(data, dict)
+                else type(data).__name__
+            )
+            raise ValueError(
+                f'{self.ann_file!r}: expected a JSON list of ALBEF entries, one entry '
+                f'per line, or a Karpathy split file, got {got}'
+            )
         self.num_bad_entries = len(self._problems)
         return list(enumerate(data))
 
@@ -186,9 +224,13 @@ class CaptionDataset(VLBaseDataset):
         if self._problems:
             shown = '\n  '.join(self._problems[:5])
             more = f'\n  ... and {len(self._problems) - 5} more' if len(self._problems) > 5 else ''
-            print_log(f'{type(self).__name__}: dropped {self.num_bad_entries} bad annotation '
-                      f'entries and {self.num_bad_captions} bad captions from {self.ann_file!r}:'
-                      f'\n  {shown}{more}', logger='current', level=logging.WARNING)
+            print_log(
+                f'{type(self).__name__}: dropped {self.num_bad_entries} bad annotation '
+                f'entries and {self.num_bad_captions} bad captions from {self.ann_file!r}:'
+                f'\n  {shown}{more}',
+                logger='current',
+                level=logging.WARNING,
+            )
         if not parsed:
             raise ValueError(f'{self.ann_file!r}: no usable annotation entry')
         return parsed
@@ -201,8 +243,12 @@ class CaptionDataset(VLBaseDataset):
         data_list = []
         for index, image, captions, id_key in self._read_entries():
             image_id = ids.setdefault(id_key, len(ids))
-            info = dict(img_path=self._image_path(image), image_id=image_id, ori_image_id=id_key,
-                        ann_index=index)
+            info = dict(
+                img_path=self._image_path(image),
+                image_id=image_id,
+                ori_image_id=id_key,
+                ann_index=index,
+            )
             if self.sample_per == 'entry':
                 data_list.append(dict(info, captions=list(captions)))
                 continue
@@ -243,8 +289,13 @@ class RetrievalDataset(CaptionDataset):
         for index, image, captions, id_key in self._read_entries():
             group = groups.get(id_key)
             if group is None:
-                groups[id_key] = dict(img_path=self._image_path(image), caption=list(captions),
-                                      image_id=len(groups), ori_image_id=id_key, ann_index=index)
+                groups[id_key] = dict(
+                    img_path=self._image_path(image),
+                    caption=list(captions),
+                    image_id=len(groups),
+                    ori_image_id=id_key,
+                    ann_index=index,
+                )
             else:
                 group['caption'].extend(captions)
         data_list = list(groups.values())
@@ -264,7 +315,10 @@ class RetrievalDataset(CaptionDataset):
                 kept.append(info)
             except Exception as err:  # noqa: BLE001 - any failure means the image is unusable
                 self.num_bad_entries += 1
-                print_log(f'{type(self).__name__}: dropped entry {info["ann_index"]} of '
-                          f'{self.ann_file!r}: image {info["img_path"]!r} is unreadable ({err})',
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f'{type(self).__name__}: dropped entry {info["ann_index"]} of '
+                    f'{self.ann_file!r}: image {info["img_path"]!r} is unreadable ({err})',
+                    logger='current',
+                    level=logging.WARNING,
+                )
         return kept

@@ -25,6 +25,7 @@ labelled "remote").
 
 Words are compared lower-case, with surrounding punctuation and a possessive "'s" removed.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,35 +36,159 @@ from vlreg.registry import TRANSFORMS
 
 from .transforms.loading import describe_sample
 
-__all__ = ['CATEGORY_TERMS', 'COCO_CATEGORIES', 'IRREGULAR_PLURALS', 'LinkCategoryWords',
-           'WORD_TO_CATEGORY', 'build_word_map', 'find_category_mentions', 'normalise_word',
-           'pluralise']
+__all__ = [
+    'CATEGORY_TERMS',
+    'COCO_CATEGORIES',
+    'IRREGULAR_PLURALS',
+    'LinkCategoryWords',
+    'WORD_TO_CATEGORY',
+    'build_word_map',
+    'find_category_mentions',
+    'normalise_word',
+    'pluralise',
+]
 
 #: The 80 COCO detection categories, in the order of their ids (1 .. 90 with gaps).
 COCO_CATEGORIES = (
-    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
-    'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog',
-    'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella',
-    'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
-    'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle',
-    'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange',
-    'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
-    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote', 'keyboard', 'cell phone',
-    'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors',
-    'teddy bear', 'hair drier', 'toothbrush')
+    'person',
+    'bicycle',
+    'car',
+    'motorcycle',
+    'airplane',
+    'bus',
+    'train',
+    'truck',
+    'boat',
+    'traffic light',
+    'fire hydrant',
+    'stop sign',
+    'parking meter',
+    'bench',
+    'bird',
+    'cat',
+    'dog',
+    'horse',
+    'sheep',
+    'cow',
+    'elephant',
+    'bear',
+    'zebra',
+    'giraffe',
+    'backpack',
+    'umbrella',
+    'handbag',
+    'tie',
+    'suitcase',
+    'frisbee',
+    'skis',
+    'snowboard',
+    'sports ball',
+    'kite',
+    'baseball bat',
+    'baseball glove',
+    'skateboard',
+    'surfboard',
+    'tennis racket',
+    'bottle',
+    'wine glass',
+    'cup',
+    'fork',
+    'knife',
+    'spoon',
+    'bowl',
+    'banana',
+    'apple',
+    'sandwich',
+    'orange',
+    'broccoli',
+    'carrot',
+    'hot dog',
+    'pizza',
+    'donut',
+    'cake',
+    'chair',
+    'couch',
+    'potted plant',
+    'bed',
+    'dining table',
+    'toilet',
+    'tv',
+    'laptop',
+    'mouse',
+    'remote',
+    'keyboard',
+    'cell phone',
+    'microwave',
+    'oven',
+    'toaster',
+    'sink',
+    'refrigerator',
+    'book',
+    'clock',
+    'vase',
+    'scissors',
+    'teddy bear',
+    'hair drier',
+    'toothbrush',
+)
 
 #: Singular terms naming each category (see the module docstring for what is left out and why).
 CATEGORY_TERMS: dict[str, tuple[str, ...]] = {
-    'person': ('person', 'man', 'woman', 'boy', 'girl', 'child', 'kid', 'baby', 'toddler',
-               'teenager', 'teen', 'adult', 'guy', 'lady', 'gentleman', 'player', 'skier',
-               'snowboarder', 'surfer', 'skateboarder', 'rider', 'biker', 'cyclist', 'batter',
-               'catcher', 'umpire', 'chef', 'policeman', 'officer', 'worker', 'soldier',
-               'spectator', 'pedestrian', 'crowd', 'mother', 'father', 'daughter', 'son',
-               'friend', 'human', 'youngster', 'athlete'),
+    'person': (
+        'person',
+        'man',
+        'woman',
+        'boy',
+        'girl',
+        'child',
+        'kid',
+        'baby',
+        'toddler',
+        'teenager',
+        'teen',
+        'adult',
+        'guy',
+        'lady',
+        'gentleman',
+        'player',
+        'skier',
+        'snowboarder',
+        'surfer',
+        'skateboarder',
+        'rider',
+        'biker',
+        'cyclist',
+        'batter',
+        'catcher',
+        'umpire',
+        'chef',
+        'policeman',
+        'officer',
+        'worker',
+        'soldier',
+        'spectator',
+        'pedestrian',
+        'crowd',
+        'mother',
+        'father',
+        'daughter',
+        'son',
+        'friend',
+        'human',
+        'youngster',
+        'athlete',
+    ),
     'bicycle': ('bicycle', 'bike'),
     'car': ('car', 'automobile', 'sedan', 'taxi', 'cab', 'suv'),
-    'motorcycle': ('motorcycle', 'motorbike', 'motor bike', 'motor cycle', 'dirt bike', 'moped',
-                   'scooter'),
+    'motorcycle': (
+        'motorcycle',
+        'motorbike',
+        'motor bike',
+        'motor cycle',
+        'dirt bike',
+        'moped',
+        'scooter',
+    ),
     'airplane': ('airplane', 'aeroplane', 'plane', 'airliner', 'jet', 'aircraft', 'jetliner'),
     'bus': ('bus', 'double decker'),
     'train': ('train', 'locomotive', 'tram', 'trolley'),
@@ -74,8 +199,21 @@ CATEGORY_TERMS: dict[str, tuple[str, ...]] = {
     'stop sign': ('stop sign',),
     'parking meter': ('parking meter', 'meter'),
     'bench': ('bench',),
-    'bird': ('bird', 'seagull', 'gull', 'pigeon', 'duck', 'goose', 'parrot', 'owl', 'swan',
-             'eagle', 'hawk', 'sparrow', 'crow'),
+    'bird': (
+        'bird',
+        'seagull',
+        'gull',
+        'pigeon',
+        'duck',
+        'goose',
+        'parrot',
+        'owl',
+        'swan',
+        'eagle',
+        'hawk',
+        'sparrow',
+        'crow',
+    ),
     'cat': ('cat', 'kitten', 'kitty'),
     'dog': ('dog', 'puppy', 'pup', 'doggy'),
     'horse': ('horse', 'pony', 'foal'),
@@ -146,14 +284,26 @@ CATEGORY_TERMS: dict[str, tuple[str, ...]] = {
 #: Plurals that the English rules of :func:`pluralise` get wrong (last word of a term). A value of
 #: None: the word has no separate plural form (it is its own plural, or already plural).
 IRREGULAR_PLURALS: dict[str, str | None] = {
-    'person': 'people', 'child': 'children', 'mouse': 'mice', 'goose': 'geese', 'knife': 'knives',
-    'calf': 'calves', 'ox': 'oxen', 'sheep': None, 'cattle': None, 'scissors': None,
-    'skis': None, 'oranges': None, 'broccoli': None, 'luggage': None, 'baggage': None,
+    'person': 'people',
+    'child': 'children',
+    'mouse': 'mice',
+    'goose': 'geese',
+    'knife': 'knives',
+    'calf': 'calves',
+    'ox': 'oxen',
+    'sheep': None,
+    'cattle': None,
+    'scissors': None,
+    'skis': None,
+    'oranges': None,
+    'broccoli': None,
+    'luggage': None,
+    'baggage': None,
     'human': 'humans',
 }
 
 _VOWELS = set('aeiou')
-_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+_PUNCT = re.compile(r'^[^\w]+|[^\w]+$')
 
 
 def pluralise(term: str) -> str | None:
@@ -216,8 +366,8 @@ def normalise_word(word: str) -> str:
 
 
 def find_category_mentions(
-        words: Sequence[str],
-        word_map: Mapping[str, str] | None = None) -> list[tuple[str, list[int]]]:
+    words: Sequence[str], word_map: Mapping[str, str] | None = None
+) -> list[tuple[str, list[int]]]:
     """The category mentions of a caption, left to right, longest phrase first.
 
     Args:
@@ -237,7 +387,7 @@ def find_category_mentions(
     out, i = [], 0
     while i < len(norm):
         for n in range(min(longest, len(norm) - i), 0, -1):
-            category = word_map.get(' '.join(norm[i:i + n]))
+            category = word_map.get(' '.join(norm[i : i + n]))
             if category is not None:
                 out.append((category, list(range(i, i + n))))
                 i += n
@@ -281,11 +431,15 @@ class LinkCategoryWords:
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         caption, names = results.get('caption'), results.get('categories')
         if not isinstance(caption, str):
-            raise KeyError(f'LinkCategoryWords: {describe_sample(results)} needs one caption '
-                           f'string, got {type(caption).__name__}')
+            raise KeyError(
+                f'LinkCategoryWords: {describe_sample(results)} needs one caption '
+                f'string, got {type(caption).__name__}'
+            )
         if names is None:
-            raise KeyError(f'LinkCategoryWords: {describe_sample(results)} has no "categories" '
-                           '(the category name of each box)')
+            raise KeyError(
+                f'LinkCategoryWords: {describe_sample(results)} has no "categories" '
+                '(the category name of each box)'
+            )
         by_name: dict[str, list[int]] = {}
         for index, name in enumerate(names):
             by_name.setdefault(str(name).lower(), []).append(index)
@@ -298,8 +452,12 @@ class LinkCategoryWords:
             words.append(indices)
             groups.append(list(boxes))
             objects.append(category)
-        results.update(gt_word_indices=words, gt_box_groups=groups, gt_object_names=objects,
-                       num_unboxed_mentions=unboxed)
+        results.update(
+            gt_word_indices=words,
+            gt_box_groups=groups,
+            gt_object_names=objects,
+            num_unboxed_mentions=unboxed,
+        )
         return results
 
     def __repr__(self) -> str:

@@ -1,4 +1,5 @@
 """Several caption files as one training set, with image ids kept distinct across the files."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,8 +42,10 @@ class ConcatCaptionDataset(ConcatDataset):
                 offsets.append(total)
                 ids = [dataset.get_data_info(i)['image_id'] for i in range(len(dataset))]
                 if any(not isinstance(i, int) for i in ids):
-                    raise TypeError(f'{type(dataset).__name__} ({getattr(dataset, "ann_file", "")})'
-                                    ': image ids must be integers')
+                    raise TypeError(
+                        f'{type(dataset).__name__} ({getattr(dataset, "ann_file", "")})'
+                        ': image ids must be integers'
+                    )
                 total += max(ids, default=-1) + 1
             self._offsets = offsets
         return self._offsets

@@ -3,6 +3,7 @@
 ``where`` is the file and the entry (``"'/data/vqa.json': entry 12"``), so a message says which
 line of which file to fix.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,9 @@ def xywh_to_xyxy(where: str, box: Any, width: Any = None, height: Any = None) ->
         raise ValueError(f'{where}: box {box!r} has no area or is not finite')
     size_w, size_h = _size(where, width, 'width'), _size(where, height, 'height')
     tol = BOX_TOLERANCE
-    if (size_w is not None and (x < -tol or x + w > size_w + tol)) or \
-            (size_h is not None and (y < -tol or y + h > size_h + tol)):
+    if (size_w is not None and (x < -tol or x + w > size_w + tol)) or (
+        size_h is not None and (y < -tol or y + h > size_h + tol)
+    ):
         raise ValueError(f'{where}: box {box!r} lies outside the {width} x {height} image')
     return [x, y, x + w, y + h]
 

@@ -3,6 +3,7 @@
 Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.refcoco`.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,15 @@ from .reader import read_annotation_file, read_json
 
 __all__ = ['GROUNDING_META_KEYS', 'GroundingDataset']
 
-GROUNDING_META_KEYS = DEFAULT_META_KEYS + ('ori_gt_bboxes', 'proposals', 'categories', 'ref_id',
-                                           'split', 'width', 'height')
+GROUNDING_META_KEYS = DEFAULT_META_KEYS + (
+    'ori_gt_bboxes',
+    'proposals',
+    'categories',
+    'ref_id',
+    'split',
+    'width',
+    'height',
+)
 
 
 # --- grounding ------------------------------------------------------------------------------------
@@ -100,12 +108,21 @@ class GroundingDataset(VLBaseDataset):
     META_KEYS = GROUNDING_META_KEYS
     EXPRESSIONS = ('captions', 'categories')
 
-    def __init__(self, ann_file: str, image_root: str = '', data_root: str = '',
-                 expressions: str = 'captions', proposal_file: str | None = None,
-                 proposal_key: str = 'image_id', refs_file: str | None = None,
-                 instances_file: str | None = None, split: str | None = None,
-                 pipeline: Sequence[dict | Callable] = (), skip_bad_samples: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        image_root: str = '',
+        data_root: str = '',
+        expressions: str = 'captions',
+        proposal_file: str | None = None,
+        proposal_key: str = 'image_id',
+        refs_file: str | None = None,
+        instances_file: str | None = None,
+        split: str | None = None,
+        pipeline: Sequence[dict | Callable] = (),
+        skip_bad_samples: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if expressions not in self.EXPRESSIONS:
             raise ValueError(f'expressions must be one of {self.EXPRESSIONS}, got {expressions!r}')
         if proposal_key not in ('image_id', 'ref_id'):
@@ -119,9 +136,14 @@ class GroundingDataset(VLBaseDataset):
         self.instances_file = join_root(data_root, instances_file)
         self.split = split
         self.num_bad_entries = 0
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=dict(img_path=image_root),
+            pipeline=pipeline,
+            skip_bad_samples=skip_bad_samples,
+            **kwargs,
+        )
 
     def load_data_list(self) -> list[dict]:
         entries, problems = read_annotation_file(self.ann_file, self.skip_bad_samples)
@@ -136,14 +158,28 @@ class GroundingDataset(VLBaseDataset):
             parse = self._parse_refer
         return collector.finish(collector.run(entries, parse), self.ann_file)
 
-    def _info(self, index: int, image: str, ori_image_id: Any, text: str, gt: list[list[float]],
-              proposals: list[list[float]], **extra: Any) -> dict:
+    def _info(
+        self,
+        index: int,
+        image: str,
+        ori_image_id: Any,
+        text: str,
+        gt: list[list[float]],
+        proposals: list[list[float]],
+        **extra: Any,
+    ) -> dict:
         img_path = self.image_path(image, f'{self.ann_file!r}: entry {index}')
-        return dict(img_path=img_path,
-                    caption=text, gt_bboxes=box_array(gt), ori_gt_bboxes=box_array(gt),
-                    proposals=box_array(proposals),
-                    image_id=self._ids.setdefault(ori_image_id, len(self._ids)),
-                    ori_image_id=ori_image_id, ann_index=index, **extra)
+        return dict(
+            img_path=img_path,
+            caption=text,
+            gt_bboxes=box_array(gt),
+            ori_gt_bboxes=box_array(gt),
+            proposals=box_array(proposals),
+            image_id=self._ids.setdefault(ori_image_id, len(self._ids)),
+            ori_image_id=ori_image_id,
+            ann_index=index,
+            **extra,
+        )
 
     # COCO-style files
     def _parse_coco(self, index: int, entry: Any) -> list[dict]:
@@ -164,16 +200,41 @@ class GroundingDataset(VLBaseDataset):
             names.append(text_field(f'{where}, box {j}', box['category'], 'category'))
         ori_id = entry.get('image_id', image)
         if self.expressions == 'captions':
-            texts = [text_field(f'{where}, caption {j}', c, 'caption')
-                     for j, c in enumerate(captions)]
-            return [self._info(index, image, ori_id, text, boxes, boxes, categories=names,
-                               ref_id=None, split=self.split, **size) for text in texts]
+            texts = [
+                text_field(f'{where}, caption {j}', c, 'caption') for j, c in enumerate(captions)
+            ]
+            return [
+                self._info(
+                    index,
+                    image,
+                    ori_id,
+                    text,
+                    boxes,
+                    boxes,
+                    categories=names,
+                    ref_id=None,
+                    split=self.split,
+                    **size,
+                )
+                for text in texts
+            ]
         out = []
         for name in dict.fromkeys(names):
             mine = [b for b, n in zip(boxes, names) if n == name]
-            out.append(self._info(index, image, ori_id, name, mine, boxes,
-                                  categories=[name] * len(mine), ref_id=None, split=self.split,
-                                  **size))
+            out.append(
+                self._info(
+                    index,
+                    image,
+                    ori_id,
+                    name,
+                    mine,
+                    boxes,
+                    categories=[name] * len(mine),
+                    ref_id=None,
+                    split=self.split,
+                    **size,
+                )
+            )
         return out
 
     # refer-format (ALBEF RefCOCO+) files
@@ -182,8 +243,9 @@ class GroundingDataset(VLBaseDataset):
             return None
         data = read_json(self.proposal_file)
         if not isinstance(data, dict):
-            raise ValueError(f'{self.proposal_file!r}: expected {{"<{self.proposal_key}>": '
-                             '[[x, y, w, h], ...]}')
+            raise ValueError(
+                f'{self.proposal_file!r}: expected {{"<{self.proposal_key}>": [[x, y, w, h], ...]}}'
+            )
         return {str(k): v for k, v in data.items()}
 
     def _load_refs(self) -> dict[int, dict] | None:
@@ -198,8 +260,10 @@ class GroundingDataset(VLBaseDataset):
             refs = safe_pickle_load(path)
         instances = read_json(self.instances_file)
         if not isinstance(refs, list) or not isinstance(instances, dict):
-            raise ValueError(f'{path!r} / {self.instances_file!r}: expected a list of refs and '
-                             'the COCO instances object')
+            raise ValueError(
+                f'{path!r} / {self.instances_file!r}: expected a list of refs and '
+                'the COCO instances object'
+            )
         categories = {c.get('id'): c.get('name') for c in instances.get('categories', [])}
         anns = {a['id']: a for a in instances.get('annotations', []) if 'id' in a}
         out = {}
@@ -208,15 +272,20 @@ class GroundingDataset(VLBaseDataset):
             require_keys(where, ref, ('ref_id', 'ann_id'))
             ann = anns.get(ref['ann_id'])
             if ann is None:
-                raise ValueError(f'{where}: ann_id {ref["ann_id"]} is not in '
-                                 f'{self.instances_file!r}')
-            out[int(ref['ref_id'])] = dict(bbox=ann['bbox'], split=ref.get('split'),
-                                           image_id=ref.get('image_id', ann.get('image_id')),
-                                           category=categories.get(ann.get('category_id')))
+                raise ValueError(
+                    f'{where}: ann_id {ref["ann_id"]} is not in {self.instances_file!r}'
+                )
+            out[int(ref['ref_id'])] = dict(
+                bbox=ann['bbox'],
+                split=ref.get('split'),
+                image_id=ref.get('image_id', ann.get('image_id')),
+                category=categories.get(ann.get('category_id')),
+            )
         return out
 
-    def _entry_proposals(self, where: str, key: Any, width: Any = None,
-                         height: Any = None) -> list[list[float]]:
+    def _entry_proposals(
+        self, where: str, key: Any, width: Any = None, height: Any = None
+    ) -> list[list[float]]:
         """The xyxy proposals of ``key`` in the proposal file, each checked like a ground-truth
         box (four finite numbers first, positive size, inside the entry's image when it gives its
         size); a bad one makes the entry bad, naming the entry, the proposal and the file."""
@@ -225,10 +294,14 @@ class GroundingDataset(VLBaseDataset):
         if dets is None:
             raise ValueError(f'{where}: no proposals for {source}')
         if not isinstance(dets, list):
-            raise ValueError(f'{where}: the proposals of {source} must be a list of '
-                             f'[x, y, w, h, ...] boxes, got {type(dets).__name__}')
-        return [xywh_to_xyxy(f'{where}, proposal {j} of {source}', d, width, height)
-                for j, d in enumerate(dets)]
+            raise ValueError(
+                f'{where}: the proposals of {source} must be a list of '
+                f'[x, y, w, h, ...] boxes, got {type(dets).__name__}'
+            )
+        return [
+            xywh_to_xyxy(f'{where}, proposal {j} of {source}', d, width, height)
+            for j, d in enumerate(dets)
+        ]
 
     def _parse_refer(self, index: int, entry: Any) -> list[dict]:
         where = f'{self.ann_file!r}: entry {index}'
@@ -248,7 +321,17 @@ class GroundingDataset(VLBaseDataset):
             key = ref_id if self.proposal_key == 'ref_id' else image_id
             proposals = self._entry_proposals(where, key, **size)
         category = ref.get('category', entry.get('category'))
-        return [self._info(index, image, image_id if image_id is not None else image, text, gt,
-                           proposals, categories=[category] * len(gt) if category else [],
-                           ref_id=ref_id, split=entry.get('split', ref.get('split', self.split)),
-                           **size)]
+        return [
+            self._info(
+                index,
+                image,
+                image_id if image_id is not None else image,
+                text,
+                gt,
+                proposals,
+                categories=[category] * len(gt) if category else [],
+                ref_id=ref_id,
+                split=entry.get('split', ref.get('split', self.split)),
+                **size,
+            )
+        ]

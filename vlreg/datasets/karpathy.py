@@ -16,6 +16,7 @@ ALBEF json file, keeping each image's position in ``images`` as its entry index 
 name ``images[i]``). ``restval`` (30,504 COCO images outside the 5K val / 5K test) joins ``train``
 by default, as in ALBEF's and Karpathy's COCO training set (113,287 images).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,16 @@ from typing import Any
 
 from .reader import read_json
 
-__all__ = ['KARPATHY_SPLITS', 'KarpathyEntries', 'is_karpathy_file', 'karpathy_entries',
-           'load_karpathy', 'read_karpathy', 'resolve_splits', 'validate_karpathy']
+__all__ = [
+    'KARPATHY_SPLITS',
+    'KarpathyEntries',
+    'is_karpathy_file',
+    'karpathy_entries',
+    'load_karpathy',
+    'read_karpathy',
+    'resolve_splits',
+    'validate_karpathy',
+]
 
 KARPATHY_SPLITS = ('train', 'restval', 'val', 'test')
 
@@ -101,8 +110,10 @@ def validate_karpathy(data: Any, path: str) -> dict[str, Any]:
     """``data`` when it is a parsed Karpathy file (an object with an ``"images"`` list)."""
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f'{path!r}: not a Karpathy split file: expected an object with an '
-                         f'"images" list, got {got}')
+        raise ValueError(
+            f'{path!r}: not a Karpathy split file: expected an object with an '
+            f'"images" list, got {got}'
+        )
     return data
 
 
@@ -119,8 +130,9 @@ def _image_id(image: dict[str, Any], path: str) -> Any:
     return path
 
 
-def _sentences(image: dict[str, Any], where: str, skip_bad: bool,
-               result: KarpathyEntries) -> list[str]:
+def _sentences(
+    image: dict[str, Any], where: str, skip_bad: bool, result: KarpathyEntries
+) -> list[str]:
     sentences = image.get('sentences')
     if not isinstance(sentences, list) or not sentences:
         raise ValueError(f'{where}: "sentences" must be a non-empty list, got {sentences!r}')
@@ -140,8 +152,9 @@ def _sentences(image: dict[str, Any], where: str, skip_bad: bool,
     return captions
 
 
-def _entry(i: int, image: Any, path: str, wanted: tuple[str, ...], skip_bad: bool,
-           result: KarpathyEntries) -> dict[str, Any] | None:
+def _entry(
+    i: int, image: Any, path: str, wanted: tuple[str, ...], skip_bad: bool, result: KarpathyEntries
+) -> dict[str, Any] | None:
     """The ALBEF-format entry of ``images[i]``, or None when its split is not wanted."""
     where = f'{path!r}: images[{i}]'
     if not isinstance(image, dict):
@@ -166,10 +179,14 @@ def _entry(i: int, image: Any, path: str, wanted: tuple[str, ...], skip_bad: boo
     return dict(image=image_path, caption=captions, image_id=image_id, split=split)
 
 
-def karpathy_entries(data: dict[str, Any], path: str, split: str | Sequence[str],
-                     merge_restval: bool = True, skip_bad: bool = False,
-                     progress: Callable[[Iterable[Any], int], Iterator[Any]] | None = None
-                     ) -> KarpathyEntries:
+def karpathy_entries(
+    data: dict[str, Any],
+    path: str,
+    split: str | Sequence[str],
+    merge_restval: bool = True,
+    skip_bad: bool = False,
+    progress: Callable[[Iterable[Any], int], Iterator[Any]] | None = None,
+) -> KarpathyEntries:
     """ALBEF-format entries of the images of ``split`` in a parsed Karpathy file.
 
     Every image of the file must name a known split; the images of the requested splits are
@@ -202,8 +219,10 @@ def karpathy_entries(data: dict[str, Any], path: str, split: str | Sequence[str]
                 continue
             seen = first_seen.setdefault(entry['image_id'], i)
             if seen != i:
-                raise ValueError(f'{path!r}: images[{i}] ({entry["image"]}): image id '
-                                 f'{entry["image_id"]!r} already used by images[{seen}]')
+                raise ValueError(
+                    f'{path!r}: images[{i}] ({entry["image"]}): image id '
+                    f'{entry["image_id"]!r} already used by images[{seen}]'
+                )
         except ValueError as err:
             if not skip_bad:
                 raise
@@ -213,7 +232,8 @@ def karpathy_entries(data: dict[str, Any], path: str, split: str | Sequence[str]
     return result
 
 
-def read_karpathy(path: str, split: str | Sequence[str], merge_restval: bool = True,
-                  skip_bad: bool = False) -> KarpathyEntries:
+def read_karpathy(
+    path: str, split: str | Sequence[str], merge_restval: bool = True, skip_bad: bool = False
+) -> KarpathyEntries:
     """:func:`load_karpathy` then :func:`karpathy_entries`."""
     return karpathy_entries(load_karpathy(path), path, split, merge_restval, skip_bad)

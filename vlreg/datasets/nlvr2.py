@@ -3,6 +3,7 @@
 Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.nlvr2`.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ from .transforms.formatting import DEFAULT_META_KEYS
 
 __all__ = ['NLVR2Dataset', 'NLVR2_META_KEYS']
 
-NLVR2_META_KEYS = DEFAULT_META_KEYS + ('img_path2', 'ori_shape2', 'img_shape2', 'label',
-                                       'identifier')
+NLVR2_META_KEYS = DEFAULT_META_KEYS + (
+    'img_path2',
+    'ori_shape2',
+    'img_shape2',
+    'label',
+    'identifier',
+)
 
 
 # --- NLVR2 ----------------------------------------------------------------------------------------
@@ -75,12 +81,25 @@ class NLVR2Dataset(RecordDataset):
     METAINFO = dict(classes=('False', 'True'))
     META_KEYS = NLVR2_META_KEYS
 
-    def __init__(self, ann_file: str, image_root: str = '', data_root: str = '',
-                 use_directory: bool = True, pipeline: Sequence[dict | Callable] = (),
-                 skip_bad_samples: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        image_root: str = '',
+        data_root: str = '',
+        use_directory: bool = True,
+        pipeline: Sequence[dict | Callable] = (),
+        skip_bad_samples: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.use_directory = use_directory
-        super().__init__(ann_file=ann_file, image_root=image_root, data_root=data_root,
-                         pipeline=pipeline, skip_bad_samples=skip_bad_samples, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            image_root=image_root,
+            data_root=data_root,
+            pipeline=pipeline,
+            skip_bad_samples=skip_bad_samples,
+            **kwargs,
+        )
 
     def _parse(self, index: int, entry: Any) -> list[dict]:
         where = f'{self.ann_file!r}: entry {index}'
@@ -88,8 +107,11 @@ class NLVR2Dataset(RecordDataset):
         if isinstance(entry, dict) and 'images' in entry:
             require_keys(where, entry, ('sentence', 'label'))
             images = entry['images']
-            if not (isinstance(images, list) and len(images) == 2
-                    and all(isinstance(p, str) and p for p in images)):
+            if not (
+                isinstance(images, list)
+                and len(images) == 2
+                and all(isinstance(p, str) and p for p in images)
+            ):
                 raise ValueError(f'{where}: "images" must list two paths, got {images!r}')
             left, right = (self.image_path(p, where) for p in images)
             pair, identifier = tuple(images), entry.get('identifier')
@@ -98,8 +120,9 @@ class NLVR2Dataset(RecordDataset):
             identifier = text_field(where, entry['identifier'], 'identifier')
             match = _NLVR2_IDENTIFIER.match(identifier)
             if match is None:
-                raise ValueError(f'{where}: identifier {identifier!r} is not '
-                                 '"<split>-<set>-<pair>-<sentence>"')
+                raise ValueError(
+                    f'{where}: identifier {identifier!r} is not "<split>-<set>-<pair>-<sentence>"'
+                )
             pair = match.group('pair')
             folder = root
             if self.use_directory and entry.get('directory') is not None:
@@ -107,7 +130,15 @@ class NLVR2Dataset(RecordDataset):
             left, right = (os.path.join(folder, f'{pair}-img{i}.png') for i in (0, 1))
         sentence = text_field(where, entry['sentence'], 'sentence')
         label = _binary_label(where, entry['label'])
-        return [dict(img_path=left, img_path2=right, caption=sentence, label=label,
-                     identifier=identifier, image_id=self._ids.setdefault(pair, len(self._ids)),
-                     ori_image_id=pair if isinstance(pair, str) else '|'.join(pair),
-                     ann_index=index)]
+        return [
+            dict(
+                img_path=left,
+                img_path2=right,
+                caption=sentence,
+                label=label,
+                identifier=identifier,
+                image_id=self._ids.setdefault(pair, len(self._ids)),
+                ori_image_id=pair if isinstance(pair, str) else '|'.join(pair),
+                ann_index=index,
+            )
+        ]

@@ -9,14 +9,22 @@ A file is read as JSON lines (one document per line) when its name ends in ``.js
 holds several documents one after another (the official NLVR2 files are JSON lines named
 ``.json``); otherwise as one JSON document.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
 
-__all__ = ['malformed_json_error', 'parse_document', 'read_annotation_file', 'read_document',
-           'read_json', 'read_records', 'read_text']
+__all__ = [
+    'malformed_json_error',
+    'parse_document',
+    'read_annotation_file',
+    'read_document',
+    'read_json',
+    'read_records',
+    'read_text',
+]
 
 
 def read_text(path: str, what: str = 'annotation file') -> str:
@@ -34,13 +42,16 @@ def read_text(path: str, what: str = 'annotation file') -> str:
         return data.decode('utf-8-sig')
     except UnicodeDecodeError as err:
         line = data.count(b'\n', 0, err.start) + 1
-        raise ValueError(f'{path!r} is not UTF-8 text: byte 0x{data[err.start]:02x} at byte '
-                         f'offset {err.start} (line {line}) cannot be decoded ({err.reason}); '
-                         're-encode the file as UTF-8') from err
+        raise ValueError(
+            f'{path!r} is not UTF-8 text: byte 0x{data[err.start]:02x} at byte '
+            f'offset {err.start} (line {line}) cannot be decoded ({err.reason}); '
+            're-encode the file as UTF-8'
+        ) from err
 
 
-def malformed_json_error(path: str, err: json.JSONDecodeError, text: str,
-                         line: int | None = None) -> ValueError:
+def malformed_json_error(
+    path: str, err: json.JSONDecodeError, text: str, line: int | None = None
+) -> ValueError:
     """The error for malformed JSON in ``path`` (``line``: the line of a JSON-lines file).
 
     Names the line and column, and says so when the JSON stops because the text does (a file cut
@@ -49,10 +60,12 @@ def malformed_json_error(path: str, err: json.JSONDecodeError, text: str,
     truncated = err.msg.startswith('Unterminated string') or err.pos >= len(text.rstrip())
     hint = ': the text ends before the JSON is complete (truncated file?)' if truncated else ''
     if line is not None:
-        return ValueError(f'{path!r}: line {line}: malformed JSON ({err.msg}, column '
-                          f'{err.colno}){hint}')
-    return ValueError(f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: '
-                      f'{err.msg}{hint}')
+        return ValueError(
+            f'{path!r}: line {line}: malformed JSON ({err.msg}, column {err.colno}){hint}'
+        )
+    return ValueError(
+        f'{path!r}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}{hint}'
+    )
 
 
 def _json_lines(path: str, text: str, skip_bad_lines: bool) -> tuple[list[Any], list[str]]:
@@ -71,8 +84,9 @@ def _json_lines(path: str, text: str, skip_bad_lines: bool) -> tuple[list[Any], 
     return entries, problems
 
 
-def parse_document(path: str, text: str, skip_bad_lines: bool = False,
-                   json_lines: bool | None = None) -> tuple[Any, list[str]]:
+def parse_document(
+    path: str, text: str, skip_bad_lines: bool = False, json_lines: bool | None = None
+) -> tuple[Any, list[str]]:
     """Parse ``text`` (the content of ``path``); see :func:`read_document`."""
     if json_lines is None and path.endswith('.jsonl'):
         json_lines = True
@@ -82,14 +96,19 @@ def parse_document(path: str, text: str, skip_bad_lines: bool = False,
         return json.loads(text), []
     except json.JSONDecodeError as err:
         several = err.msg == 'Extra data' or (
-            err.lineno == 1 and text.lstrip().startswith('{') and '\n' in text.strip())
+            err.lineno == 1 and text.lstrip().startswith('{') and '\n' in text.strip()
+        )
         if json_lines is None and several:  # one document per line
             return _json_lines(path, text, skip_bad_lines)
         raise malformed_json_error(path, err, text) from err
 
 
-def read_document(path: str, skip_bad_lines: bool = False, json_lines: bool | None = None,
-                  what: str = 'annotation file') -> tuple[Any, list[str]]:
+def read_document(
+    path: str,
+    skip_bad_lines: bool = False,
+    json_lines: bool | None = None,
+    what: str = 'annotation file',
+) -> tuple[Any, list[str]]:
     """The content of a JSON or JSON-lines file.
 
     Args:
@@ -128,10 +147,15 @@ def read_annotation_file(path: str, skip_bad_lines: bool = False) -> tuple[list[
     """
     data, problems = read_document(path, skip_bad_lines)
     if not isinstance(data, list):
-        got = f'an object with keys {sorted(data)[:8]}' if isinstance(data, dict) else \
-            type(data).__name__
-        raise ValueError(f'{path!r}: expected a JSON list of annotation entries (or one entry '
-                         f'per line), got {got}')
+        got = (
+            f'an object with keys {sorted(data)[:8]}'
+            if isinstance(data, dict)
+            else type(data).__name__
+        )
+        raise ValueError(
+            f'{path!r}: expected a JSON list of annotation entries (or one entry '
+            f'per line), got {got}'
+        )
     return data, problems
 
 
@@ -144,6 +168,7 @@ def read_records(path: str, skip_bad_lines: bool = False) -> tuple[list[Any], li
     if isinstance(data, dict):
         return [data], problems
     if not isinstance(data, list):
-        raise ValueError(f'{path!r}: expected a JSON list or JSON lines of entries, got '
-                         f'{type(data).__name__}')
+        raise ValueError(
+            f'{path!r}: expected a JSON list or JSON lines of entries, got {type(data).__name__}'
+        )
     return data, problems

@@ -3,6 +3,7 @@
 Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.snli_ve`.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,9 @@ class SNLIVEDataset(RecordDataset):
             require_keys(where, entry, ('sentence2', 'gold_label'))
             flickr_id = entry['Flickr30K_ID']
             if isinstance(flickr_id, bool) or not isinstance(flickr_id, (str, int)):
-                raise ValueError(f'{where}: "Flickr30K_ID" must be a string or an integer, got '
-                                 f'{flickr_id!r}')
+                raise ValueError(
+                    f'{where}: "Flickr30K_ID" must be a string or an integer, got {flickr_id!r}'
+                )
             flickr_id = str(flickr_id).strip()
             image, hypothesis = f'{flickr_id}.jpg', entry['sentence2']
             label, name = self._label(where, entry['gold_label'])
@@ -87,8 +89,16 @@ class SNLIVEDataset(RecordDataset):
             label, name = self._label(where, entry['label'])
         if not flickr_id:
             raise ValueError(f'{where}: empty image id')
-        return [dict(img_path=self.image_path(image, where),
-                     caption=text_field(where, hypothesis, 'hypothesis'), label=label,
-                     gold_label=name, premise=entry.get('sentence1'), pair_id=entry.get('pairID'),
-                     image_id=self._ids.setdefault(flickr_id, len(self._ids)),
-                     ori_image_id=flickr_id, ann_index=index)]
+        return [
+            dict(
+                img_path=self.image_path(image, where),
+                caption=text_field(where, hypothesis, 'hypothesis'),
+                label=label,
+                gold_label=name,
+                premise=entry.get('sentence1'),
+                pair_id=entry.get('pairID'),
+                image_id=self._ids.setdefault(flickr_id, len(self._ids)),
+                ori_image_id=flickr_id,
+                ann_index=index,
+            )
+        ]

@@ -7,6 +7,7 @@ shape and the relative position of the first two objects ("a large red circle to
 blue square"). For grounding metrics each sample carries every object's box and, per caption, the
 indices of the caption words that name it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -18,11 +19,29 @@ import numpy as np
 from vlreg.registry import DATASETS
 
 from .base import VLBaseDataset
-from .synthetic_grammar import (COLORS, OPPOSITE, RELATIONS, SHAPES, SIZES, TEMPLATES,
-                                synthetic_vocabulary)
+from .synthetic_grammar import (
+    COLORS,
+    OPPOSITE,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    TEMPLATES,
+    synthetic_vocabulary,
+)
 
-__all__ = ['COLORS', 'OPPOSITE', 'RELATIONS', 'SHAPES', 'SIZES', 'SyntheticShapesDataset',
-           'TEMPLATES', 'render_scene', 'sample_scene', 'synthetic_vocabulary']
+__all__ = [
+    'COLORS',
+    'OPPOSITE',
+    'RELATIONS',
+    'SHAPES',
+    'SIZES',
+    'SyntheticShapesDataset',
+    'TEMPLATES',
+    'render_scene',
+    'sample_scene',
+    'synthetic_vocabulary',
+]
+
 
 def _relation(a: dict, b: dict) -> str:
     """Where object ``a`` is relative to ``b``, along the axis where they are further apart."""
@@ -42,8 +61,11 @@ def _caption(template: str, roles: list[dict], num_objects: int) -> tuple[str, l
             words.extend(RELATIONS[_relation(a, b)].split())
         elif token.startswith('{'):
             obj = roles['ABC'.index(token[1].upper())]
-            phrase = [obj['size'], obj['color'], obj['shape']] if token[1].isupper() else \
-                [obj['color'], obj['shape']]
+            phrase = (
+                [obj['size'], obj['color'], obj['shape']]
+                if token[1].isupper()
+                else [obj['color'], obj['shape']]
+            )
             named[obj['index']].extend(range(len(words), len(words) + len(phrase)))
             words.extend(phrase)
         else:
@@ -56,22 +78,33 @@ def _place(rng: np.random.Generator, size: int, objects: list[dict], side: float
     half = side / 2
     for _ in range(60):
         cx, cy = rng.uniform(half + 1, size - half - 1, size=2)
-        if all(abs(cx - o['center'][0]) > half + o['half'] + 2 or
-               abs(cy - o['center'][1]) > half + o['half'] + 2 for o in objects):
+        if all(
+            abs(cx - o['center'][0]) > half + o['half'] + 2
+            or abs(cy - o['center'][1]) > half + o['half'] + 2
+            for o in objects
+        ):
             return float(cx), float(cy)
     return None
 
 
-def sample_scene(seed: int, index: int, image_size: int, num_objects: Sequence[int] = (1, 3),
-                 captions_per_image: int = 5) -> dict:
+def sample_scene(
+    seed: int,
+    index: int,
+    image_size: int,
+    num_objects: Sequence[int] = (1, 3),
+    captions_per_image: int = 5,
+) -> dict:
     """The layout and captions of image ``index`` (no pixels), a pure function of its arguments."""
     rng = np.random.default_rng([seed, index])
     wanted = int(rng.integers(num_objects[0], num_objects[1] + 1))
     objects: list[dict] = []
     for _ in range(wanted):
         for _attempt in range(10):  # no two objects with the same size, colour and shape
-            attrs = (str(rng.choice(list(SIZES))), str(rng.choice(list(COLORS))),
-                     str(rng.choice(SHAPES)))
+            attrs = (
+                str(rng.choice(list(SIZES))),
+                str(rng.choice(list(COLORS))),
+                str(rng.choice(SHAPES)),
+            )
             if all((o['size'], o['color'], o['shape']) != attrs for o in objects):
                 break
         center = None
@@ -80,11 +113,20 @@ def sample_scene(seed: int, index: int, image_size: int, num_objects: Sequence[i
             center = _place(rng, image_size, objects, side)
             if center is not None:
                 break
-        if center is None or any((o['size'], o['color'], o['shape']) == (size_name, *attrs[1:])
-                                 for o in objects):
+        if center is None or any(
+            (o['size'], o['color'], o['shape']) == (size_name, *attrs[1:]) for o in objects
+        ):
             continue  # no room left (or a twin after shrinking): fewer objects
-        objects.append(dict(index=len(objects), size=size_name, color=attrs[1], shape=attrs[2],
-                            center=center, half=side / 2))
+        objects.append(
+            dict(
+                index=len(objects),
+                size=size_name,
+                color=attrs[1],
+                shape=attrs[2],
+                center=center,
+                half=side / 2,
+            )
+        )
     templates = TEMPLATES[len(objects)]
     order = rng.permutation(len(templates))
     captions, word_indices = [], []
@@ -97,10 +139,20 @@ def sample_scene(seed: int, index: int, image_size: int, num_objects: Sequence[i
                 break
         captions.append(caption)
         word_indices.append(named)
-    background = dict(gray=int(rng.integers(70, 181)), tint=rng.integers(-12, 13, size=3).tolist(),
-                      texture=str(rng.choice(['plain', 'noise', 'gradient'])))
-    return dict(index=index, seed=seed, image_size=image_size, objects=objects,
-                background=background, captions=captions, word_indices=word_indices)
+    background = dict(
+        gray=int(rng.integers(70, 181)),
+        tint=rng.integers(-12, 13, size=3).tolist(),
+        texture=str(rng.choice(['plain', 'noise', 'gradient'])),
+    )
+    return dict(
+        index=index,
+        seed=seed,
+        image_size=image_size,
+        objects=objects,
+        background=background,
+        captions=captions,
+        word_indices=word_indices,
+    )
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
@@ -116,8 +168,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
         pts = list(zip(radii * np.cos(angles), radii * np.sin(angles)))
     elif shape == 'cross':
         w = r / 3
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w),
-               (-r, w), (-r, -w), (-w, -w)]
+        pts = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
     else:
         raise ValueError(f'unknown shape {shape!r}')
     return np.round((np.asarray(pts) + (cx, cy)) * 16).astype(np.int32)  # 4 fractional bits
@@ -186,10 +250,17 @@ class SyntheticShapesDataset(VLBaseDataset):
         ...                dict(type='PackInputs')])
     """
 
-    def __init__(self, num_images: int = 1000, image_size: int = 64, seed: int = 0,
-                 captions_per_image: int = 5, mode: str = 'pretrain',
-                 pipeline: Sequence[dict | Callable] = (), num_objects: Sequence[int] = (1, 3),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_images: int = 1000,
+        image_size: int = 64,
+        seed: int = 0,
+        captions_per_image: int = 5,
+        mode: str = 'pretrain',
+        pipeline: Sequence[dict | Callable] = (),
+        num_objects: Sequence[int] = (1, 3),
+        **kwargs: Any,
+    ) -> None:
         if mode not in ('pretrain', 'retrieval'):
             raise ValueError(f"mode must be 'pretrain' or 'retrieval', got {mode!r}")
         if not 1 <= num_objects[0] <= num_objects[1] <= 3:
@@ -205,15 +276,25 @@ class SyntheticShapesDataset(VLBaseDataset):
     def load_data_list(self) -> list[dict]:
         data_list = []
         for index in range(self.num_images):
-            scene = sample_scene(self.seed, index, self.image_size, self.num_objects,
-                                 self.captions_per_image)
-            common = dict(img_path=f'synthetic://seed{self.seed}/{index}', image_id=index,
-                          ori_image_id=index, ann_index=index, scene=scene,
-                          objects=[{k: o[k] for k in ('shape', 'color', 'size')}
-                                   for o in scene['objects']])
+            scene = sample_scene(
+                self.seed, index, self.image_size, self.num_objects, self.captions_per_image
+            )
+            common = dict(
+                img_path=f'synthetic://seed{self.seed}/{index}',
+                image_id=index,
+                ori_image_id=index,
+                ann_index=index,
+                scene=scene,
+                objects=[{k: o[k] for k in ('shape', 'color', 'size')} for o in scene['objects']],
+            )
             if self.retrieval:
-                data_list.append(dict(common, caption=list(scene['captions']),
-                                      gt_word_indices=scene['word_indices']))
+                data_list.append(
+                    dict(
+                        common,
+                        caption=list(scene['captions']),
+                        gt_word_indices=scene['word_indices'],
+                    )
+                )
             else:
                 for caption, named in zip(scene['captions'], scene['word_indices']):
                     data_list.append(dict(common, caption=caption, gt_word_indices=named))

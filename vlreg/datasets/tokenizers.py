@@ -12,6 +12,7 @@ per id, the index of the word it comes from, -1 for ``[CLS]`` / ``[SEP]`` / ``[P
 ``mask_token_id``, ``unk_token_id``, ``vocab_size``, ``all_special_ids``,
 ``convert_ids_to_tokens(ids)`` (wordpieces keep their ``##`` prefix) and ``decode(ids)``.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,13 +55,14 @@ class _TokenizerBase:
     def _budget(self, max_length: int) -> int:
         budget = max_length - 1 - int(self.add_sep)
         if budget < 1:
-            raise ValueError(f'max_length={max_length} leaves no room for a token after the '
-                             'special tokens')
+            raise ValueError(
+                f'max_length={max_length} leaves no room for a token after the special tokens'
+            )
         return budget
 
     def encode(self, text: str, max_length: int) -> list[int]:
         """Token ids of ``text``: ``[CLS]`` + tokens (+ ``[SEP]``), at most ``max_length`` ids."""
-        ids = [self.cls_token_id] + self._token_ids(text)[:self._budget(max_length)]
+        ids = [self.cls_token_id] + self._token_ids(text)[: self._budget(max_length)]
         if self.add_sep:
             ids.append(self.sep_token_id)
         return ids
@@ -131,11 +133,14 @@ class BertTokenizer(_TokenizerBase):
             from transformers import BertTokenizerFast
 
             try:
-                self._hf = BertTokenizerFast.from_pretrained(resolve_path(self.path),
-                                                             local_files_only=True)
+                self._hf = BertTokenizerFast.from_pretrained(
+                    resolve_path(self.path), local_files_only=True
+                )
             except (OSError, ValueError) as err:
-                raise OSError(f'BertTokenizer: cannot load a BERT tokenizer from the local '
-                              f'directory {self.path!r}: {err}') from err
+                raise OSError(
+                    f'BertTokenizer: cannot load a BERT tokenizer from the local '
+                    f'directory {self.path!r}: {err}'
+                ) from err
         return self._hf
 
     def _token_ids(self, text: str) -> list[int]:
@@ -147,8 +152,10 @@ class BertTokenizer(_TokenizerBase):
         text = ' '.join(words)
         enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
         starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
-        owners = [int(np.searchsorted(starts, start, side='right')) - 1
-                  for start, _ in enc['offset_mapping']]
+        owners = [
+            int(np.searchsorted(starts, start, side='right')) - 1
+            for start, _ in enc['offset_mapping']
+        ]
         return list(enc['input_ids']), owners
 
     @property
@@ -212,7 +219,7 @@ class SyntheticTokenizer(_TokenizerBase):
     """
 
     SPECIALS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
-    _SPLIT = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+    _SPLIT = re.compile(r'[a-z0-9]+|[^\sa-z0-9]')
 
     def __init__(self, add_sep: bool = False, extra_words: Sequence[str] = ()) -> None:
         self.add_sep = add_sep
@@ -320,7 +327,9 @@ def check_tokenizer_vocab(cfg: Any) -> None:
     for key, tok_cfg in _tokenizer_configs(used, ''):
         size = build_tokenizer(tok_cfg).vocab_size
         if size != rows:
-            raise ValueError(f'{key} ({tok_cfg["type"]}) has {size} token ids, but '
-                             f'model.text_backbone.vocab_size={rows} embedding rows: set '
-                             f'model.text_backbone.vocab_size={size} or use the tokenizer the text '
-                             'backbone was trained with')
+            raise ValueError(
+                f'{key} ({tok_cfg["type"]}) has {size} token ids, but '
+                f'model.text_backbone.vocab_size={rows} embedding rows: set '
+                f'model.text_backbone.vocab_size={size} or use the tokenizer the text '
+                'backbone was trained with'
+            )

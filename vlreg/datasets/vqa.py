@@ -3,6 +3,7 @@
 Samples, bad-entry handling and image paths follow :mod:`vlreg.datasets.base`.
 Converter (official files -> checked ALBEF json): :mod:`vlreg.datasets.prepare.vqa`.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,25 @@ from .transforms.formatting import DEFAULT_META_KEYS
 
 __all__ = ['VQADataset', 'VQA_IMAGE_NAMES', 'VQA_META_KEYS', 'answer_weights']
 
-VQA_META_KEYS = DEFAULT_META_KEYS + ('question', 'question_id', 'answers', 'weighted_answers',
-                                     'answer_weights', 'question_type', 'answer_type',
-                                     'multiple_choice_answer')
+VQA_META_KEYS = DEFAULT_META_KEYS + (
+    'question',
+    'question_id',
+    'answers',
+    'weighted_answers',
+    'answer_weights',
+    'question_type',
+    'answer_type',
+    'multiple_choice_answer',
+)
 
 
 #: Image file names tried, in order, for official VQA files (``split``: the images' folder name).
-VQA_IMAGE_NAMES = ('COCO_{split}_{image_id:012d}.jpg', '{split}/COCO_{split}_{image_id:012d}.jpg',
-                   '{image_id:012d}.jpg', '{image_id}.jpg')
+VQA_IMAGE_NAMES = (
+    'COCO_{split}_{image_id:012d}.jpg',
+    '{split}/COCO_{split}_{image_id:012d}.jpg',
+    '{image_id:012d}.jpg',
+    '{image_id}.jpg',
+)
 
 
 def _image_split(data_subtype: str | None) -> str | None:
@@ -93,17 +105,30 @@ class VQADataset(VLBaseDataset):
 
     META_KEYS = VQA_META_KEYS
 
-    def __init__(self, ques_file: str, ann_file: str | None = None, image_root: str = '',
-                 answer_list: str | None = None, data_root: str = '',
-                 image_name: str | None = None, pipeline: Sequence[dict | Callable] = (),
-                 skip_bad_samples: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ques_file: str,
+        ann_file: str | None = None,
+        image_root: str = '',
+        answer_list: str | None = None,
+        data_root: str = '',
+        image_name: str | None = None,
+        pipeline: Sequence[dict | Callable] = (),
+        skip_bad_samples: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.vqa_ann_file = join_root(data_root, ann_file)
         self.answer_list_file = join_root(data_root, answer_list)
         self.image_name = image_name
         self.num_bad_entries = 0
-        super().__init__(ann_file=ques_file, data_root=data_root,
-                         data_prefix=dict(img_path=image_root), pipeline=pipeline,
-                         skip_bad_samples=skip_bad_samples, **kwargs)
+        super().__init__(
+            ann_file=ques_file,
+            data_root=data_root,
+            data_prefix=dict(img_path=image_root),
+            pipeline=pipeline,
+            skip_bad_samples=skip_bad_samples,
+            **kwargs,
+        )
 
     @property
     def ques_file(self) -> str:
@@ -123,21 +148,40 @@ class VQADataset(VLBaseDataset):
         elif isinstance(data, list):
             data_list = collector.run(data, self._parse_albef)
         else:
-            raise ValueError(f'{self.ques_file!r}: expected official VQA questions ({{"questions": '
-                             f'[...]}}) or an ALBEF list of questions, got '
-                             f'{type(data).__name__}')
+            raise ValueError(
+                f'{self.ques_file!r}: expected official VQA questions ({{"questions": '
+                f'[...]}}) or an ALBEF list of questions, got '
+                f'{type(data).__name__}'
+            )
         return collector.finish(data_list, self.ques_file)
 
-    def _sample(self, index: int, qid: int, question: str, img_path: str, ori_image_id: Any,
-                answers: list[str], ann: dict | None = None) -> dict:
+    def _sample(
+        self,
+        index: int,
+        qid: int,
+        question: str,
+        img_path: str,
+        ori_image_id: Any,
+        answers: list[str],
+        ann: dict | None = None,
+    ) -> dict:
         ann = ann or {}
         unique, weights = answer_weights(answers) if answers else ([], [])
-        return dict(img_path=img_path, question=question, caption=question, question_id=qid,
-                    answers=answers, weighted_answers=unique, answer_weights=weights,
-                    question_type=ann.get('question_type'), answer_type=ann.get('answer_type'),
-                    multiple_choice_answer=ann.get('multiple_choice_answer'),
-                    image_id=self._ids.setdefault(ori_image_id, len(self._ids)),
-                    ori_image_id=ori_image_id, ann_index=index)
+        return dict(
+            img_path=img_path,
+            question=question,
+            caption=question,
+            question_id=qid,
+            answers=answers,
+            weighted_answers=unique,
+            answer_weights=weights,
+            question_type=ann.get('question_type'),
+            answer_type=ann.get('answer_type'),
+            multiple_choice_answer=ann.get('multiple_choice_answer'),
+            image_id=self._ids.setdefault(ori_image_id, len(self._ids)),
+            ori_image_id=ori_image_id,
+            ann_index=index,
+        )
 
     # official files
     def _load_annotations(self, collector: EntryCollector) -> dict[int, dict] | None:
@@ -146,8 +190,9 @@ class VQADataset(VLBaseDataset):
         path = self.vqa_ann_file
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get('annotations'), list):
-            raise ValueError(f'{path!r}: expected official VQA annotations ({{"annotations": '
-                             '[...]}})')
+            raise ValueError(
+                f'{path!r}: expected official VQA annotations ({{"annotations": [...]}}}})'
+            )
         by_id: dict[int, dict] = {}
 
         def parse(index: int, ann: Any) -> list[dict]:
@@ -161,10 +206,15 @@ class VQADataset(VLBaseDataset):
                 raise ValueError(f'{where}: "answers" must be a non-empty list')
             texts = []
             for j, answer in enumerate(answers):
-                if not isinstance(answer, dict) or not isinstance(answer.get('answer'), str) \
-                        or not answer['answer'].strip():
-                    raise ValueError(f'{where}: answer {j} must be an object with a non-empty '
-                                     f'"answer" string, got {answer!r}')
+                if (
+                    not isinstance(answer, dict)
+                    or not isinstance(answer.get('answer'), str)
+                    or not answer['answer'].strip()
+                ):
+                    raise ValueError(
+                        f'{where}: answer {j} must be an object with a non-empty '
+                        f'"answer" string, got {answer!r}'
+                    )
                 texts.append(answer['answer'])
             by_id[qid] = dict(ann, answer_texts=texts)
             return []
@@ -202,16 +252,23 @@ class VQADataset(VLBaseDataset):
             if annotations is not None:
                 ann = annotations.get(qid)
                 if ann is None:
-                    raise ValueError(f'{where}: question_id {qid} has no (usable) annotation in '
-                                     f'{self.vqa_ann_file!r}')
+                    raise ValueError(
+                        f'{where}: question_id {qid} has no (usable) annotation in '
+                        f'{self.vqa_ann_file!r}'
+                    )
                 if 'image_id' in ann and ann['image_id'] != image_id:
-                    raise ValueError(f'{where}: image_id {image_id} but its annotation says '
-                                     f'{ann["image_id"]}')
+                    raise ValueError(
+                        f'{where}: image_id {image_id} but its annotation says {ann["image_id"]}'
+                    )
             if name is None:
                 name = self._resolve_image_name(split, image_id)
             try:
-                img_path = join_image_path(root, name.format(split=split, image_id=image_id),
-                                           where, self.allow_paths_outside_root)
+                img_path = join_image_path(
+                    root,
+                    name.format(split=split, image_id=image_id),
+                    where,
+                    self.allow_paths_outside_root,
+                )
             except (KeyError, ValueError, IndexError) as err:
                 raise ValueError(f'{where}: image_name {name!r} does not format ({err})') from err
             answers = list(ann['answer_texts']) if ann is not None else []
@@ -229,10 +286,14 @@ class VQADataset(VLBaseDataset):
         answers = entry.get('answer', [])  # absent on test files
         answers = [answers] if isinstance(answers, str) else answers
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            raise ValueError(f'{where}: "answer" must be a string or a list of strings, got '
-                             f'{entry.get("answer")!r}')
+            raise ValueError(
+                f'{where}: "answer" must be a string or a list of strings, got '
+                f'{entry.get("answer")!r}'
+            )
         if 'answer' in entry and (not answers or not all(a.strip() for a in answers)):
-            raise ValueError(f'{where}: "answer" is empty or holds an empty answer '
-                             f'({entry["answer"]!r}); leave the key out for unanswered questions')
+            raise ValueError(
+                f'{where}: "answer" is empty or holds an empty answer '
+                f'({entry["answer"]!r}); leave the key out for unanswered questions'
+            )
         img_path = self.image_path(image, where)
         return [self._sample(index, qid, question, img_path, image, answers, entry)]

@@ -9,9 +9,27 @@ from .runner import CheckpointFitError, VLRunner, build_runner
 from .train_loop import ResumableEpochBasedTrainLoop, ResumableSampler, SeededDataset
 from .visualization_hook import SoftMaskVisualizationHook
 
-__all__ = ['AlphaWarmupHook', 'CheckpointFitError', 'GradCAMGroundingLoop', 'GradCAMGroundingValLoop',
-           'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'NonFiniteGuard', 'NonFiniteLossError',
-           'RNGStateHook', 'ResumableEpochBasedTrainLoop', 'ResumableSampler', 'RetrievalGridHook',
-           'RetrievalTestLoop', 'RetrievalValLoop', 'SeededDataset', 'SoftMaskVisualizationHook',
-           'SoftMaskWarmupHook', 'VLCheckpointHook', 'VLOptimWrapperConstructor', 'VLRunner',
-           'build_runner', 'unwrap']
+__all__ = [
+    'AlphaWarmupHook',
+    'CheckpointFitError',
+    'GradCAMGroundingLoop',
+    'GradCAMGroundingValLoop',
+    'GradCAMPointingLoop',
+    'GradCAMPointingValLoop',
+    'NonFiniteGuard',
+    'NonFiniteLossError',
+    'RNGStateHook',
+    'ResumableEpochBasedTrainLoop',
+    'ResumableSampler',
+    'RetrievalGridHook',
+    'RetrievalTestLoop',
+    'RetrievalValLoop',
+    'SeededDataset',
+    'SoftMaskVisualizationHook',
+    'SoftMaskWarmupHook',
+    'VLCheckpointHook',
+    'VLOptimWrapperConstructor',
+    'VLRunner',
+    'build_runner',
+    'unwrap',
+]

@@ -21,6 +21,7 @@ Samples come from :class:`~vlreg.datasets.GroundingDataset` (metainfo ``proposal
 with ``PackInputs(meta_keys=GROUNDING_META_KEYS)``. Any image resize of the test pipeline is
 undone by the upsampling to ``ori_shape``, as in ALBEF (a 384 x 384 resize of every image).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,15 +38,15 @@ from vlreg.registry import LOOPS
 
 from .pointing_loop import GradCAMEvalMixin
 
-__all__ = ['GradCAMGroundingLoop', 'GradCAMGroundingValLoop', 'TOKEN_REDUCTIONS',
-           'expression_maps']
+__all__ = ['GradCAMGroundingLoop', 'GradCAMGroundingValLoop', 'TOKEN_REDUCTIONS', 'expression_maps']
 
 #: How the token rows of an expression's Grad-CAM become one map (see :func:`expression_maps`).
 TOKEN_REDUCTIONS = ('all', 'words', 'cls')
 
 
-def expression_maps(cam: Tensor, attention_mask: Tensor, word_ids: Tensor | None = None,
-                    tokens: str = 'all') -> Tensor:
+def expression_maps(
+    cam: Tensor, attention_mask: Tensor, word_ids: Tensor | None = None, tokens: str = 'all'
+) -> Tensor:
     """One Grad-CAM map per expression from the token-level maps.
 
     Args:
@@ -64,12 +65,12 @@ def expression_maps(cam: Tensor, attention_mask: Tensor, word_ids: Tensor | None
     """
     if tokens not in TOKEN_REDUCTIONS:
         raise ValueError(f'tokens must be one of {TOKEN_REDUCTIONS}, got {tokens!r}')
-    mask = attention_mask[:, :cam.shape[1]].to(cam.dtype)
+    mask = attention_mask[:, : cam.shape[1]].to(cam.dtype)
     if tokens == 'cls':
         return cam[:, 0] * mask[:, 0:1]
     if tokens == 'words':
         if word_ids is not None:
-            mask = mask * (word_ids[:, :cam.shape[1]] >= 0).to(cam.dtype)
+            mask = mask * (word_ids[:, : cam.shape[1]] >= 0).to(cam.dtype)
         else:
             mask = mask.clone()
             mask[:, 0] = 0
@@ -85,21 +86,30 @@ def _image_hw(sample: Any, where: str) -> tuple[int, int]:
         return int(shape[0]), int(shape[1])
     h, w = sample.metainfo.get('height'), sample.metainfo.get('width')
     if h is None or w is None:
-        raise KeyError(f'{where}: grounding needs the original image size (metainfo ori_shape '
-                       'from LoadImage, or height / width); add them to PackInputs meta_keys')
+        raise KeyError(
+            f'{where}: grounding needs the original image size (metainfo ori_shape '
+            'from LoadImage, or height / width); add them to PackInputs meta_keys'
+        )
     return int(h), int(w)
 
 
 class _GroundingMixin(GradCAMEvalMixin):
     """The grounding run shared by the test and val loops."""
 
-    def _init_grounding(self, layer: int | None, head_reduction: str, tokens: str,
-                        area_exponent: float, interpolation: str) -> None:
+    def _init_grounding(
+        self,
+        layer: int | None,
+        head_reduction: str,
+        tokens: str,
+        area_exponent: float,
+        interpolation: str,
+    ) -> None:
         if tokens not in TOKEN_REDUCTIONS:
             raise ValueError(f'tokens must be one of {TOKEN_REDUCTIONS}, got {tokens!r}')
         if interpolation not in ('bicubic', 'bilinear', 'nearest'):
-            raise ValueError(f'interpolation must be bicubic, bilinear or nearest, got '
-                             f'{interpolation!r}')
+            raise ValueError(
+                f'interpolation must be bicubic, bilinear or nearest, got {interpolation!r}'
+            )
         self._init_gradcam(layer, head_reduction)
         self.tokens, self.area_exponent = tokens, float(area_exponent)
         self.interpolation = interpolation
@@ -108,16 +118,22 @@ class _GroundingMixin(GradCAMEvalMixin):
     def describe_protocol(self, layer: int) -> str:
         thr = getattr(self.evaluator.metrics[0], 'thr', None) if self.evaluator.metrics else None
         hit = f'; hit = IoU >= {thr:g} with a ground-truth box' if thr is not None else ''
-        return (f'{super().describe_protocol(layer)}; expression map = mean over tokens '
-                f'"{self.tokens}"; {self.interpolation} upsampling to the original image; proposal '
-                f'score = sum inside / area^{self.area_exponent:g}; best proposal{hit}')
+        return (
+            f'{super().describe_protocol(layer)}; expression map = mean over tokens '
+            f'"{self.tokens}"; {self.interpolation} upsampling to the original image; proposal '
+            f'score = sum inside / area^{self.area_exponent:g}; best proposal{hit}'
+        )
 
     def _run(self, mode: str) -> dict:
         self.num_without_proposals = 0
         metrics = super()._run(mode)
         if self.num_without_proposals:
-            print_log(f'{type(self).__name__}: {self.num_without_proposals} expressions had no '
-                      'proposal and count as misses', logger='current', level=30)
+            print_log(
+                f'{type(self).__name__}: {self.num_without_proposals} expressions had no '
+                'proposal and count as misses',
+                logger='current',
+                level=30,
+            )
         return metrics
 
     def score_batch(self, model: Any, data_batch: Any, layer: int) -> list[dict]:
@@ -127,32 +143,49 @@ class _GroundingMixin(GradCAMEvalMixin):
         inputs, samples = data['inputs'], data['data_samples']
         ids, mask = inputs['input_ids'], inputs['attention_mask']
         with autocast(enabled=self.fp16):
-            cam, _ = model.gradcam(inputs['image'], ids, mask, layer=layer,
-                                   head_reduction=self.head_reduction)
+            cam, _ = model.gradcam(
+                inputs['image'], ids, mask, layer=layer, head_reduction=self.head_reduction
+            )
         word_ids = inputs.get('word_ids')
         maps = expression_maps(cam.float(), mask, word_ids, self.tokens).cpu()
         grid = self._patch_grid(model, maps.shape[-1])
-        return [self._score_sample(sample, maps[b].reshape(grid), b)
-                for b, sample in enumerate(samples)]
+        return [
+            self._score_sample(sample, maps[b].reshape(grid), b) for b, sample in enumerate(samples)
+        ]
 
     def _score_sample(self, sample: Any, grid_map: Tensor, b: int) -> dict:
         meta = sample.metainfo
-        where = f"sample {meta.get('sample_idx', b)} ({meta.get('img_path')!r}, ref_id " \
-                f"{meta.get('ref_id')!r})"
+        where = (
+            f'sample {meta.get("sample_idx", b)} ({meta.get("img_path")!r}, ref_id '
+            f'{meta.get("ref_id")!r})'
+        )
         if 'proposals' not in meta or 'ori_gt_bboxes' not in meta:
-            raise KeyError(f'{where}: grounding needs the metainfo "proposals" and '
-                           '"ori_gt_bboxes" (PackInputs(meta_keys=GROUNDING_META_KEYS))')
+            raise KeyError(
+                f'{where}: grounding needs the metainfo "proposals" and '
+                '"ori_gt_bboxes" (PackInputs(meta_keys=GROUNDING_META_KEYS))'
+            )
         proposals = torch.as_tensor(np.asarray(meta['proposals'], dtype=np.float64)).reshape(-1, 4)
-        result = dict(sample_idx=meta.get('sample_idx', b), ref_id=meta.get('ref_id'),
-                      split=meta.get('split'), ori_gt_bboxes=meta['ori_gt_bboxes'],
-                      proposals=proposals)
+        result = dict(
+            sample_idx=meta.get('sample_idx', b),
+            ref_id=meta.get('ref_id'),
+            split=meta.get('split'),
+            ori_gt_bboxes=meta['ori_gt_bboxes'],
+            proposals=proposals,
+        )
         if not len(proposals):
             self.num_without_proposals += 1
-            result.update(pred_bbox=torch.zeros(4, dtype=torch.float64),
-                          proposal_scores=torch.zeros(0, dtype=torch.float64))
+            result.update(
+                pred_bbox=torch.zeros(4, dtype=torch.float64),
+                proposal_scores=torch.zeros(0, dtype=torch.float64),
+            )
             return result
-        scores = score_boxes_by_cam(grid_map, proposals, _image_hw(sample, where),
-                                    alpha=self.area_exponent, interpolation=self.interpolation)
+        scores = score_boxes_by_cam(
+            grid_map,
+            proposals,
+            _image_hw(sample, where),
+            alpha=self.area_exponent,
+            interpolation=self.interpolation,
+        )
         result.update(proposal_scores=scores, pred_bbox=proposals[int(torch.argmax(scores))])
         return result
 
@@ -180,9 +213,18 @@ class GradCAMGroundingLoop(_GroundingMixin, TestLoop):
         >>> test_evaluator = dict(type='GroundingAccuracyMetric', thr=0.5)
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int | None = None,
-                 head_reduction: str = 'mean', tokens: str = 'all', area_exponent: float = 0.5,
-                 interpolation: str = 'bicubic', fp16: bool = False) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        layer: int | None = None,
+        head_reduction: str = 'mean',
+        tokens: str = 'all',
+        area_exponent: float = 0.5,
+        interpolation: str = 'bicubic',
+        fp16: bool = False,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_grounding(layer, head_reduction, tokens, area_exponent, interpolation)
 
@@ -211,9 +253,18 @@ class GradCAMGroundingValLoop(_GroundingMixin, ValLoop):
         >>> val_cfg = dict(type='GradCAMGroundingValLoop')
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, layer: int | None = None,
-                 head_reduction: str = 'mean', tokens: str = 'all', area_exponent: float = 0.5,
-                 interpolation: str = 'bicubic', fp16: bool = False) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        layer: int | None = None,
+        head_reduction: str = 'mean',
+        tokens: str = 'all',
+        area_exponent: float = 0.5,
+        interpolation: str = 'bicubic',
+        fp16: bool = False,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_grounding(layer, head_reduction, tokens, area_exponent, interpolation)
 

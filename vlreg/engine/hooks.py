@@ -1,5 +1,6 @@
 """Hooks of training: the distillation and soft-mask warm-ups, exact resumption of random state,
 checkpoints."""
+
 from __future__ import annotations
 
 import glob
@@ -53,7 +54,9 @@ class AlphaWarmupHook(Hook):
 
     def value(self, it: int, iters_per_epoch: int) -> float:
         if self._target is None:
-            raise RuntimeError('AlphaWarmupHook(alpha=None) has not read the model yet: call target(model)')
+            raise RuntimeError(
+                'AlphaWarmupHook(alpha=None) has not read the model yet: call target(model)'
+            )
         warmup = self.warmup_iters if self.warmup_iters is not None else iters_per_epoch
         return self._target if warmup <= 0 else self._target * min(1.0, it / warmup)
 
@@ -90,8 +93,10 @@ class SoftMaskWarmupHook(Hook):
 
     def __init__(self, start_iter: int = 0, ramp_iters: int = 0) -> None:
         if start_iter < 0 or ramp_iters < 0:
-            raise ValueError(f'SoftMaskWarmupHook: start_iter ({start_iter}) and ramp_iters '
-                             f'({ramp_iters}) must be >= 0')
+            raise ValueError(
+                f'SoftMaskWarmupHook: start_iter ({start_iter}) and ramp_iters '
+                f'({ramp_iters}) must be >= 0'
+            )
         self.start_iter = int(start_iter)
         self.ramp_iters = int(ramp_iters)
 
@@ -110,8 +115,10 @@ class SoftMaskWarmupHook(Hook):
 
     def before_train(self, runner) -> None:
         if not self.targets(runner.model):
-            raise ValueError('SoftMaskWarmupHook is configured but the model has no SoftMaskITMLoss '
-                             '(custom_hooks of the config)')
+            raise ValueError(
+                'SoftMaskWarmupHook is configured but the model has no SoftMaskITMLoss '
+                '(custom_hooks of the config)'
+            )
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
         factor = self.value(runner.iter)
@@ -189,38 +196,49 @@ class VLCheckpointHook(CheckpointHook):
         ``default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, iter_interval=2000))``
     """
 
-    def __init__(self, *args, iter_interval: int | None = None, max_keep_iter_ckpts: int = 2,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, iter_interval: int | None = None, max_keep_iter_ckpts: int = 2, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         if iter_interval is not None and iter_interval <= 0:
-            raise ValueError(f'VLCheckpointHook: iter_interval must be positive, got {iter_interval}')
+            raise ValueError(
+                f'VLCheckpointHook: iter_interval must be positive, got {iter_interval}'
+            )
         self.iter_interval = iter_interval
         self.max_keep_iter_ckpts = max_keep_iter_ckpts
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
-                         outputs: Any = None) -> None:
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
         if not self.by_epoch or self.iter_interval is None:
             return
         if (runner.iter + 1) % self.iter_interval or batch_idx + 1 == len(runner.train_dataloader):
             return
         step = runner.iter + 1
-        runner.logger.info(f'Saving checkpoint at {step} iterations (inside epoch {runner.epoch + 1})')
+        runner.logger.info(
+            f'Saving checkpoint at {step} iterations (inside epoch {runner.epoch + 1})'
+        )
         self._write(runner, f'iter_{step}.pth', dict(epoch=runner.epoch, iter=step), by_epoch=False)
         if is_main_process():
             self._prune_iter_ckpts()
 
     def _prune_iter_ckpts(self) -> None:
         found = glob.glob(osp.join(self.out_dir, 'iter_*.pth'))
-        numbered = sorted((int(m.group(1)), p) for p in found
-                          if (m := re.fullmatch(r'iter_(\d+)\.pth', osp.basename(p))))
-        for _, path in numbered[:max(0, len(numbered) - self.max_keep_iter_ckpts)]:
+        numbered = sorted(
+            (int(m.group(1)), p)
+            for p in found
+            if (m := re.fullmatch(r'iter_(\d+)\.pth', osp.basename(p)))
+        )
+        for _, path in numbered[: max(0, len(numbered) - self.max_keep_iter_ckpts)]:
             os.remove(path)
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                old = osp.join(self.out_dir, self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+                old = osp.join(
+                    self.out_dir, self.filename_tmpl.format(self.keep_ckpt_ids.popleft())
+                )
                 if is_main_process() and osp.isfile(old):
                     os.remove(old)
             self.keep_ckpt_ids.append(step)
@@ -230,9 +248,16 @@ class VLCheckpointHook(CheckpointHook):
     def _write(self, runner, filename: str, meta: dict, by_epoch: bool) -> None:
         self.last_ckpt = osp.join(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
-                               save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta,
-                               by_epoch=by_epoch, backend_args=self.backend_args, **self.args)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if is_main_process():
             atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)

@@ -1,4 +1,5 @@
 """What tools/train.py and tools/test.py share: reading the config and making MMEngine run on CPU too."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction  # noqa: F401 - DictAction re-exported for the tools
 
 
-def load_config(path: str, cfg_options: dict | None, work_dir: str | None,
-                launcher: str = 'none') -> Config:
+def load_config(
+    path: str, cfg_options: dict | None, work_dir: str | None, launcher: str = 'none'
+) -> Config:
     """Read ``path``, apply ``--cfg-options``, set the work dir and prepare distributed CPU runs."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
@@ -66,8 +68,11 @@ def enable_amp(cfg: Config) -> None:
     """Mixed precision through MMEngine's ``AmpOptimWrapper`` (GPU only: bf16 autocast on these CPUs is
     100-1000x slower than fp32, so on CPU the flag is refused with a warning)."""
     if not torch.cuda.is_available():
-        warnings.warn('--amp ignored: no CUDA device; CPU autocast would run in bf16, which is far '
-                      'slower than fp32 on this kind of machine', stacklevel=2)
+        warnings.warn(
+            '--amp ignored: no CUDA device; CPU autocast would run in bf16, which is far '
+            'slower than fp32 on this kind of machine',
+            stacklevel=2,
+        )
         return
     optim = cfg.optim_wrapper
     if optim.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

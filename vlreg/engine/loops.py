@@ -17,6 +17,7 @@ Distribution (``mmengine.dist``; one process is the world-size-1 case of the sam
    distinct (image, text) pairs (sorted by image) and the pair scores are gathered, so every
    rank ends with the same results (the metric keeps one copy).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,12 @@ from torch import Tensor, nn
 
 from vlreg.evaluation.metrics import describe_protocol
 from vlreg.evaluation.retrieval import TIES
-from vlreg.evaluation.sparse_retrieval import (chunked_itc_ranks, chunked_topk, lookup_pairs,
-                                               union_pairs)
+from vlreg.evaluation.sparse_retrieval import (
+    chunked_itc_ranks,
+    chunked_topk,
+    lookup_pairs,
+    union_pairs,
+)
 from vlreg.registry import LOOPS
 
 from .pair_scoring import PairWork, score_pairs
@@ -44,8 +49,9 @@ SCORES = ('itm', 'itm+itc')
 FILL = -100.0  # the score of a candidate outside the top-k (ALBEF)
 
 
-def all_gather_rows(local: Tensor | None, device: torch.device | str = 'cpu',
-                    max_chunk_bytes: int = 1 << 28) -> Tensor:
+def all_gather_rows(
+    local: Tensor | None, device: torch.device | str = 'cpu', max_chunk_bytes: int = 1 << 28
+) -> Tensor:
     """Every rank's rows, concatenated in rank order, on every rank.
 
     Unlike :func:`mmengine.dist.all_gather` the row counts may differ between ranks, and the
@@ -81,8 +87,8 @@ def all_gather_rows(local: Tensor | None, device: torch.device | str = 'cpu',
     for start in range(0, max(counts), chunk):
         size = min(chunk, max(counts) - start)
         piece = local.new_zeros((size, *tail))
-        mine = local[start:start + size]
-        piece[:mine.shape[0]] = mine
+        mine = local[start : start + size]
+        piece[: mine.shape[0]] = mine
         for rank, got in enumerate(all_gather(piece)):
             valid = min(size, max(0, counts[rank] - start))
             if valid:
@@ -160,9 +166,11 @@ class _Progress:
             return
         elapsed = time.time() - self.start
         eta = elapsed * (total - done) / max(done, 1)
-        print_log(f'retrieval re-rank {self.what}: {done}/{total} pairs '
-                  f'({100 * done / total:.0f}%), {elapsed:.0f}s elapsed, eta {eta:.0f}s',
-                  logger='current')
+        print_log(
+            f'retrieval re-rank {self.what}: {done}/{total} pairs '
+            f'({100 * done / total:.0f}%), {elapsed:.0f}s elapsed, eta {eta:.0f}s',
+            logger='current',
+        )
         self.next = (math.floor(done / total / self.step) + 1) * self.step
 
 
@@ -174,9 +182,15 @@ class _RetrievalLoopMixin:
     evaluator: Any
     fp16: bool
 
-    def _init_protocol(self, k: int | None, score: str, itm_batch_size: int,
-                       offload_features: bool, dense_scores: bool = True,
-                       chunk_size: int = 1024) -> None:
+    def _init_protocol(
+        self,
+        k: int | None,
+        score: str,
+        itm_batch_size: int,
+        offload_features: bool,
+        dense_scores: bool = True,
+        chunk_size: int = 1024,
+    ) -> None:
         if score not in SCORES:
             raise ValueError(f'score must be one of {SCORES}, got {score!r}')
         if k is not None and k < 0:
@@ -229,8 +243,9 @@ class _RetrievalLoopMixin:
                 loc.text_mask.append(mask.to(store))
                 loc.text_embed.append(text_embed.float().to(store))
             self._record_indices(loc, samples, inputs['caption_image_index'].tolist())
-            self.runner.call_hook(f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch,
-                                  outputs=[])
+            self.runner.call_hook(
+                f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch, outputs=[]
+            )
         return loc
 
     @staticmethod
@@ -240,8 +255,10 @@ class _RetrievalLoopMixin:
         text_index = [list(_meta(sample, 'text_index')) for sample in samples]
         for b, indices in enumerate(text_index):
             if owner.count(b) != len(indices):
-                raise ValueError(f'sample {sample_idx[b]} has {len(indices)} text_index entries '
-                                 f'but {owner.count(b)} captions in the batch')
+                raise ValueError(
+                    f'sample {sample_idx[b]} has {len(indices)} text_index entries '
+                    f'but {owner.count(b)} captions in the batch'
+                )
         loc.sample_idx.extend(sample_idx)
         # captions are flattened sample by sample: the j-th caption of sample b is text_index[b][j]
         seen = [0] * len(samples)
@@ -257,8 +274,10 @@ class _RetrievalLoopMixin:
 
         def cat(parts: list[Tensor], pad_to: int | None = None) -> Tensor | None:
             if pad_to is not None:  # text tokens / masks: right-pad to the longest of all ranks
-                parts = [nn.functional.pad(p, (0, 0) * (p.dim() - 2) + (0, pad_to - p.shape[1]))
-                         for p in parts]
+                parts = [
+                    nn.functional.pad(p, (0, 0) * (p.dim() - 2) + (0, pad_to - p.shape[1]))
+                    for p in parts
+                ]
             return torch.cat(parts) if parts else None
 
         image_tokens = all_gather_rows(cat(loc.image_tokens), store)
@@ -279,18 +298,30 @@ class _RetrievalLoopMixin:
             img2txt[img].append(txt)
         img_rows_t = torch.tensor(img_rows, dtype=torch.long, device=store)
         txt_rows_t = torch.tensor(txt_rows, dtype=torch.long, device=store)
-        return _Features(image_tokens, text_tokens, text_mask,
-                         image_embed[img_rows_t].to(device), text_embed[txt_rows_t].to(device),
-                         img_rows_t, txt_rows_t, img2txt, txt2img)
+        return _Features(
+            image_tokens,
+            text_tokens,
+            text_mask,
+            image_embed[img_rows_t].to(device),
+            text_embed[txt_rows_t].to(device),
+            img_rows_t,
+            txt_rows_t,
+            img2txt,
+            txt2img,
+        )
 
     def _score(self, model: nn.Module, feats: _Features, device: torch.device) -> dict:
         img_embed, txt_embed = feats.image_embed, feats.text_embed
         n_img, n_txt = img_embed.shape[0], txt_embed.shape[0]
         _, world = get_dist_info()
-        print_log(f'retrieval: {n_img} images x {n_txt} texts, '
-                  f'{describe_protocol(self.k, self.score)}, {world} rank(s)', logger='current')
-        result = dict(img2txt=feats.img2txt, txt2img=feats.txt2img,
-                      protocol=dict(k=self.k, score=self.score))
+        print_log(
+            f'retrieval: {n_img} images x {n_txt} texts, '
+            f'{describe_protocol(self.k, self.score)}, {world} rank(s)',
+            logger='current',
+        )
+        result = dict(
+            img2txt=feats.img2txt, txt2img=feats.txt2img, protocol=dict(k=self.k, score=self.score)
+        )
         self.work = PairWork()
         if self.k == 0:
             if self.dense_scores:
@@ -307,50 +338,73 @@ class _RetrievalLoopMixin:
         s_t2i = lookup_pairs(keys, pair_scores, cand_t2i, n_txt, image_query=False)
         if self.score == 'itm+itc':
             s_i2t, s_t2i = s_i2t + sim_i2t, s_t2i + sim_t2i
-        print_log(f'retrieval re-rank: {self.work.pairs} distinct pairs scored on this rank '
-                  f'({keys.numel()} in all, {n_img * k_i + n_txt * k_t} wanted by the two '
-                  f'directions), {self.work.calls} fusion calls, '
-                  f'{self.work.image_kv_rows} image key/value projections', logger='current')
+        print_log(
+            f'retrieval re-rank: {self.work.pairs} distinct pairs scored on this rank '
+            f'({keys.numel()} in all, {n_img * k_i + n_txt * k_t} wanted by the two '
+            f'directions), {self.work.calls} fusion calls, '
+            f'{self.work.image_kv_rows} image key/value projections',
+            logger='current',
+        )
         if not self.dense_scores:
-            return dict(result, topk_i2t=(cand_i2t.cpu(), s_i2t.cpu()),
-                        topk_t2i=(cand_t2i.cpu(), s_t2i.cpu()), fill=FILL,
-                        itc_ranks=self._itc_ranks(feats))
+            return dict(
+                result,
+                topk_i2t=(cand_i2t.cpu(), s_i2t.cpu()),
+                topk_t2i=(cand_t2i.cpu(), s_t2i.cpu()),
+                fill=FILL,
+                itc_ranks=self._itc_ranks(feats),
+            )
         scores_i2t = torch.full((n_img, n_txt), FILL, device=device)
         scores_i2t.scatter_(1, cand_i2t, s_i2t)
         scores_t2i = torch.full((n_txt, n_img), FILL, device=device)
         scores_t2i.scatter_(1, cand_t2i, s_t2i)
-        return dict(result, scores_i2t=scores_i2t.cpu(), scores_t2i=scores_t2i.cpu(),
-                    itc_i2t=(img_embed @ txt_embed.t()).cpu())
+        return dict(
+            result,
+            scores_i2t=scores_i2t.cpu(),
+            scores_t2i=scores_t2i.cpu(),
+            itc_i2t=(img_embed @ txt_embed.t()).cpu(),
+        )
 
     def _itc_ranks(self, feats: _Features) -> dict[str, tuple[Tensor, Tensor]]:
         """ITC ranks of both directions under both tie rules, chunk by chunk (sparse mode)."""
         out = {}
         for ties in TIES:
-            txt = chunked_itc_ranks(feats.image_embed, feats.text_embed, feats.img2txt, ties,
-                                    self.chunk_size)
-            img = chunked_itc_ranks(feats.text_embed, feats.image_embed,
-                                    [[i] for i in feats.txt2img], ties, self.chunk_size)
+            txt = chunked_itc_ranks(
+                feats.image_embed, feats.text_embed, feats.img2txt, ties, self.chunk_size
+            )
+            img = chunked_itc_ranks(
+                feats.text_embed,
+                feats.image_embed,
+                [[i] for i in feats.txt2img],
+                ties,
+                self.chunk_size,
+            )
             out[ties] = (txt.cpu(), img.cpu())
         return out
 
-    def _score_share(self, model: nn.Module, feats: _Features, keys: Tensor, n_txt: int,
-                     device: torch.device) -> Tensor:
+    def _score_share(
+        self, model: nn.Module, feats: _Features, keys: Tensor, n_txt: int, device: torch.device
+    ) -> Tensor:
         """This rank's contiguous share of the sorted pairs, scored, then every rank's scores."""
         rank, world = get_dist_info()
         per_rank = math.ceil(keys.numel() / world)
-        mine = keys[rank * per_rank:(rank + 1) * per_rank]
+        mine = keys[rank * per_rank : (rank + 1) * per_rank]
         store = feats.img_rows.device
 
         def rows(src: Tensor, index: Tensor, pos: Tensor) -> Tensor:
             return _take(src, index[pos.to(store)], device)
 
         local = score_pairs(
-            model, mine // n_txt, mine % n_txt, self.itm_batch_size,
+            model,
+            mine // n_txt,
+            mine % n_txt,
+            self.itm_batch_size,
             image_tokens=lambda p: rows(feats.image_tokens, feats.img_rows, p),
             text_tokens=lambda p: rows(feats.text_tokens, feats.txt_rows, p),
             text_mask=lambda p: rows(feats.text_mask, feats.txt_rows, p),
-            autocast_ctx=lambda: autocast(enabled=self.fp16), work=self.work,
-            progress=_Progress('pairs'))
+            autocast_ctx=lambda: autocast(enabled=self.fp16),
+            work=self.work,
+            progress=_Progress('pairs'),
+        )
         return all_gather_rows(local if local.numel() else None, keys.device)
 
 
@@ -387,10 +441,19 @@ class RetrievalValLoop(_RetrievalLoopMixin, ValLoop):
         >>> val_cfg = dict(type='RetrievalValLoop', k=256, score='itm', itm_batch_size=256)
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, k: int | None = 256,
-                 score: str = 'itm', itm_batch_size: int = 256, fp16: bool = False,
-                 offload_features: bool = False, dense_scores: bool = True,
-                 chunk_size: int = 1024) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        k: int | None = 256,
+        score: str = 'itm',
+        itm_batch_size: int = 256,
+        fp16: bool = False,
+        offload_features: bool = False,
+        dense_scores: bool = True,
+        chunk_size: int = 1024,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_protocol(k, score, itm_batch_size, offload_features, dense_scores, chunk_size)
 
@@ -419,10 +482,19 @@ class RetrievalTestLoop(_RetrievalLoopMixin, TestLoop):
         >>> test_cfg = dict(type='RetrievalTestLoop', k=128, score='itm+itc')
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, k: int | None = 256,
-                 score: str = 'itm', itm_batch_size: int = 256, fp16: bool = False,
-                 offload_features: bool = False, dense_scores: bool = True,
-                 chunk_size: int = 1024) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        k: int | None = 256,
+        score: str = 'itm',
+        itm_batch_size: int = 256,
+        fp16: bool = False,
+        offload_features: bool = False,
+        dense_scores: bool = True,
+        chunk_size: int = 1024,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_protocol(k, score, itm_batch_size, offload_features, dense_scores, chunk_size)
 

@@ -5,6 +5,7 @@ A config states the Grad-CAM layer once, in the loss that uses it (``SoftMaskITM
 model's ``alpha``. Everything else that needs them calls these functions with its own argument:
 ``None`` (the default everywhere) reads the model, a number overrides it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,6 +42,8 @@ def alpha_of(model: Any, alpha: float | None = None) -> float:
         return float(alpha)
     bare = _bare(model)
     if getattr(bare, 'alpha', None) is None:
-        raise AttributeError(f'{type(bare).__name__} has no `alpha` to read: set it on the model '
-                             '(model.alpha in the config) or pass alpha= explicitly')
+        raise AttributeError(
+            f'{type(bare).__name__} has no `alpha` to read: set it on the model '
+            '(model.alpha in the config) or pass alpha= explicitly'
+        )
     return float(bare.alpha)

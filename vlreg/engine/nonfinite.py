@@ -13,6 +13,7 @@ the guard stops whatever the action.
 With ``AmpOptimWrapper`` only the loss is checked: the loss scaler owns inf / NaN gradients (it skips those
 steps and lowers its scale). In distributed runs the decision is all-reduced, so every rank skips together.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,20 +46,31 @@ class _GuardedOptimWrapper:
         return getattr(self._inner, name)
 
     def _check_grads(self) -> bool:
-        grads = [p.grad for group in self._inner.optimizer.param_groups for p in group['params']
-                 if p.grad is not None]
+        grads = [
+            p.grad
+            for group in self._inner.optimizer.param_groups
+            for p in group['params']
+            if p.grad is not None
+        ]
         if not grads or isinstance(self._inner, AmpOptimWrapper):
             return True
         if bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
             return True
-        self.bad_params = [p for group in self._inner.optimizer.param_groups for p in group['params']
-                           if p.grad is not None and not torch.isfinite(p.grad).all()]
+        self.bad_params = [
+            p
+            for group in self._inner.optimizer.param_groups
+            for p in group['params']
+            if p.grad is not None and not torch.isfinite(p.grad).all()
+        ]
         return False
 
-    def update_params(self, loss: Tensor, step_kwargs: dict | None = None,
-                      zero_kwargs: dict | None = None) -> None:
+    def update_params(
+        self, loss: Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None
+    ) -> None:
         self.loss_finite &= bool(torch.isfinite(loss.detach()).all())
-        self._inner.backward(self._inner.scale_loss(loss))  # always: DDP's all-reduce needs every rank
+        self._inner.backward(
+            self._inner.scale_loss(loss)
+        )  # always: DDP's all-reduce needs every rank
         if not self._inner.should_update():
             return
         self.grads_finite = self._check_grads()
@@ -96,11 +108,16 @@ class NonFiniteGuard:
 
     @staticmethod
     def _describe(runner, outputs: dict, wrapper: _GuardedOptimWrapper) -> str:
-        terms = {k: float(v) for k, v in (outputs or {}).items()
-                 if isinstance(v, Tensor) and k.startswith('loss_') and not torch.isfinite(v).all()}
+        terms = {
+            k: float(v)
+            for k, v in (outputs or {}).items()
+            if isinstance(v, Tensor) and k.startswith('loss_') and not torch.isfinite(v).all()
+        }
         parts = []
         if terms:
-            parts.append('non-finite loss terms: ' + ', '.join(f'{k}={v}' for k, v in terms.items()))
+            parts.append(
+                'non-finite loss terms: ' + ', '.join(f'{k}={v}' for k, v in terms.items())
+            )
         elif not wrapper.loss_finite:
             parts.append('non-finite summed loss')
         if not wrapper.grads_finite:
@@ -117,18 +134,26 @@ class NonFiniteGuard:
         if wrapper is None or not wrapper.skipped:
             return
         what = self._describe(runner, outputs, wrapper)
-        bad_buffers = [n for n, b in unwrap(runner.model).named_buffers()
-                       if b.is_floating_point() and not torch.isfinite(b).all()]
+        bad_buffers = [
+            n
+            for n, b in unwrap(runner.model).named_buffers()
+            if b.is_floating_point() and not torch.isfinite(b).all()
+        ]
         if bad_buffers:
-            raise NonFiniteLossError(f'{what}; buffers went non-finite too ({bad_buffers[:5]}): '
-                                     'stopping; resume from the last checkpoint')
+            raise NonFiniteLossError(
+                f'{what}; buffers went non-finite too ({bad_buffers[:5]}): '
+                'stopping; resume from the last checkpoint'
+            )
         if self.action == 'stop':
-            raise NonFiniteLossError(f'{what}; the step was not applied; stopping '
-                                     "(train_cfg.nonfinite.action='stop')")
+            raise NonFiniteLossError(
+                f"{what}; the step was not applied; stopping (train_cfg.nonfinite.action='stop')"
+            )
         hub = runner.message_hub
         skips = int(hub.get_info('nonfinite_skips', 0)) + 1
         hub.update_info('nonfinite_skips', skips)
         runner.logger.warning(f'{what}; step skipped ({skips} of at most {self.max_skips})')
         if skips > self.max_skips:
-            raise NonFiniteLossError(f'{what}; {skips} steps skipped, more than '
-                                     f'train_cfg.nonfinite.max_skips={self.max_skips}: stopping')
+            raise NonFiniteLossError(
+                f'{what}; {skips} steps skipped, more than '
+                f'train_cfg.nonfinite.max_skips={self.max_skips}: stopping'
+            )

@@ -1,4 +1,5 @@
 """Optimizer construction for models with frozen momentum copies."""
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,14 @@ class VLOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         finally:
             logger.removeFilter(counter)
             if counter.count:
-                print_log(f'optimizer: {counter.count} frozen tensors (momentum encoders) are not '
-                          'optimised', logger='current')
+                print_log(
+                    f'optimizer: {counter.count} frozen tensors (momentum encoders) are not '
+                    'optimised',
+                    logger='current',
+                )
             if counter.paramwise:
-                print_log(f'optimizer: paramwise_cfg set options of {counter.paramwise} tensors '
-                          '(e.g. no weight decay on biases and norms)', logger='current')
+                print_log(
+                    f'optimizer: paramwise_cfg set options of {counter.paramwise} tensors '
+                    '(e.g. no weight decay on biases and norms)',
+                    logger='current',
+                )

@@ -8,6 +8,7 @@ image's per-layer keys / values are computed the first time one of its pairs is 
 for all its other pairs (an image's pairs are contiguous, so only the image straddling two
 batches is carried over); otherwise the image tokens go to ``itm_logits`` as they are.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -67,18 +68,28 @@ class _KVCache:
         if fresh is None:
             kv = [(k[-1:], v[-1:]) for k, v in self.kv]
         elif reuse:
-            kv = [(torch.cat([k0[-1:], k1]), torch.cat([v0[-1:], v1]))
-                  for (k0, v0), (k1, v1) in zip(self.kv, fresh)]
+            kv = [
+                (torch.cat([k0[-1:], k1]), torch.cat([v0[-1:], v1]))
+                for (k0, v0), (k1, v1) in zip(self.kv, fresh)
+            ]
         else:
             kv = list(fresh)
         self.ids, self.kv = images, kv
         return kv
 
 
-def score_pairs(model: nn.Module, img_pos: Tensor, txt_pos: Tensor, batch_size: int,
-                image_tokens: Take, text_tokens: Take, text_mask: Take,
-                autocast_ctx: Callable[[], Any], work: PairWork,
-                progress: Callable[[int, int], None] | None = None) -> Tensor:
+def score_pairs(
+    model: nn.Module,
+    img_pos: Tensor,
+    txt_pos: Tensor,
+    batch_size: int,
+    image_tokens: Take,
+    text_tokens: Take,
+    text_mask: Take,
+    autocast_ctx: Callable[[], Any],
+    work: PairWork,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
     """ITM match logits of the pairs ``(img_pos[p], txt_pos[p])``, sorted by image.
 
     Args:
@@ -100,7 +111,7 @@ def score_pairs(model: nn.Module, img_pos: Tensor, txt_pos: Tensor, batch_size: 
     out = torch.empty(total, dtype=torch.float32, device=img_pos.device)
     cache = _KVCache(model, image_tokens, work) if hasattr(model, 'itm_image_cache') else None
     for start in range(0, total, batch_size):
-        img, txt = img_pos[start:start + batch_size], txt_pos[start:start + batch_size]
+        img, txt = img_pos[start : start + batch_size], txt_pos[start : start + batch_size]
         mask = text_mask(txt)
         length = int(mask.any(0).nonzero().max()) + 1  # the batch's longest text
         tokens, mask = text_tokens(txt)[:, :length], mask[:, :length]
@@ -111,7 +122,7 @@ def score_pairs(model: nn.Module, img_pos: Tensor, txt_pos: Tensor, batch_size: 
                 images, inverse = torch.unique(img, sorted=True, return_inverse=True)
                 kv = IndexedKV(cache.rows(images), inverse.to(mask.device))
                 logits = model.itm_logits(tokens, mask, None, image_cache=kv)
-        out[start:start + img.numel()] = logits[:, 1].float().to(out.device)
+        out[start : start + img.numel()] = logits[:, 1].float().to(out.device)
         work.pairs += img.numel()
         work.calls += 1
         if progress is not None:

@@ -21,6 +21,7 @@ each token, -1 for special tokens; ``word_ids`` for one-caption samples) when pr
 token position = word index + 1 (the [CLS] in front), which is right for a word-level tokenizer
 such as ``SyntheticTokenizer`` only.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,12 +39,12 @@ from vlreg.registry import LOOPS
 from .hooks import unwrap
 from .model_defaults import gradcam_layer_of
 
-__all__ = ['GradCAMEvalMixin', 'GradCAMPointingLoop', 'GradCAMPointingValLoop',
-           'object_token_rows']
+__all__ = ['GradCAMEvalMixin', 'GradCAMPointingLoop', 'GradCAMPointingValLoop', 'object_token_rows']
 
 
-def object_token_rows(words: list[int], length: int, mask_row: Tensor,
-                      word_ids_row: Tensor | None = None) -> list[int]:
+def object_token_rows(
+    words: list[int], length: int, mask_row: Tensor, word_ids_row: Tensor | None = None
+) -> list[int]:
     """Token positions (below ``length``) of the caption words ``words``.
 
     Args:
@@ -103,13 +104,14 @@ class GradCAMEvalMixin:
         grid = tuple(getattr(getattr(model, 'image_backbone', None), 'grid_size', ()))
         if grid:
             return int(grid[0]), int(grid[1])
-        side = int(round(num_patches ** 0.5))
+        side = int(round(num_patches**0.5))
         return side, side
 
     def describe_protocol(self, layer: int) -> str:
         """One line saying how the numbers were made (written into the metrics)."""
-        return (f'Grad-CAM of the ITM match logit on fusion layer {layer}, heads '
-                f'{self.head_reduction}')
+        return (
+            f'Grad-CAM of the ITM match logit on fusion layer {layer}, heads {self.head_reduction}'
+        )
 
     def score_batch(self, model: Any, data_batch: Any, layer: int) -> list:
         raise NotImplementedError
@@ -125,11 +127,13 @@ class GradCAMEvalMixin:
             runner.call_hook(f'before_{mode}_iter', batch_idx=idx, data_batch=data_batch)
             results = self.score_batch(model, data_batch, layer)
             self.evaluator.process(data_samples=results, data_batch=data_batch)
-            runner.call_hook(f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch,
-                             outputs=results)
+            runner.call_hook(
+                f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch, outputs=results
+            )
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        prefix = getattr(self.evaluator.metrics[0], 'prefix', None) if self.evaluator.metrics \
-            else None
+        prefix = (
+            getattr(self.evaluator.metrics[0], 'prefix', None) if self.evaluator.metrics else None
+        )
         metrics[f'{prefix}/protocol' if prefix else 'protocol'] = self.describe_protocol(layer)
         runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
         runner.call_hook(f'after_{mode}')
@@ -139,8 +143,14 @@ class GradCAMEvalMixin:
 class _PointingMixin(GradCAMEvalMixin):
     """The pointing run shared by the test and val loops (``mode`` picks the hook names)."""
 
-    def _init_pointing(self, num_captions: int, layer: int | None, pair_batch_size: int,
-                       head_reduction: str, tolerance: float) -> None:
+    def _init_pointing(
+        self,
+        num_captions: int,
+        layer: int | None,
+        pair_batch_size: int,
+        head_reduction: str,
+        tolerance: float,
+    ) -> None:
         if num_captions < 1:
             raise ValueError(f'num_captions must be >= 1, got {num_captions}')
         if pair_batch_size < 1:
@@ -150,10 +160,12 @@ class _PointingMixin(GradCAMEvalMixin):
         self.tolerance = tolerance
 
     def describe_protocol(self, layer: int) -> str:
-        return (f'{super().describe_protocol(layer)}; word map = mean of its tokens\' rows; hit = '
-                f'peak patch centre inside a box of the object (tolerance {self.tolerance:g} px); '
-                f'first {self.num_captions} caption(s) per sample; chance = share of patch centres '
-                'inside the boxes')
+        return (
+            f"{super().describe_protocol(layer)}; word map = mean of its tokens' rows; hit = "
+            f'peak patch centre inside a box of the object (tolerance {self.tolerance:g} px); '
+            f'first {self.num_captions} caption(s) per sample; chance = share of patch centres '
+            'inside the boxes'
+        )
 
     def score_batch(self, model: Any, data_batch: Any, layer: int) -> list[dict]:
         """One result dict per sample of the batch: ``hits``, ``total``, ``chance``, ``skipped``."""
@@ -179,33 +191,62 @@ class _PointingMixin(GradCAMEvalMixin):
                 pairs.append((b, row, seen[b]))
             seen[b] += 1
         grid: tuple[int, int] | None = None
-        results = [dict(hits=0, total=0, chance=0.0, skipped=0,
-                        sample_idx=samples[b].metainfo.get('sample_idx', b))
-                   for b in range(image.shape[0])]
+        results = [
+            dict(
+                hits=0,
+                total=0,
+                chance=0.0,
+                skipped=0,
+                sample_idx=samples[b].metainfo.get('sample_idx', b),
+            )
+            for b in range(image.shape[0])
+        ]
         for start in range(0, len(pairs), self.pair_batch_size):
-            chunk = pairs[start:start + self.pair_batch_size]
+            chunk = pairs[start : start + self.pair_batch_size]
             b_idx = torch.tensor([p[0] for p in chunk], device=image.device)
             r_idx = torch.tensor([p[1] for p in chunk], device=ids.device)
             m = mask[r_idx]
             length = int(m.any(0).nonzero().max()) + 1
             with autocast(enabled=self.fp16):
-                cam, _ = model.gradcam(image[b_idx], ids[r_idx, :length], m[:, :length],
-                                       layer=layer, head_reduction=self.head_reduction)
+                cam, _ = model.gradcam(
+                    image[b_idx],
+                    ids[r_idx, :length],
+                    m[:, :length],
+                    layer=layer,
+                    head_reduction=self.head_reduction,
+                )
             cam = cam.float().cpu()
             grid = grid or self._patch_grid(model, cam.shape[-1])
             for i, (b, row, j) in enumerate(chunk):
-                self._score_pair(results[b], samples[b], cam[i], j if several else None,
-                                 mask[row].cpu(), None if word_ids is None else word_ids[row].cpu(),
-                                 grid, image_hw)
+                self._score_pair(
+                    results[b],
+                    samples[b],
+                    cam[i],
+                    j if several else None,
+                    mask[row].cpu(),
+                    None if word_ids is None else word_ids[row].cpu(),
+                    grid,
+                    image_hw,
+                )
         return results
 
-    def _score_pair(self, result: dict, sample: Any, cam: Tensor, caption: int | None,
-                    mask_row: Tensor, word_ids_row: Tensor | None, grid: tuple[int, int],
-                    image_hw: tuple[int, int]) -> None:
+    def _score_pair(
+        self,
+        result: dict,
+        sample: Any,
+        cam: Tensor,
+        caption: int | None,
+        mask_row: Tensor,
+        word_ids_row: Tensor | None,
+        grid: tuple[int, int],
+        image_hw: tuple[int, int],
+    ) -> None:
         if 'gt_bboxes' not in sample or 'gt_word_indices' not in sample.metainfo:
-            raise KeyError('pointing evaluation needs samples with gt_bboxes and the metainfo '
-                           f'gt_word_indices; got {sorted(sample.keys())} and '
-                           f'{sorted(sample.metainfo_keys())}')
+            raise KeyError(
+                'pointing evaluation needs samples with gt_bboxes and the metainfo '
+                f'gt_word_indices; got {sorted(sample.keys())} and '
+                f'{sorted(sample.metainfo_keys())}'
+            )
         boxes = sample.gt_bboxes
         named = sample.metainfo['gt_word_indices']
         groups = sample.metainfo.get('gt_box_groups')  # object k -> its boxes (any of them hits)
@@ -253,9 +294,18 @@ class GradCAMPointingLoop(_PointingMixin, TestLoop):
         >>> test_evaluator = dict(type='PointingMetric')
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
-                 layer: int | None = None, pair_batch_size: int = 64, head_reduction: str = 'mean',
-                 tolerance: float = 0.0, fp16: bool = False) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        num_captions: int = 1,
+        layer: int | None = None,
+        pair_batch_size: int = 64,
+        head_reduction: str = 'mean',
+        tolerance: float = 0.0,
+        fp16: bool = False,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)
 
@@ -283,9 +333,18 @@ class GradCAMPointingValLoop(_PointingMixin, ValLoop):
         >>> val_cfg = dict(type='GradCAMPointingValLoop', num_captions=1)
     """
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, num_captions: int = 1,
-                 layer: int | None = None, pair_batch_size: int = 64, head_reduction: str = 'mean',
-                 tolerance: float = 0.0, fp16: bool = False) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        evaluator: Any,
+        num_captions: int = 1,
+        layer: int | None = None,
+        pair_batch_size: int = 64,
+        head_reduction: str = 'mean',
+        tolerance: float = 0.0,
+        fp16: bool = False,
+    ) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._init_pointing(num_captions, layer, pair_batch_size, head_reduction, tolerance)
 

@@ -7,6 +7,7 @@ re-ranked by the ITM match logit) and writes one grid to the visualizer (TensorB
 ``retrieval/top{top}``): one row per query, its top images left to right, the correct image
 outlined in green, the others in grey.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -28,9 +29,14 @@ from .visualization_hook import eval_mode, preserved_rng
 __all__ = ['RetrievalGridHook', 'render_retrieval_grid']
 
 
-def render_retrieval_grid(queries: list[str], images: list[np.ndarray], ranked: list[list[int]],
-                          correct: list[int], panel_inches: float = 1.3,
-                          dpi: int = 100) -> np.ndarray:
+def render_retrieval_grid(
+    queries: list[str],
+    images: list[np.ndarray],
+    ranked: list[list[int]],
+    correct: list[int],
+    panel_inches: float = 1.3,
+    dpi: int = 100,
+) -> np.ndarray:
     """Rows of ``images[ranked[q][j]]``; the one equal to ``correct[q]`` outlined in green."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -70,8 +76,14 @@ class RetrievalGridHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, num_queries: int = 4, top: int = 5, k: int = 16, max_images: int = 256,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        num_queries: int = 4,
+        top: int = 5,
+        k: int = 16,
+        max_images: int = 256,
+        batch_size: int = 32,
+    ) -> None:
         if num_queries < 1 or top < 1 or k < 0:
             raise ValueError('num_queries and top must be >= 1 and k >= 0')
         self.num_queries, self.top, self.k = num_queries, top, k
@@ -82,8 +94,9 @@ class RetrievalGridHook(Hook):
         return render_retrieval_grid(*self.rank_queries(runner))
 
     @torch.no_grad()
-    def rank_queries(self, runner: Any) -> tuple[list[str], list[np.ndarray], list[list[int]],
-                                                 list[int]]:
+    def rank_queries(
+        self, runner: Any
+    ) -> tuple[list[str], list[np.ndarray], list[list[int]], list[int]]:
         """(query captions, images, each query's top image indices, each query's image)."""
         model = unwrap(runner.model)
         dataset = runner.val_dataloader.dataset
@@ -92,8 +105,9 @@ class RetrievalGridHook(Hook):
         pixels = [s['inputs']['image'] for s in samples]
         tokens, embeds = [], []
         for start in range(0, n, self.batch_size):
-            batch = pseudo_collate([{'inputs': {'image': p}} for p in pixels[start:start +
-                                                                              self.batch_size]])
+            batch = pseudo_collate(
+                [{'inputs': {'image': p}} for p in pixels[start : start + self.batch_size]]
+            )
             image = model.data_preprocessor(batch, False)['inputs']['image']
             t, e = model.encode_image(image)
             tokens.append(t)
@@ -109,9 +123,12 @@ class RetrievalGridHook(Hook):
         def itm(q: Tensor, c: Tensor) -> Tensor:
             return model.itm_logits(text_tokens[q], mask[q], image_tokens[c])[:, 1]
 
-        scores = sim if self.k == 0 or getattr(model, 'itm_head', None) is None else \
-            topk_rerank(sim, self.k, itm, self.batch_size)
-        ranked = scores.sort(dim=1, descending=True, stable=True).indices[:, :self.top].tolist()
+        scores = (
+            sim
+            if self.k == 0 or getattr(model, 'itm_head', None) is None
+            else topk_rerank(sim, self.k, itm, self.batch_size)
+        )
+        ranked = scores.sort(dim=1, descending=True, stable=True).indices[:, : self.top].tolist()
         captions = [_caption(samples[i]) for i in picks]
         shown = [p.permute(1, 2, 0).cpu().numpy().astype(np.uint8) for p in pixels]
         return captions, shown, ranked, picks
@@ -127,7 +144,7 @@ class RetrievalGridHook(Hook):
 def _trim(ids: Tensor) -> Tensor:
     """A padded caption row without its trailing padding (id 0)."""
     nonzero = (ids != 0).nonzero()
-    return ids[:int(nonzero.max()) + 1] if nonzero.numel() else ids
+    return ids[: int(nonzero.max()) + 1] if nonzero.numel() else ids
 
 
 def _caption(sample: dict) -> str:

@@ -12,6 +12,7 @@
   or unexpected key with a warning listing them (shape mismatches stay an error).
 * ``save_checkpoint`` writes to a temporary file in the same folder and renames it once it is on disk.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -35,8 +36,13 @@ ALLOWED_UNEXPECTED: tuple[str, ...] = ('*num_batches_tracked',)
 #: momentum copies (restarted from the online weights), the ITC queues (kept at their
 #: initialisation; unused at inference) and, for a retrieval export, the MLM head.
 EXPORT_ALLOWED_MISSING: tuple[str, ...] = (
-    '*_m.*', 'losses.*.image_queue', 'losses.*.text_queue', 'losses.*.idx_queue',
-    'losses.*.queue_ptr', 'mlm_head.*')
+    '*_m.*',
+    'losses.*.image_queue',
+    'losses.*.text_queue',
+    'losses.*.idx_queue',
+    'losses.*.queue_ptr',
+    'mlm_head.*',
+)
 
 
 class CheckpointFitError(ValueError):
@@ -52,24 +58,36 @@ def _listing(keys: list[str], limit: int = 20) -> str:
     return ', '.join(keys[:limit]) + more
 
 
-def fit_report(model_state: Mapping, state: Mapping, allow_missing: Iterable[str] = ALLOWED_MISSING,
-               allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED
-               ) -> tuple[list[str], list[str], list[str]]:
+def fit_report(
+    model_state: Mapping,
+    state: Mapping,
+    allow_missing: Iterable[str] = ALLOWED_MISSING,
+    allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED,
+) -> tuple[list[str], list[str], list[str]]:
     """Missing keys, unexpected keys and shape mismatches (``'key: file (..) vs model (..)'``) of
     ``state`` against ``model_state``, leaving out the allowed patterns."""
     missing = sorted(k for k in model_state if k not in state and not _matches(k, allow_missing))
-    unexpected = sorted(k for k in state if k not in model_state
-                        and not _matches(k, allow_unexpected))
-    shapes = sorted(f'{k}: file {tuple(v.shape)} vs model {tuple(model_state[k].shape)}'
-                    for k, v in state.items()
-                    if k in model_state and hasattr(v, 'shape')
-                    and tuple(v.shape) != tuple(model_state[k].shape))
+    unexpected = sorted(
+        k for k in state if k not in model_state and not _matches(k, allow_unexpected)
+    )
+    shapes = sorted(
+        f'{k}: file {tuple(v.shape)} vs model {tuple(model_state[k].shape)}'
+        for k, v in state.items()
+        if k in model_state
+        and hasattr(v, 'shape')
+        and tuple(v.shape) != tuple(model_state[k].shape)
+    )
     return missing, unexpected, shapes
 
 
-def check_fit(model_state: Mapping, state: Mapping, source: str, partial: bool = False,
-              allow_missing: Iterable[str] = ALLOWED_MISSING,
-              allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED) -> tuple[list[str], list[str]]:
+def check_fit(
+    model_state: Mapping,
+    state: Mapping,
+    source: str,
+    partial: bool = False,
+    allow_missing: Iterable[str] = ALLOWED_MISSING,
+    allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED,
+) -> tuple[list[str], list[str]]:
     """Raise :class:`CheckpointFitError` listing what does not fit (see the module docstring).
 
     Returns:
@@ -80,29 +98,47 @@ def check_fit(model_state: Mapping, state: Mapping, source: str, partial: bool =
     return missing, unexpected
 
 
-def _raise_if_poor_fit(source: str, n_model: int, missing: list[str], unexpected: list[str],
-                       shapes: list[str], partial: bool) -> None:
+def _raise_if_poor_fit(
+    source: str,
+    n_model: int,
+    missing: list[str],
+    unexpected: list[str],
+    shapes: list[str],
+    partial: bool,
+) -> None:
     """The one error of a poor fit: shape mismatches always, missing / unexpected keys unless
     ``partial``."""
     problems = []
     if shapes:
         problems.append(f'{len(shapes)} shape mismatches: {_listing(shapes)}')
     if not partial and missing:
-        problems.append(f"{len(missing)} of the model's {n_model} tensors missing from the file: "
-                        f'{_listing(missing)}')
+        problems.append(
+            f"{len(missing)} of the model's {n_model} tensors missing from the file: "
+            f'{_listing(missing)}'
+        )
     if not partial and unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file that the model does not have: '
-                        f'{_listing(unexpected)}')
+        problems.append(
+            f'{len(unexpected)} tensors in the file that the model does not have: '
+            f'{_listing(unexpected)}'
+        )
     if problems:
-        hint = '' if partial else (' (pass --partial-load / load_partial=True for a deliberate '
-                                   'partial load)')
+        hint = (
+            ''
+            if partial
+            else (' (pass --partial-load / load_partial=True for a deliberate partial load)')
+        )
         raise CheckpointFitError(f'{source} does not fit the model: ' + '; '.join(problems) + hint)
 
 
-def load_checked(model: nn.Module, state: Mapping, source: str, partial: bool = False,
-                 allow_missing: Iterable[str] = ALLOWED_MISSING,
-                 allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED,
-                 export: bool = False) -> tuple[list[str], list[str]]:
+def load_checked(
+    model: nn.Module,
+    state: Mapping,
+    source: str,
+    partial: bool = False,
+    allow_missing: Iterable[str] = ALLOWED_MISSING,
+    allow_unexpected: Iterable[str] = ALLOWED_UNEXPECTED,
+    export: bool = False,
+) -> tuple[list[str], list[str]]:
     """Load ``state`` into ``model`` by name and raise :class:`CheckpointFitError` if it fits poorly.
 
     The model's own load hooks run first (e.g. position-embedding interpolation, queue resizing), so
@@ -124,7 +160,9 @@ def load_checked(model: nn.Module, state: Mapping, source: str, partial: bool = 
     missing = sorted(k for k in result.missing_keys if not _matches(k, allow_missing))
     unexpected = sorted(k for k in result.unexpected_keys if not _matches(k, allow_unexpected))
     _raise_if_poor_fit(source, len(model.state_dict()), missing, unexpected, [], partial)
-    restart = getattr(model, 'restart_momentum', None)  # ALBEFEncoderModel's, shared with load_pretrained
+    restart = getattr(
+        model, 'restart_momentum', None
+    )  # ALBEFEncoderModel's, shared with load_pretrained
     if export and restart is not None:
         restart(result.missing_keys)  # the export has no momentum copies
     return missing, unexpected
@@ -143,29 +181,40 @@ class VLRunner(Runner):
     :data:`ALLOWED_UNEXPECTED`).
     """
 
-    def load_checkpoint(self, filename: str, map_location: str = 'cpu', strict: bool = False,
-                        revise_keys: list | None = None) -> dict:
+    def load_checkpoint(
+        self,
+        filename: str,
+        map_location: str = 'cpu',
+        strict: bool = False,
+        revise_keys: list | None = None,
+    ) -> dict:
         """Read ``filename`` weights-only, run ``after_load_checkpoint`` hooks, load it into the model
         and refuse a poor fit (``strict`` / ``revise_keys`` of MMEngine's signature are not used: the fit
         rules are the config's, and a ``module.`` prefix is always stripped)."""
         checkpoint = safe_load(filename, map_location=map_location)
         if not isinstance(checkpoint, Mapping):
-            raise CheckpointFitError(f'{filename}: holds a {type(checkpoint).__name__}, not a '
-                                     'checkpoint dict')
+            raise CheckpointFitError(
+                f'{filename}: holds a {type(checkpoint).__name__}, not a checkpoint dict'
+            )
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state = checkpoint.get('state_dict', checkpoint)
         cfg = self.cfg
         missing, unexpected = load_checked(
-            model, _strip_module(state), filename,
+            model,
+            _strip_module(state),
+            filename,
             partial=bool(cfg.get('load_partial', False)),
             allow_missing=cfg.get('load_allow_missing', ALLOWED_MISSING),
             allow_unexpected=cfg.get('load_allow_unexpected', ALLOWED_UNEXPECTED),
-            export=str(filename).endswith('.safetensors'))
+            export=str(filename).endswith('.safetensors'),
+        )
         if missing or unexpected:
-            self.logger.warning(f'partial load of {filename} (load_partial=True): '
-                                f'{len(missing)} missing ({_listing(missing, 8)}), '
-                                f'{len(unexpected)} unexpected ({_listing(unexpected, 8)})')
+            self.logger.warning(
+                f'partial load of {filename} (load_partial=True): '
+                f'{len(missing)} missing ({_listing(missing, 8)}), '
+                f'{len(unexpected)} unexpected ({_listing(unexpected, 8)})'
+            )
         self._has_loaded = True
         self.logger.info(f'loaded checkpoint {filename}')
         return checkpoint

@@ -16,6 +16,7 @@ Exact resumption needs every random draw after the checkpoint to be the one the 
 Queues, momentum encoders, optimizer, schedulers and the iteration (so the alpha warm-up) are in the
 checkpoint itself. Each step runs under :class:`~vlreg.engine.nonfinite.NonFiniteGuard`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -143,9 +144,16 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         nonfinite=dict(action='stop'))``
     """
 
-    def __init__(self, runner, dataloader: Any, max_epochs: int, val_begin: int = 1,
-                 val_interval: int = 1, dynamic_intervals: list | None = None,
-                 nonfinite: dict | None = None) -> None:
+    def __init__(
+        self,
+        runner,
+        dataloader: Any,
+        max_epochs: int,
+        val_begin: int = 1,
+        val_interval: int = 1,
+        dynamic_intervals: list | None = None,
+        nonfinite: dict | None = None,
+    ) -> None:
         if isinstance(dataloader, dict):
             dataloader = seeded_dataloader_cfg(dataloader)
         super().__init__(runner, dataloader, max_epochs, val_begin, val_interval, dynamic_intervals)
@@ -158,8 +166,11 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         while self._epoch < self._max_epochs and not self.stop_training:
             self.run_epoch()
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs)):
+            if (
+                self.runner.val_loop is not None
+                and self._epoch >= self.val_begin
+                and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs)
+            ):
                 states = RNGStateHook.capture()
                 self.runner.val_loop.run()
                 RNGStateHook.restore(states)
@@ -173,11 +184,15 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         sampler = self.dataloader.sampler
         if start > 0:
             if not isinstance(sampler, ResumableSampler):
-                raise RuntimeError(f'resuming inside epoch {self._epoch + 1} needs a '
-                                   f'ResumableSampler, the dataloader has {type(sampler).__name__}')
+                raise RuntimeError(
+                    f'resuming inside epoch {self._epoch + 1} needs a '
+                    f'ResumableSampler, the dataloader has {type(sampler).__name__}'
+                )
             sampler.skip_next(start * self.dataloader.batch_size)
-            self.runner.logger.info(f'resuming inside epoch {self._epoch + 1}: skipping its first '
-                                    f'{start} of {len(self.dataloader)} batches')
+            self.runner.logger.info(
+                f'resuming inside epoch {self._epoch + 1}: skipping its first '
+                f'{start} of {len(self.dataloader)} batches'
+            )
         for idx, data_batch in enumerate(self.dataloader, start=max(start, 0)):
             self.run_iter(idx, data_batch)
             if self.stop_training:  # a hook asked to stop inside the epoch
@@ -190,6 +205,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         guarded = self.guard.wrap(self.runner.optim_wrapper)
         outputs = self.runner.model.train_step(data_batch, optim_wrapper=guarded)
         self.guard.after_step(self.runner, outputs)
-        self.runner.call_hook('after_train_iter', batch_idx=idx, data_batch=data_batch,
-                              outputs=outputs)
+        self.runner.call_hook(
+            'after_train_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs
+        )
         self._iter += 1

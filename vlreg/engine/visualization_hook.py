@@ -5,6 +5,7 @@ content word of the caption, and the image multiplied by the soft mask of the ch
 fusion encoder's patch tokens get in the soft-masked ITM loss). ``tools/visualize_softmask.py`` and
 :class:`SoftMaskVisualizationHook` share it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,14 @@ from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop
 from torch import Tensor
 
-from vlreg.models.utils.softmask import (content_words, minmax_normalise, resolve_fusion_layer,
-                                         soft_mask_from_cam, upsample_map, word_rows_mean)
+from vlreg.models.utils.softmask import (
+    content_words,
+    minmax_normalise,
+    resolve_fusion_layer,
+    soft_mask_from_cam,
+    upsample_map,
+    word_rows_mean,
+)
 from vlreg.registry import HOOKS
 
 from .hooks import unwrap
@@ -38,9 +45,17 @@ def _to_numpy(x: Any) -> np.ndarray:
     return x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
-def render_softmask_figure(image_uint8: np.ndarray, tokens: Sequence[str], cams: Any, chosen: int,
-                           mask: Any, title: str | None = None, max_cols: int = 8,
-                           panel_inches: float = 1.8, dpi: int = 100) -> np.ndarray:
+def render_softmask_figure(
+    image_uint8: np.ndarray,
+    tokens: Sequence[str],
+    cams: Any,
+    chosen: int,
+    mask: Any,
+    title: str | None = None,
+    max_cols: int = 8,
+    panel_inches: float = 1.8,
+    dpi: int = 100,
+) -> np.ndarray:
     """Draw one pair: the image, a Grad-CAM overlay per word, the soft-masked image of ``chosen``.
 
     Args:
@@ -67,8 +82,9 @@ def render_softmask_figure(image_uint8: np.ndarray, tokens: Sequence[str], cams:
     h, w = image.shape[:2]
     cams_t = torch.as_tensor(_to_numpy(cams), dtype=torch.float32)
     if cams_t.dim() != 3 or cams_t.shape[0] != len(tokens):
-        raise ValueError(f'cams must be [W, gh, gw] with W = {len(tokens)} words, got '
-                         f'{list(cams_t.shape)}')
+        raise ValueError(
+            f'cams must be [W, gh, gw] with W = {len(tokens)} words, got {list(cams_t.shape)}'
+        )
     if not 0 <= chosen < len(tokens):
         raise IndexError(f'chosen word {chosen} is out of range for {len(tokens)} words')
     heat = minmax_normalise(upsample_map(cams_t, (h, w)).flatten(1)).reshape(-1, h, w).numpy()
@@ -85,8 +101,7 @@ def render_softmask_figure(image_uint8: np.ndarray, tokens: Sequence[str], cams:
         overlay = 0.5 * image.astype(np.float32) / 255 + 0.5 * cmap(heat[k])[..., :3]
         style = dict(color='red', fontweight='bold') if k == chosen else {}
         panels.append((overlay.clip(0, 1), word, style))
-    panels.append((masked, f'soft mask: {tokens[chosen]}\nmin {mask_min:.2f}',
-                   dict(color='red')))
+    panels.append((masked, f'soft mask: {tokens[chosen]}\nmin {mask_min:.2f}', dict(color='red')))
 
     cols = min(len(panels), max_cols)
     rows = math.ceil(len(panels) / cols)
@@ -102,8 +117,14 @@ def render_softmask_figure(image_uint8: np.ndarray, tokens: Sequence[str], cams:
         ax.set_axis_off()
     if title_lines:
         fig.suptitle('\n'.join(title_lines), fontsize=8, y=1.0 - 0.05 / total_h, va='top')
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, wspace=0.05,
-                        top=1.0 - (head + 0.3) / total_h, hspace=0.3 / (panel_inches + 0.3) * 2)
+    fig.subplots_adjust(
+        left=0.01,
+        right=0.99,
+        bottom=0.01,
+        wspace=0.05,
+        top=1.0 - (head + 0.3) / total_h,
+        hspace=0.3 / (panel_inches + 0.3) * 2,
+    )
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
@@ -197,9 +218,18 @@ class SoftMaskVisualizationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 500, num_samples: int = 4, layer: int | None = None,
-                 word: str = 'random', floor: float = 0.0, sharpness: float = 1.0,
-                 strength: float = 1.0, seed: int = 0, max_cols: int = 8) -> None:
+    def __init__(
+        self,
+        interval: int = 500,
+        num_samples: int = 4,
+        layer: int | None = None,
+        word: str = 'random',
+        floor: float = 0.0,
+        sharpness: float = 1.0,
+        strength: float = 1.0,
+        seed: int = 0,
+        max_cols: int = 8,
+    ) -> None:
         if word not in WORD_CHOICES:
             raise ValueError(f'word must be one of {WORD_CHOICES}, got {word!r}')
         if num_samples < 1:
@@ -245,8 +275,9 @@ class SoftMaskVisualizationHook(Hook):
                 content = inputs.get('content_mask')
             # AnnotateWords' content mask (stop words out): the words the soft-mask loss may pick
             selectable.append(None if content is None else torch.as_tensor(content).tolist())
-            items.append({'inputs': {'image': inputs['image'], 'input_ids': ids},
-                          'data_samples': sample})
+            items.append(
+                {'inputs': {'image': inputs['image'], 'input_ids': ids}, 'data_samples': sample}
+            )
             captions.append(text)
             if len(items) == self.num_samples:
                 break
@@ -264,8 +295,11 @@ class SoftMaskVisualizationHook(Hook):
             words.append(spans)
             options = list(range(len(spans)))
             if content is not None:
-                options = [k for k, (_, rows) in enumerate(spans)
-                           if any(p < len(content) and content[p] for p in rows)] or options
+                options = [
+                    k
+                    for k, (_, rows) in enumerate(spans)
+                    if any(p < len(content) and content[p] for p in rows)
+                ] or options
             if not options:
                 chosen.append(0)
             elif self.word == 'first':
@@ -283,36 +317,50 @@ class SoftMaskVisualizationHook(Hook):
         model = unwrap(runner.model)
         fusion_layers = getattr(getattr(model, 'fusion', None), 'layer', None)
         wanted = gradcam_layer_of(model, self.layer)  # None: the model's own Grad-CAM layer
-        layer, warning = (wanted, None) if fusion_layers is None else \
-            resolve_fusion_layer(wanted, len(fusion_layers))
+        layer, warning = (
+            (wanted, None)
+            if fusion_layers is None
+            else resolve_fusion_layer(wanted, len(fusion_layers))
+        )
         if warning and not getattr(self, '_warned', False):
             runner.logger.warning(f'SoftMaskVisualizationHook: {warning}')
             self._warned = True
         with eval_mode(model):
             inputs = model.data_preprocessor(batch['data'], False)['inputs']
-            cam, logits = model.gradcam(inputs['image'], inputs['input_ids'],
-                                        inputs['attention_mask'], layer=layer)
+            cam, logits = model.gradcam(
+                inputs['image'], inputs['input_ids'], inputs['attention_mask'], layer=layer
+            )
         grid = tuple(model.image_backbone.grid_size)
         probs = logits.float().softmax(-1)[:, 1].cpu()
         cam = cam.float().cpu()
         figures = []
         for b, spans in enumerate(batch['words']):
             image = batch['data']['inputs']['image'][b].permute(1, 2, 0).cpu().numpy()
-            title = f'{batch["captions"][b]}  (itm p={float(probs[b]):.2f}, layer {layer}, ' \
-                    f'iter {runner.iter + 1})'
+            title = (
+                f'{batch["captions"][b]}  (itm p={float(probs[b]):.2f}, layer {layer}, '
+                f'iter {runner.iter + 1})'
+            )
             if not spans:
                 spans = [('(no word)', [0])]
             word_cams = word_rows_mean(cam[b], [rows for _, rows in spans])
             pick = batch['chosen'][b]
             mask = soft_mask_from_cam(word_cams[pick][None], **self.mask_kwargs)[0]
-            figures.append(render_softmask_figure(
-                np.ascontiguousarray(image.astype(np.uint8)), [w for w, _ in spans],
-                word_cams.reshape(-1, *grid), pick, mask.reshape(grid), title=title,
-                max_cols=self.max_cols))
+            figures.append(
+                render_softmask_figure(
+                    np.ascontiguousarray(image.astype(np.uint8)),
+                    [w for w, _ in spans],
+                    word_cams.reshape(-1, *grid),
+                    pick,
+                    mask.reshape(grid),
+                    title=title,
+                    max_cols=self.max_cols,
+                )
+            )
         return stack_figures(figures)
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Any = None) -> None:
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
         if self.interval <= 0 or not self.every_n_train_iters(runner, self.interval):
             return
         if not is_main_process():

@@ -1,4 +1,5 @@
 """Classification accuracy (SNLI-VE, NLVR2): overall and per class."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,8 +47,9 @@ class AccuracyMetric(BaseMetric):
 
     default_prefix = 'accuracy'
 
-    def __init__(self, num_classes: int | None = None, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, num_classes: int | None = None, collect_device: str = 'cpu', prefix: str | None = None
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.num_classes = num_classes
 
@@ -56,15 +58,19 @@ class AccuracyMetric(BaseMetric):
         for sample in data_samples:
             pred, label = _field(sample, 'pred_label'), _field(sample, 'label')
             if pred is None or label is None:
-                raise KeyError('AccuracyMetric: each sample needs "pred_label" and "label"; got '
-                               f'{pred!r} / {label!r}')
+                raise KeyError(
+                    'AccuracyMetric: each sample needs "pred_label" and "label"; got '
+                    f'{pred!r} / {label!r}'
+                )
             self.results.append((int(pred), int(label)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         preds = [p for p, _ in results]
         labels = [t for _, t in results]
-        metrics = {'acc': classification_accuracy(preds, labels),
-                   'num_samples': float(len(results))}
+        metrics = {
+            'acc': classification_accuracy(preds, labels),
+            'num_samples': float(len(results)),
+        }
         classes = list((self.dataset_meta or {}).get('classes') or [])
         n_classes = len(classes) or self.num_classes or (max(labels + preds, default=-1) + 1)
         names = classes or [str(c) for c in range(n_classes)]

@@ -12,6 +12,7 @@ pixel rows ``int(y0) .. int(y1) - 1`` and columns ``int(x0) .. int(x1) - 1`` whe
 refer toolkit's IoU used by ALBEF adds one pixel to widths and heights; that matters only for
 boxes a few pixels wide, and we keep the continuous form used by the rest of vlreg.)
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -26,8 +27,13 @@ from mmengine.evaluator import BaseMetric
 from vlreg.registry import METRICS
 from vlreg.structures.boxes import box_problem
 
-__all__ = ['GroundingAccuracyMetric', 'box_iou', 'grounding_hit', 'score_boxes_by_cam',
-           'select_box_by_cam']
+__all__ = [
+    'GroundingAccuracyMetric',
+    'box_iou',
+    'grounding_hit',
+    'score_boxes_by_cam',
+    'select_box_by_cam',
+]
 
 
 def _boxes(boxes: Any, name: str) -> torch.Tensor:
@@ -47,8 +53,9 @@ def _boxes(boxes: Any, name: str) -> torch.Tensor:
     return out
 
 
-def _checked_boxes(boxes: Any, name: str, where: str,
-                   image_hw: tuple[Any, Any] | None = None) -> torch.Tensor:
+def _checked_boxes(
+    boxes: Any, name: str, where: str, image_hw: tuple[Any, Any] | None = None
+) -> torch.Tensor:
     """:func:`_boxes`, refusing (naming ``where`` and the box) a box of negative size or one that
     lies outside the ``(H, W)`` image by more than :data:`~vlreg.structures.boxes.BOX_TOLERANCE`
     pixel (:func:`~vlreg.structures.boxes.box_problem`); boxes of zero size pass."""
@@ -104,8 +111,13 @@ def grounding_hit(pred_box: Any, gt_box: Any, thr: float = 0.5) -> bool:
     return bool(len(gt) and (box_iou(pred, gt) >= thr).any())
 
 
-def score_boxes_by_cam(cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = None,
-                       alpha: float = 0.5, interpolation: str = 'bicubic') -> torch.Tensor:
+def score_boxes_by_cam(
+    cam: Any,
+    boxes_xyxy: Any,
+    image_hw: Sequence[int] | None = None,
+    alpha: float = 0.5,
+    interpolation: str = 'bicubic',
+) -> torch.Tensor:
     """ALBEF's proposal score: the sum of the map inside each box divided by ``area ** alpha``.
 
     Args:
@@ -148,8 +160,9 @@ def score_boxes_by_cam(cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None
     return torch.where(area > 0, scores, torch.full_like(scores, float('-inf')))
 
 
-def select_box_by_cam(cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = None,
-                      **kwargs: Any) -> tuple[int, torch.Tensor]:
+def select_box_by_cam(
+    cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = None, **kwargs: Any
+) -> tuple[int, torch.Tensor]:
     """Index and box of the best-scoring proposal (:func:`score_boxes_by_cam`; first on ties)."""
     boxes = _boxes(boxes_xyxy, 'boxes_xyxy')
     if not len(boxes):
@@ -166,9 +179,11 @@ def _get(sample: Any, key: str) -> Any:
 
 def _where(sample: Any) -> str:
     """A sample named by what it carries: index, image file, annotation entry, ref id."""
-    parts = [f'{label}{_get(sample, key)!r}' for key, label in
-             (('img_path', ''), ('ann_index', 'entry '), ('ref_id', 'ref_id '))
-             if _get(sample, key) is not None]
+    parts = [
+        f'{label}{_get(sample, key)!r}'
+        for key, label in (('img_path', ''), ('ann_index', 'entry '), ('ref_id', 'ref_id '))
+        if _get(sample, key) is not None
+    ]
     return f'sample {_get(sample, "sample_idx")!r}' + (f' ({", ".join(parts)})' if parts else '')
 
 
@@ -218,8 +233,9 @@ class GroundingAccuracyMetric(BaseMetric):
 
     default_prefix = 'grounding'
 
-    def __init__(self, thr: float = 0.5, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, thr: float = 0.5, collect_device: str = 'cpu', prefix: str | None = None
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.thr = float(thr)
 
@@ -231,13 +247,17 @@ class GroundingAccuracyMetric(BaseMetric):
             return _checked_boxes(pred, 'pred_bbox', _where(sample), image_hw)
         proposals, scores = _get(sample, 'proposals'), _get(sample, 'proposal_scores')
         if proposals is None or scores is None:
-            raise KeyError('GroundingAccuracyMetric: a sample needs "pred_bbox", or "proposals" '
-                           f'and "proposal_scores" (sample {_get(sample, "sample_idx")!r})')
+            raise KeyError(
+                'GroundingAccuracyMetric: a sample needs "pred_bbox", or "proposals" '
+                f'and "proposal_scores" (sample {_get(sample, "sample_idx")!r})'
+            )
         boxes = _checked_boxes(proposals, 'proposals', _where(sample), image_hw)
         scores = torch.as_tensor(np.asarray(scores, dtype=np.float64)).reshape(-1)
         if len(scores) != len(boxes) or not len(boxes):
-            raise ValueError(f'GroundingAccuracyMetric: {len(boxes)} proposals but '
-                             f'{len(scores)} scores (sample {_get(sample, "sample_idx")!r})')
+            raise ValueError(
+                f'GroundingAccuracyMetric: {len(boxes)} proposals but '
+                f'{len(scores)} scores (sample {_get(sample, "sample_idx")!r})'
+            )
         return boxes[int(torch.argmax(scores))]
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
@@ -245,18 +265,26 @@ class GroundingAccuracyMetric(BaseMetric):
             gt = _get(sample, 'ori_gt_bboxes')
             gt = _get(sample, 'gt_bboxes') if gt is None else gt
             if gt is None:
-                raise KeyError('GroundingAccuracyMetric: a sample needs "ori_gt_bboxes" or '
-                               f'"gt_bboxes" (sample {_get(sample, "sample_idx")!r})')
+                raise KeyError(
+                    'GroundingAccuracyMetric: a sample needs "ori_gt_bboxes" or '
+                    f'"gt_bboxes" (sample {_get(sample, "sample_idx")!r})'
+                )
             # ori_gt_bboxes, proposals and predictions are in original-image pixels; gt_bboxes
             # may have moved with the image (a resize), so the image size checks them not
             original = _get(sample, 'ori_gt_bboxes') is not None
             hw = _image_hw(sample) if original else None
-            gt = _checked_boxes(gt, 'ori_gt_bboxes' if original else 'gt_bboxes',
-                                _where(sample), hw)
+            gt = _checked_boxes(
+                gt, 'ori_gt_bboxes' if original else 'gt_bboxes', _where(sample), hw
+            )
             hit = grounding_hit(self._prediction(sample, hw), gt, self.thr)
             split = _get(sample, 'split')
-            self.results.append(dict(hit=hit, split=None if split is None else str(split),
-                                     chance=self._chance(sample, gt)))
+            self.results.append(
+                dict(
+                    hit=hit,
+                    split=None if split is None else str(split),
+                    chance=self._chance(sample, gt),
+                )
+            )
 
     def _chance(self, sample: Any, gt: Any) -> float | None:
         """Expected hit of a proposal drawn uniformly at random (None without proposals)."""

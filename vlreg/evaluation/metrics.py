@@ -1,4 +1,5 @@
 """The registered retrieval metric: TR / IR recall@K from the score matrices of a retrieval loop."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,13 @@ from mmengine.logging import print_log
 
 from vlreg.registry import METRICS
 
-from .retrieval import (TIES, chance_recall, image_retrieval_ranks, metrics_from_ranks,
-                        text_retrieval_ranks)
+from .retrieval import (
+    TIES,
+    chance_recall,
+    image_retrieval_ranks,
+    metrics_from_ranks,
+    text_retrieval_ranks,
+)
 from .sparse_retrieval import sparse_ground_truth_ranks
 
 
@@ -75,9 +81,14 @@ class RetrievalMetric(BaseMetric):
 
     default_prefix = 'retrieval'
 
-    def __init__(self, ks: Sequence[int] = (1, 5, 10), ties: str = 'pessimistic',
-                 itc_metrics: bool = True, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        ks: Sequence[int] = (1, 5, 10),
+        ties: str = 'pessimistic',
+        itc_metrics: bool = True,
+        collect_device: str = 'cpu',
+        prefix: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if ties not in TIES:
             raise ValueError(f'ties must be one of {TIES}, got {ties!r}')
@@ -101,7 +112,7 @@ class RetrievalMetric(BaseMetric):
                 protocol = describe_protocol(protocol.get('k'), protocol.get('score', 'itm'))
             result = {
                 'protocol': f'{protocol}, {len(img2txt)} images x {len(txt2img)} texts, '
-                            f'ties {self.ties}',
+                f'ties {self.ties}',
                 'chance': self._chance(img2txt, txt2img),
             }
             if 'scores_i2t' in sample:
@@ -111,8 +122,10 @@ class RetrievalMetric(BaseMetric):
                 itc = sample.get('itc_i2t')
                 itc_ranks = None
                 if itc is not None and itc is not scores_i2t:
-                    itc_ranks = (text_retrieval_ranks(itc, img2txt, self.ties),
-                                 image_retrieval_ranks(itc.t(), txt2img, self.ties))
+                    itc_ranks = (
+                        text_retrieval_ranks(itc, img2txt, self.ties),
+                        image_retrieval_ranks(itc.t(), txt2img, self.ties),
+                    )
             else:
                 txt, img, itc_ranks = self._sparse_ranks(sample)
             result.update(txt_ranks=self._ranks(txt), img_ranks=self._ranks(img))
@@ -124,8 +137,10 @@ class RetrievalMetric(BaseMetric):
     def _sparse_ranks(self, sample: dict) -> tuple[Any, Any, Any]:
         """Ranks from the top-k form (``topk_i2t``, ``topk_t2i``, ``fill``, ``itc_ranks``)."""
         if 'itc_ranks' not in sample:
-            raise KeyError('RetrievalMetric needs scores_i2t / scores_t2i or itc_ranks (with '
-                           f'topk_i2t / topk_t2i when re-ranked); got {sorted(sample)}')
+            raise KeyError(
+                'RetrievalMetric needs scores_i2t / scores_t2i or itc_ranks (with '
+                f'topk_i2t / topk_t2i when re-ranked); got {sorted(sample)}'
+            )
         itc = sample['itc_ranks'][self.ties]
         if 'topk_i2t' not in sample:  # ITC only
             return itc[0], itc[1], None
@@ -133,14 +148,16 @@ class RetrievalMetric(BaseMetric):
         fill = float(sample.get('fill', -100.0))
         (cand_i, score_i), (cand_t, score_t) = sample['topk_i2t'], sample['topk_t2i']
         txt = sparse_ground_truth_ranks(cand_i, score_i, img2txt, len(txt2img), fill, self.ties)
-        img = sparse_ground_truth_ranks(cand_t, score_t, [[int(i)] for i in txt2img],
-                                        len(img2txt), fill, self.ties)
+        img = sparse_ground_truth_ranks(
+            cand_t, score_t, [[int(i)] for i in txt2img], len(img2txt), fill, self.ties
+        )
         return txt, img, itc
 
     def _chance(self, img2txt: Sequence[Sequence[int]], txt2img: Sequence[int]) -> str:
         """Recall@K of a random ranking, so that every logged result can be read against it."""
-        tr = '/'.join(f'{chance_recall(len(txt2img), [len(t) for t in img2txt], k):.2f}'
-                      for k in self.ks)
+        tr = '/'.join(
+            f'{chance_recall(len(txt2img), [len(t) for t in img2txt], k):.2f}' for k in self.ks
+        )
         ir = '/'.join(f'{chance_recall(len(img2txt), [1] * len(txt2img), k):.2f}' for k in self.ks)
         cut = '/'.join(str(k) for k in self.ks)
         return f'random ranking R@{cut}: TR {tr}, IR {ir} (percent)'
@@ -162,8 +179,11 @@ class RetrievalMetric(BaseMetric):
         if not results:
             raise ValueError('RetrievalMetric got no results: did the retrieval loop run?')
         if len(results) > 1:
-            print_log(f'RetrievalMetric got {len(results)} evaluations; reporting the first',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'RetrievalMetric got {len(results)} evaluations; reporting the first',
+                logger='current',
+                level=logging.WARNING,
+            )
         res = results[0]
         metrics: dict[str, Any] = metrics_from_ranks(res['txt_ranks'], res['img_ranks'], self.ks)
         if 'itc_txt_ranks' in res:

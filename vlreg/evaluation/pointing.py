@@ -6,6 +6,7 @@ over the patch grid of an ``H x W`` image, patch ``(i, j)`` covers the pixel col
 ``[j * W / gw, (j + 1) * W / gw)`` and its centre is the point that is scored; boxes are xyxy
 pixels with ``x0 <= x < x1`` (the synthetic dataset's convention).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,8 +50,9 @@ def _boxes(boxes_xyxy: Any) -> np.ndarray:
     return boxes.reshape(-1, 4) if boxes.size else np.zeros((0, 4))
 
 
-def pointing_hit(cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = None,
-                 tolerance: float = 0.0) -> bool:
+def pointing_hit(
+    cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = None, tolerance: float = 0.0
+) -> bool:
     """Whether the peak of ``cam`` lies inside one of ``boxes_xyxy``.
 
     Args:
@@ -75,13 +77,18 @@ def pointing_hit(cam: Any, boxes_xyxy: Any, image_hw: Sequence[int] | None = Non
     if not len(boxes):
         return False
     t = float(tolerance)
-    inside = (boxes[:, 0] - t <= x) & (x < boxes[:, 2] + t) & (boxes[:, 1] - t <= y) & \
-        (y < boxes[:, 3] + t)
+    inside = (
+        (boxes[:, 0] - t <= x)
+        & (x < boxes[:, 2] + t)
+        & (boxes[:, 1] - t <= y)
+        & (y < boxes[:, 3] + t)
+    )
     return bool(inside.any())
 
 
-def box_chance(grid_hw: Sequence[int], boxes_xyxy: Any, image_hw: Sequence[int],
-               tolerance: float = 0.0) -> float:
+def box_chance(
+    grid_hw: Sequence[int], boxes_xyxy: Any, image_hw: Sequence[int], tolerance: float = 0.0
+) -> float:
     """Hit probability of a peak drawn uniformly among the patches (share of centres in a box)."""
     gh, gw = int(grid_hw[0]), int(grid_hw[1])
     h, w = float(image_hw[0]), float(image_hw[1])
@@ -93,8 +100,12 @@ def box_chance(grid_hw: Sequence[int], boxes_xyxy: Any, image_hw: Sequence[int],
     t = float(tolerance)
     hit = np.zeros((gh, gw), dtype=bool)
     for x0, y0, x1, y1 in boxes:
-        hit |= ((ys[:, None] >= y0 - t) & (ys[:, None] < y1 + t) &
-                (xs[None, :] >= x0 - t) & (xs[None, :] < x1 + t))
+        hit |= (
+            (ys[:, None] >= y0 - t)
+            & (ys[:, None] < y1 + t)
+            & (xs[None, :] >= x0 - t)
+            & (xs[None, :] < x1 + t)
+        )
     return float(hit.mean())
 
 
@@ -126,8 +137,9 @@ class PointingMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             if not isinstance(sample, dict) or 'hits' not in sample or 'total' not in sample:
-                raise KeyError('PointingMetric expects dicts with "hits" and "total", got '
-                               f'{sample!r}')
+                raise KeyError(
+                    f'PointingMetric expects dicts with "hits" and "total", got {sample!r}'
+                )
             hits, total = int(sample['hits']), int(sample['total'])
             if not 0 <= hits <= total:
                 raise ValueError(f'PointingMetric: need 0 <= hits <= total, got {hits} / {total}')
@@ -139,8 +151,9 @@ class PointingMetric(BaseMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         hits = sum(r['hits'] for r in results)
         total = sum(r['total'] for r in results)
-        metrics: dict[str, float] = dict(acc=100.0 * hits / total if total else 0.0, hits=hits,
-                                         total=total)
+        metrics: dict[str, float] = dict(
+            acc=100.0 * hits / total if total else 0.0, hits=hits, total=total
+        )
         if results and all('chance' in r for r in results):
             chance = sum(r['chance'] for r in results)
             metrics['chance'] = 100.0 * chance / total if total else 0.0

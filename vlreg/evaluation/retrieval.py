@@ -23,6 +23,7 @@ among them must not count as retrieved at a K > k (the optimistic rule would ran
 should a constant-score model score 100 %. (ALBEF's code takes the position in an unstable
 argsort, which leaves ties to the sort algorithm.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -36,8 +37,12 @@ ProgressFn = Callable[[int, int], None]
 TIES = ('pessimistic', 'optimistic')
 
 
-def ground_truth_ranks(scores: Tensor, ground_truth: Sequence[Sequence[int]],
-                       ties: str = 'pessimistic', chunk_size: int = 1024) -> Tensor:
+def ground_truth_ranks(
+    scores: Tensor,
+    ground_truth: Sequence[Sequence[int]],
+    ties: str = 'pessimistic',
+    chunk_size: int = 1024,
+) -> Tensor:
     """Rank of the best-placed ground-truth candidate of every query.
 
     Args:
@@ -84,8 +89,12 @@ def ground_truth_ranks(scores: Tensor, ground_truth: Sequence[Sequence[int]],
     return ranks
 
 
-def text_retrieval_ranks(scores_i2t: Tensor, img2txt: Sequence[Sequence[int]],
-                         ties: str = 'pessimistic', chunk_size: int = 1024) -> Tensor:
+def text_retrieval_ranks(
+    scores_i2t: Tensor,
+    img2txt: Sequence[Sequence[int]],
+    ties: str = 'pessimistic',
+    chunk_size: int = 1024,
+) -> Tensor:
     """Text-retrieval rank of each image: the best rank among its ground-truth texts.
 
     Args:
@@ -100,8 +109,9 @@ def text_retrieval_ranks(scores_i2t: Tensor, img2txt: Sequence[Sequence[int]],
     return ground_truth_ranks(scores_i2t, img2txt, ties=ties, chunk_size=chunk_size)
 
 
-def image_retrieval_ranks(scores_t2i: Tensor, txt2img: Sequence[int], ties: str = 'pessimistic',
-                          chunk_size: int = 1024) -> Tensor:
+def image_retrieval_ranks(
+    scores_t2i: Tensor, txt2img: Sequence[int], ties: str = 'pessimistic', chunk_size: int = 1024
+) -> Tensor:
     """Image-retrieval rank of each text: the rank of its one ground-truth image.
 
     Args:
@@ -113,8 +123,9 @@ def image_retrieval_ranks(scores_t2i: Tensor, txt2img: Sequence[int], ties: str 
     Returns:
         ``[N_txt]`` int64 ranks, 0 = top.
     """
-    return ground_truth_ranks(scores_t2i, [[int(i)] for i in txt2img], ties=ties,
-                              chunk_size=chunk_size)
+    return ground_truth_ranks(
+        scores_t2i, [[int(i)] for i in txt2img], ties=ties, chunk_size=chunk_size
+    )
 
 
 def recall_at_k(ranks: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
@@ -133,8 +144,9 @@ def recall_at_k(ranks: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[int, floa
     return {int(k): 100.0 * int((ranks < k).sum()) / num for k in ks}
 
 
-def metrics_from_ranks(txt_ranks: Tensor, img_ranks: Tensor,
-                       ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def metrics_from_ranks(
+    txt_ranks: Tensor, img_ranks: Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """ALBEF's retrieval metrics from the two rank vectors.
 
     Args:
@@ -155,9 +167,14 @@ def metrics_from_ranks(txt_ranks: Tensor, img_ranks: Tensor,
     return out
 
 
-def retrieval_metrics(scores_i2t: Tensor, scores_t2i: Tensor, img2txt: Sequence[Sequence[int]],
-                      txt2img: Sequence[int], ks: Sequence[int] = (1, 5, 10),
-                      ties: str = 'pessimistic') -> dict[str, float]:
+def retrieval_metrics(
+    scores_i2t: Tensor,
+    scores_t2i: Tensor,
+    img2txt: Sequence[Sequence[int]],
+    txt2img: Sequence[int],
+    ks: Sequence[int] = (1, 5, 10),
+    ties: str = 'pessimistic',
+) -> dict[str, float]:
     """Text and image retrieval R@K (percent) with ALBEF's key names.
 
     Args:
@@ -172,12 +189,16 @@ def retrieval_metrics(scores_i2t: Tensor, scores_t2i: Tensor, img2txt: Sequence[
     Returns:
         See :func:`metrics_from_ranks`.
     """
-    return metrics_from_ranks(text_retrieval_ranks(scores_i2t, img2txt, ties),
-                              image_retrieval_ranks(scores_t2i, txt2img, ties), ks)
+    return metrics_from_ranks(
+        text_retrieval_ranks(scores_i2t, img2txt, ties),
+        image_retrieval_ranks(scores_t2i, txt2img, ties),
+        ks,
+    )
 
 
-def topk_candidates(sim: Tensor, k: int, rows: Tensor | None = None,
-                    chunk_size: int = 1024) -> Tensor:
+def topk_candidates(
+    sim: Tensor, k: int, rows: Tensor | None = None, chunk_size: int = 1024
+) -> Tensor:
     """Indices of the ``k`` best candidates of each query, best first.
 
     A stable descending sort is used instead of :func:`torch.topk` so that equal similarities are
@@ -195,16 +216,23 @@ def topk_candidates(sim: Tensor, k: int, rows: Tensor | None = None,
     rows = torch.arange(sim.shape[0], device=sim.device) if rows is None else rows.to(sim.device)
     out = torch.empty(rows.numel(), k, dtype=torch.long, device=sim.device)
     for start in range(0, rows.numel(), chunk_size):
-        block = sim[rows[start:start + chunk_size]].float()
+        block = sim[rows[start : start + chunk_size]].float()
         order = block.sort(dim=1, descending=True, stable=True).indices
-        out[start:start + chunk_size] = order[:, :k]
+        out[start : start + chunk_size] = order[:, :k]
     return out
 
 
-def topk_rerank(sim: Tensor, k: int | None, pair_scores: PairScorer, batch_size: int,
-                fill: float = -100.0, add_sim: bool = False,
-                rows: Sequence[int] | Tensor | None = None, chunk_size: int = 1024,
-                progress: ProgressFn | None = None) -> Tensor:
+def topk_rerank(
+    sim: Tensor,
+    k: int | None,
+    pair_scores: PairScorer,
+    batch_size: int,
+    fill: float = -100.0,
+    add_sim: bool = False,
+    rows: Sequence[int] | Tensor | None = None,
+    chunk_size: int = 1024,
+    progress: ProgressFn | None = None,
+) -> Tensor:
     """Re-score each query's top-k candidates (by ``sim``) with a pair scorer; others get ``fill``.
 
     The (query, candidate) pairs are flattened query-major and handed to ``pair_scores`` in batches
@@ -254,15 +282,15 @@ def topk_rerank(sim: Tensor, k: int | None, pair_scores: PairScorer, batch_size:
         q_idx = rows_t[local_row]
         score = pair_scores(q_idx, c_idx).reshape(-1).to(device=device, dtype=torch.float32)
         if score.numel() != pair.numel():
-            raise ValueError(f'pair_scores returned {score.numel()} scores for '
-                             f'{pair.numel()} pairs')
+            raise ValueError(
+                f'pair_scores returned {score.numel()} scores for {pair.numel()} pairs'
+            )
         if add_sim:
             score = score + sim[q_idx, c_idx].float()
         out[local_row, c_idx] = score
         if progress is not None:
             progress(end, total)
     return out
-
 
 
 def chance_recall(num_candidates: int, num_ground_truth: Sequence[int], k: int) -> float:

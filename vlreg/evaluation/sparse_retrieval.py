@@ -16,6 +16,7 @@ evaluation holds several. The functions here never build one:
 Peak temporary memory: ``chunk_size * C`` floats for a similarity block (plus its sort), and
 ``O((N_img + N_txt) * k)`` for the top-k lists and pair scores; nothing grows as ``N_img * N_txt``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,12 +29,15 @@ from .retrieval import TIES, ground_truth_ranks
 
 def _check_embeds(query: Tensor, cand: Tensor) -> None:
     if query.dim() != 2 or cand.dim() != 2 or query.shape[1] != cand.shape[1]:
-        raise ValueError(f'embeddings must be [Q, D] and [C, D], got {tuple(query.shape)} and '
-                         f'{tuple(cand.shape)}')
+        raise ValueError(
+            f'embeddings must be [Q, D] and [C, D], got {tuple(query.shape)} and '
+            f'{tuple(cand.shape)}'
+        )
 
 
-def chunked_topk(query: Tensor, cand: Tensor, k: int,
-                 chunk_size: int = 1024) -> tuple[Tensor, Tensor]:
+def chunked_topk(
+    query: Tensor, cand: Tensor, k: int, chunk_size: int = 1024
+) -> tuple[Tensor, Tensor]:
     """Each query's ``k`` most similar candidates (dot product), best first.
 
     Ties are broken by the lower candidate index (a stable sort), as
@@ -55,15 +59,20 @@ def chunked_topk(query: Tensor, cand: Tensor, k: int,
     val = torch.empty(query.shape[0], k, dtype=torch.float32, device=query.device)
     cand_t = cand.t()
     for start in range(0, query.shape[0], chunk_size):
-        block = (query[start:start + chunk_size] @ cand_t).float()
+        block = (query[start : start + chunk_size] @ cand_t).float()
         top = block.sort(dim=1, descending=True, stable=True)
-        idx[start:start + chunk_size] = top.indices[:, :k]
-        val[start:start + chunk_size] = top.values[:, :k]
+        idx[start : start + chunk_size] = top.indices[:, :k]
+        val[start : start + chunk_size] = top.values[:, :k]
     return idx, val
 
 
-def chunked_itc_ranks(query: Tensor, cand: Tensor, ground_truth: Sequence[Sequence[int]],
-                      ties: str = 'pessimistic', chunk_size: int = 1024) -> Tensor:
+def chunked_itc_ranks(
+    query: Tensor,
+    cand: Tensor,
+    ground_truth: Sequence[Sequence[int]],
+    ties: str = 'pessimistic',
+    chunk_size: int = 1024,
+) -> Tensor:
     """Ground-truth ranks of the similarity ``query @ cand.T`` without holding it whole.
 
     Args:
@@ -80,9 +89,10 @@ def chunked_itc_ranks(query: Tensor, cand: Tensor, ground_truth: Sequence[Sequen
         raise ValueError(f'{query.shape[0]} queries but {len(ground_truth)} ground-truth lists')
     parts = []
     for start in range(0, query.shape[0], chunk_size):
-        block = query[start:start + chunk_size] @ cand.t()
-        parts.append(ground_truth_ranks(block, ground_truth[start:start + chunk_size], ties,
-                                        chunk_size))
+        block = query[start : start + chunk_size] @ cand.t()
+        parts.append(
+            ground_truth_ranks(block, ground_truth[start : start + chunk_size], ties, chunk_size)
+        )
     return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=query.device)
 
 
@@ -100,13 +110,18 @@ def union_pairs(cand_i2t: Tensor, cand_t2i: Tensor, num_txt: int) -> Tensor:
     """
     rows_i = torch.arange(cand_i2t.shape[0], device=cand_i2t.device)[:, None]
     rows_t = torch.arange(cand_t2i.shape[0], device=cand_t2i.device)[:, None]
-    keys = torch.cat([(rows_i * num_txt + cand_i2t).reshape(-1),
-                      (cand_t2i * num_txt + rows_t).reshape(-1).to(cand_i2t.device)])
+    keys = torch.cat(
+        [
+            (rows_i * num_txt + cand_i2t).reshape(-1),
+            (cand_t2i * num_txt + rows_t).reshape(-1).to(cand_i2t.device),
+        ]
+    )
     return torch.unique(keys, sorted=True)
 
 
-def lookup_pairs(keys: Tensor, scores: Tensor, query: Tensor, num_txt: int,
-                 image_query: bool) -> Tensor:
+def lookup_pairs(
+    keys: Tensor, scores: Tensor, query: Tensor, num_txt: int, image_query: bool
+) -> Tensor:
     """The scores of each query's candidates, read from the sorted pair keys.
 
     Args:
@@ -127,9 +142,14 @@ def lookup_pairs(keys: Tensor, scores: Tensor, query: Tensor, num_txt: int,
     return scores[pos].reshape(query.shape)
 
 
-def sparse_ground_truth_ranks(cand: Tensor, scores: Tensor, ground_truth: Sequence[Sequence[int]],
-                              num_candidates: int, fill: float = -100.0,
-                              ties: str = 'pessimistic') -> Tensor:
+def sparse_ground_truth_ranks(
+    cand: Tensor,
+    scores: Tensor,
+    ground_truth: Sequence[Sequence[int]],
+    num_candidates: int,
+    fill: float = -100.0,
+    ties: str = 'pessimistic',
+) -> Tensor:
     """Ground-truth ranks when only each query's top-k candidates have a score.
 
     Equals :func:`~vlreg.evaluation.retrieval.ground_truth_ranks` of the dense ``[Q, C]`` matrix
@@ -152,8 +172,9 @@ def sparse_ground_truth_ranks(cand: Tensor, scores: Tensor, ground_truth: Sequen
     if ties not in TIES:
         raise ValueError(f'ties must be one of {TIES}, got {ties!r}')
     if cand.shape != scores.shape or cand.dim() != 2:
-        raise ValueError(f'cand {tuple(cand.shape)} and scores {tuple(scores.shape)} must be '
-                         'equal [Q, k]')
+        raise ValueError(
+            f'cand {tuple(cand.shape)} and scores {tuple(scores.shape)} must be equal [Q, k]'
+        )
     num_q, k = cand.shape
     if len(ground_truth) != num_q:
         raise ValueError(f'{num_q} queries but {len(ground_truth)} ground-truth lists')
@@ -162,7 +183,8 @@ def sparse_ground_truth_ranks(cand: Tensor, scores: Tensor, ground_truth: Sequen
         raise ValueError(f'query {int(torch.argmin(counts))} has no ground-truth candidate')
     gt_rows = torch.repeat_interleave(torch.arange(num_q, device=cand.device), counts)
     gt_keys = gt_rows * num_candidates + torch.tensor(
-        [c for g in ground_truth for c in g], dtype=torch.long, device=cand.device)
+        [c for g in ground_truth for c in g], dtype=torch.long, device=cand.device
+    )
     rows = torch.arange(num_q, device=cand.device)[:, None]
     is_gt = torch.isin(rows * num_candidates + cand, gt_keys)
     scores = scores.float()

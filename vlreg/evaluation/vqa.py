@@ -22,6 +22,7 @@ Overall accuracy is the mean over questions, reported in percent, with per-answe
 (``yes/no``, ``number``, ``other``) and per-question-type breakdowns (the official script also
 rounds to two decimals; we report the unrounded value).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,24 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from vlreg.registry import METRICS
-from vlreg.structures.vqa_answers import (CONTRACTIONS, NUMBER_WORDS, normalize_answer,
-                                        normalize_punctuation, normalize_words)
+from vlreg.structures.vqa_answers import (
+    CONTRACTIONS,
+    NUMBER_WORDS,
+    normalize_answer,
+    normalize_punctuation,
+    normalize_words,
+)
 
-__all__ = ['CONTRACTIONS', 'NUMBER_WORDS', 'VQAAccuracyMetric', 'normalize_answer',
-           'normalize_punctuation', 'normalize_words', 'vqa_accuracy', 'write_vqa_results']
+__all__ = [
+    'CONTRACTIONS',
+    'NUMBER_WORDS',
+    'VQAAccuracyMetric',
+    'normalize_answer',
+    'normalize_punctuation',
+    'normalize_words',
+    'vqa_accuracy',
+    'write_vqa_results',
+]
 
 GT_PROCESSING = ('official', 'full', 'none')
 
@@ -103,22 +117,29 @@ def write_vqa_results(preds: Mapping[Any, str] | Iterable[Mapping[str, Any]], pa
         >>> write_vqa_results([{'question_id': 458752000, 'pred_answer': 'net'}], 'vqa_test.json')
         'vqa_test.json'
     """
-    items = preds.items() if isinstance(preds, Mapping) else (
-        (p.get('question_id'), p.get('answer', p.get('pred_answer'))) for p in preds)
+    items = (
+        preds.items()
+        if isinstance(preds, Mapping)
+        else ((p.get('question_id'), p.get('answer', p.get('pred_answer'))) for p in preds)
+    )
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
     for index, (qid, answer) in enumerate(items):
         if qid is None or answer is None:
-            raise ValueError(f'write_vqa_results: entry {index} lacks a question id or an answer '
-                             f'(question_id={qid!r}, answer={answer!r})')
+            raise ValueError(
+                f'write_vqa_results: entry {index} lacks a question id or an answer '
+                f'(question_id={qid!r}, answer={answer!r})'
+            )
         try:
             qid_int = int(qid)
         except (TypeError, ValueError) as err:
-            raise ValueError(f'write_vqa_results: entry {index}: question_id {qid!r} is not an '
-                             'integer') from err
+            raise ValueError(
+                f'write_vqa_results: entry {index}: question_id {qid!r} is not an integer'
+            ) from err
         if qid_int in seen:
-            raise ValueError(f'write_vqa_results: entry {index}: question {qid_int} is answered '
-                             'twice')
+            raise ValueError(
+                f'write_vqa_results: entry {index}: question {qid_int} is answered twice'
+            )
         seen.add(qid_int)
         out.append({'question_id': qid_int, 'answer': str(answer)})
     folder = os.path.dirname(os.path.abspath(path))
@@ -168,13 +189,17 @@ class VQAAccuracyMetric(BaseMetric):
 
     default_prefix = 'vqa'
 
-    def __init__(self, gt_processing: str = 'official', question_types: bool = True,
-                 result_file: str | None = None, collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        gt_processing: str = 'official',
+        question_types: bool = True,
+        result_file: str | None = None,
+        collect_device: str = 'cpu',
+        prefix: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if gt_processing not in GT_PROCESSING:
-            raise ValueError(f'gt_processing must be one of {GT_PROCESSING}, got '
-                             f'{gt_processing!r}')
+            raise ValueError(f'gt_processing must be one of {GT_PROCESSING}, got {gt_processing!r}')
         self.gt_processing = gt_processing
         self.question_types = question_types
         self.result_file = result_file
@@ -184,21 +209,29 @@ class VQAAccuracyMetric(BaseMetric):
         for sample in data_samples:
             pred = _field(sample, 'pred_answer')
             if not isinstance(pred, str):
-                raise KeyError('VQAAccuracyMetric: each sample needs a "pred_answer" string, got '
-                               f'{pred!r} (question_id {_field(sample, "question_id")!r})')
+                raise KeyError(
+                    'VQAAccuracyMetric: each sample needs a "pred_answer" string, got '
+                    f'{pred!r} (question_id {_field(sample, "question_id")!r})'
+                )
             answers = _field(sample, 'answers') or []
-            self.results.append(dict(
-                question_id=_field(sample, 'question_id'), answer=pred,
-                acc=vqa_accuracy(pred, list(answers), self.gt_processing) if answers else None,
-                question_type=_field(sample, 'question_type'),
-                answer_type=_field(sample, 'answer_type'),
-                protocol=_field(sample, 'vqa_protocol')))
+            self.results.append(
+                dict(
+                    question_id=_field(sample, 'question_id'),
+                    answer=pred,
+                    acc=vqa_accuracy(pred, list(answers), self.gt_processing) if answers else None,
+                    question_type=_field(sample, 'question_type'),
+                    answer_type=_field(sample, 'answer_type'),
+                    protocol=_field(sample, 'vqa_protocol'),
+                )
+            )
 
     def compute_metrics(self, results: list) -> dict[str, float | str]:
         if self.result_file is not None:
             write_vqa_results(results, self.result_file)
-            print_log(f'VQAAccuracyMetric: wrote {len(results)} answers to {self.result_file!r}',
-                      logger='current')
+            print_log(
+                f'VQAAccuracyMetric: wrote {len(results)} answers to {self.result_file!r}',
+                logger='current',
+            )
         scored = [r for r in results if r['acc'] is not None]
         metrics: dict[str, float | str] = {'num_questions': float(len(scored))}
         protocols = sorted({str(r['protocol']) for r in results if r.get('protocol')})

@@ -1,4 +1,5 @@
 """What every vlreg model adds to MMEngine's ``BaseModel``: the mode dispatch and the loss sum."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,9 @@ class VLBaseModel(BaseModel):
     ``tensor(inputs, data_samples)`` (the raw output of ``mode='tensor'``).
     """
 
-    def forward(self, inputs: dict[str, Tensor], data_samples: list | None = None,
-                mode: str = 'loss') -> Any:
+    def forward(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None, mode: str = 'loss'
+    ) -> Any:
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':

@@ -3,6 +3,7 @@
 Which keys are images, which are per-caption rows and how each text key is padded is
 :mod:`vlreg.structures.batch_keys` (``DEFAULT_PAD_VALUES`` is re-exported here).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,9 +14,17 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from vlreg.registry import MODELS
-from vlreg.structures.batch_keys import (ATTENTION_MASK, CAPTION_ATTENTION_MASK, CAPTION_IDS,
-                                         CAPTION_IMAGE_INDEX, DEFAULT_PAD_VALUES, INPUT_IDS,
-                                         is_batch_image_key, is_caption_key, text_pad_value)
+from vlreg.structures.batch_keys import (
+    ATTENTION_MASK,
+    CAPTION_ATTENTION_MASK,
+    CAPTION_IDS,
+    CAPTION_IMAGE_INDEX,
+    DEFAULT_PAD_VALUES,
+    INPUT_IDS,
+    is_batch_image_key,
+    is_caption_key,
+    text_pad_value,
+)
 
 __all__ = ['DEFAULT_PAD_VALUES', 'VLDataPreprocessor']
 
@@ -29,7 +38,7 @@ def _pad_1d(seqs: Sequence[Tensor], value: int) -> tuple[Tensor, Tensor]:
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long, device=seqs[0].device)
     out = seqs[0].new_full((len(seqs), int(lengths.max()) if len(seqs) else 0), value)
     for i, seq in enumerate(seqs):
-        out[i, :len(seq)] = seq
+        out[i, : len(seq)] = seq
     return out, lengths
 
 
@@ -76,9 +85,14 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         >>> dict(type='VLDataPreprocessor', pad_token_id=0, pad_values=dict(my_tags=-1))
     """
 
-    def __init__(self, mean: Sequence[float] = ALBEF_MEAN, std: Sequence[float] = ALBEF_STD,
-                 pad_token_id: int = 0, pad_values: dict[str, int | None] | None = None,
-                 non_blocking: bool = False) -> None:
+    def __init__(
+        self,
+        mean: Sequence[float] = ALBEF_MEAN,
+        std: Sequence[float] = ALBEF_STD,
+        pad_token_id: int = 0,
+        pad_values: dict[str, int | None] | None = None,
+        non_blocking: bool = False,
+    ) -> None:
         super().__init__(non_blocking=non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
@@ -93,8 +107,9 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         """The padding value of text key ``key`` (see the class docstring)."""
         if key in self.pad_values and self.pad_values[key] is None:
             return self.pad_token_id
-        return text_pad_value(key, self.pad_token_id,
-                              {k: v for k, v in self.pad_values.items() if v is not None})
+        return text_pad_value(
+            key, self.pad_token_id, {k: v for k, v in self.pad_values.items() if v is not None}
+        )
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
@@ -114,25 +129,30 @@ class VLDataPreprocessor(BaseDataPreprocessor):
         if isinstance(value, (list, tuple)):
             shapes = {tuple(v.shape) for v in value}
             if len(shapes) != 1:
-                raise ValueError(f'VLDataPreprocessor: the {key!r} images of a batch differ in '
-                                 f'size ({sorted(shapes)}); resize them in the pipeline')
+                raise ValueError(
+                    f'VLDataPreprocessor: the {key!r} images of a batch differ in '
+                    f'size ({sorted(shapes)}); resize them in the pipeline'
+                )
             value = torch.stack(list(value))
         if value.dim() != 4 or value.shape[1] != 3:
-            raise ValueError(f'VLDataPreprocessor: {key!r} must be [B, 3, H, W], got '
-                             f'{list(value.shape)}')
+            raise ValueError(
+                f'VLDataPreprocessor: {key!r} must be [B, 3, H, W], got {list(value.shape)}'
+            )
         return (value.float() - self.mean) / self.std
 
     def _text(self, key: str, value: Any) -> dict[str, Any]:
         pad = self.pad_value(key)
         if isinstance(value, Tensor):  # already batched, e.g. by default_collate
             ids, lengths = value, None
-        elif isinstance(value, (list, tuple)) and value and \
-                all(isinstance(v, Tensor) for v in value):
+        elif (
+            isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value)
+        ):
             if all(v.dim() == 0 for v in value):
                 return {key: torch.stack(list(value))}
             if not all(v.dim() == 1 for v in value):
-                raise ValueError(f'VLDataPreprocessor: text key {key!r} needs 1-D tensors per '
-                                 'sample')
+                raise ValueError(
+                    f'VLDataPreprocessor: text key {key!r} needs 1-D tensors per sample'
+                )
             ids, lengths = _pad_1d(value, pad)
         else:
             return {key: value}
@@ -148,8 +168,10 @@ class VLDataPreprocessor(BaseDataPreprocessor):
     def _caption_rows(key: str, value: Any) -> tuple[list[Tensor], list[int]]:
         """The 1-D rows of a per-caption key and the sample index of each."""
         if not isinstance(value, (list, tuple, Tensor)):
-            raise ValueError(f'VLDataPreprocessor: {key!r} must hold one [n, L] tensor (or a '
-                             'list of 1-D tensors) per sample')
+            raise ValueError(
+                f'VLDataPreprocessor: {key!r} must hold one [n, L] tensor (or a '
+                'list of 1-D tensors) per sample'
+            )
         rows: list[Tensor] = []
         owner: list[int] = []
         for i, item in enumerate(value):
@@ -174,17 +196,25 @@ class VLDataPreprocessor(BaseDataPreprocessor):
                 length = int(mask.sum(1).max())  # drop columns that are padding in every row
                 values, mask = values[:, :length], mask[:, :length]
                 out[CAPTION_ATTENTION_MASK] = mask
-                out[CAPTION_IMAGE_INDEX] = torch.tensor(owner, dtype=torch.long,
-                                                        device=values.device)
+                out[CAPTION_IMAGE_INDEX] = torch.tensor(
+                    owner, dtype=torch.long, device=values.device
+                )
                 owner_ref = owner
             else:
                 if owner_ref is not None and owner != owner_ref:
-                    raise ValueError(f'VLDataPreprocessor: {key!r} does not have one row per '
-                                     'caption of "caption_ids"')
+                    raise ValueError(
+                        f'VLDataPreprocessor: {key!r} does not have one row per '
+                        'caption of "caption_ids"'
+                    )
                 if length is not None:
                     if values.shape[1] < length:
-                        values = torch.cat([values, values.new_full(
-                            (values.shape[0], length - values.shape[1]), pad)], dim=1)
+                        values = torch.cat(
+                            [
+                                values,
+                                values.new_full((values.shape[0], length - values.shape[1]), pad),
+                            ],
+                            dim=1,
+                        )
                     values = values[:, :length]
             out[key] = values
         return out

@@ -10,6 +10,7 @@ models inherit it directly or one level down (:class:`~vlreg.models.tasks.ALBEFC
 ``ALBEFPairClassifier`` / ``ALBEFVQA`` / ``ALBEFTextAssignmentPretrainer``); anything further is composed
 (the NLVR2 pair logic is functions in :mod:`vlreg.models.tasks.nlvr2`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,9 +64,15 @@ class ALBEFEncoderModel(VLBaseModel):
     #: EMA coefficient of the momentum copies (None: no copies)
     momentum: float | None = None
 
-    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
-                 pretrained: str | None = None, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        image_backbone: dict,
+        text_backbone: dict,
+        fusion: dict,
+        pretrained: str | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         check_pretrained_path(pretrained, 'model.pretrained')
         if data_preprocessor is None:
             data_preprocessor = dict(type='VLDataPreprocessor')
@@ -79,8 +86,9 @@ class ALBEFEncoderModel(VLBaseModel):
 
     # -- inputs -------------------------------------------------------------------------------------
     @staticmethod
-    def check_inputs(inputs: dict[str, Tensor], keys: Iterable[str] = INPUT_KEYS,
-                     hint: str = '') -> None:
+    def check_inputs(
+        inputs: dict[str, Tensor], keys: Iterable[str] = INPUT_KEYS, hint: str = ''
+    ) -> None:
         """Raise ``KeyError`` naming the first of ``keys`` the batch lacks (and the keys it has)."""
         for key in keys:
             if key not in inputs:
@@ -113,8 +121,11 @@ class ALBEFEncoderModel(VLBaseModel):
 
     def _momentum_modules(self) -> tuple[list[nn.Module], list[nn.Module]]:
         """The online modules and their copies, in :attr:`momentum_pairs` order (absent parts left out)."""
-        pairs = [(getattr(self, a), getattr(self, b)) for a, b in self.momentum_pairs
-                 if getattr(self, a) is not None]
+        pairs = [
+            (getattr(self, a), getattr(self, b))
+            for a, b in self.momentum_pairs
+            if getattr(self, a) is not None
+        ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def restart_momentum(self, missing_keys: Iterable[str] | None = None) -> bool:
@@ -150,13 +161,19 @@ class ALBEFEncoderModel(VLBaseModel):
             theirs = state.get(full)
             if theirs is None or theirs.shape == mine.shape:
                 continue
-            if key.startswith(('image_backbone.', 'image_backbone_m.')) and key.endswith('pos_embed'):
+            if key.startswith(('image_backbone.', 'image_backbone_m.')) and key.endswith(
+                'pos_embed'
+            ):
                 state[full] = resize_pos_embed(theirs, mine.shape[1] - 1)
-                print_log(f'{full}: position embedding {tuple(theirs.shape)} interpolated to '
-                          f'{tuple(mine.shape)}', logger='current')
+                print_log(
+                    f'{full}: position embedding {tuple(theirs.shape)} interpolated to '
+                    f'{tuple(mine.shape)}',
+                    logger='current',
+                )
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         # runs before the children load theirs (torch and MMEngine recurse after this call)
         self.fit_state_dict(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

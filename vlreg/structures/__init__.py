@@ -7,6 +7,7 @@ Nothing here imports the datasets, models or evaluation packages, so each of the
   view naming and the padding value of each text key;
 * :mod:`~vlreg.structures.vqa_answers`: the VQA answer normalisation (metric and heads).
 """
+
 from __future__ import annotations
 
 from . import batch_keys, vqa_answers
@@ -14,5 +15,13 @@ from .batch_keys import IMAGE_VIEWS, TEXT_VIEWS, text_pad_value, view_key
 from .data_sample import DataSample
 from .vqa_answers import normalize_answer
 
-__all__ = ['DataSample', 'IMAGE_VIEWS', 'TEXT_VIEWS', 'batch_keys', 'normalize_answer',
-           'text_pad_value', 'view_key', 'vqa_answers']
+__all__ = [
+    'DataSample',
+    'IMAGE_VIEWS',
+    'TEXT_VIEWS',
+    'batch_keys',
+    'normalize_answer',
+    'text_pad_value',
+    'view_key',
+    'vqa_answers',
+]

@@ -24,16 +24,44 @@ Padding (:func:`text_pad_value`): the tokenizer's pad id for token ids, :data:`I
 (-100) for ``*labels``, :data:`NO_WORD` (-1) for ``*word_ids``, :data:`MASK_PAD` (0) for
 ``*mask``.
 """
+
 from __future__ import annotations
 
 __all__ = [
-    'ATTENTION_MASK', 'CAPTION_ATTENTION_MASK', 'CAPTION_IDS', 'CAPTION_IMAGE_INDEX',
-    'CAPTION_PREFIX', 'CONTENT_MASK', 'DEFAULT_DATA_KEYS', 'DEFAULT_META_KEYS',
-    'DEFAULT_PAD_VALUES', 'DEFAULT_TEXT_KEYS', 'IGNORE_LABEL', 'IMAGE', 'IMAGE_VIEWS', 'INPUT_IDS',
-    'MASK_PAD', 'MLM_INPUT_IDS', 'MLM_LABELS', 'NOT_IMAGE_KEYS', 'NO_WORD', 'PIPELINE_IMAGE',
-    'TEXT_VIEWS', 'TEXT_VIEW_KEYS', 'WORD_IDS', 'batch_image_key', 'boxes_key',
-    'is_batch_image_key', 'is_caption_key', 'is_pipeline_image_key', 'missing_view_message',
-    'pipeline_image_key', 'text_pad_value', 'view_batch_key', 'view_key', 'view_suffix',
+    'ATTENTION_MASK',
+    'CAPTION_ATTENTION_MASK',
+    'CAPTION_IDS',
+    'CAPTION_IMAGE_INDEX',
+    'CAPTION_PREFIX',
+    'CONTENT_MASK',
+    'DEFAULT_DATA_KEYS',
+    'DEFAULT_META_KEYS',
+    'DEFAULT_PAD_VALUES',
+    'DEFAULT_TEXT_KEYS',
+    'IGNORE_LABEL',
+    'IMAGE',
+    'IMAGE_VIEWS',
+    'INPUT_IDS',
+    'MASK_PAD',
+    'MLM_INPUT_IDS',
+    'MLM_LABELS',
+    'NOT_IMAGE_KEYS',
+    'NO_WORD',
+    'PIPELINE_IMAGE',
+    'TEXT_VIEWS',
+    'TEXT_VIEW_KEYS',
+    'WORD_IDS',
+    'batch_image_key',
+    'boxes_key',
+    'is_batch_image_key',
+    'is_caption_key',
+    'is_pipeline_image_key',
+    'missing_view_message',
+    'pipeline_image_key',
+    'text_pad_value',
+    'view_batch_key',
+    'view_key',
+    'view_suffix',
 ]
 
 # --- key names -------------------------------------------------------------------------------
@@ -52,13 +80,33 @@ CAPTION_ATTENTION_MASK = 'caption_attention_mask'
 CAPTION_IMAGE_INDEX = 'caption_image_index'
 
 #: text keys ``PackInputs`` packs by default
-DEFAULT_TEXT_KEYS = (INPUT_IDS, MLM_INPUT_IDS, MLM_LABELS, WORD_IDS, CONTENT_MASK,
-                     CAPTION_IDS, 'caption_word_ids', 'caption_content_mask')
+DEFAULT_TEXT_KEYS = (
+    INPUT_IDS,
+    MLM_INPUT_IDS,
+    MLM_LABELS,
+    WORD_IDS,
+    CONTENT_MASK,
+    CAPTION_IDS,
+    'caption_word_ids',
+    'caption_content_mask',
+)
 #: results keys ``PackInputs`` stores as tensor data fields of the data sample
 DEFAULT_DATA_KEYS = ('gt_bboxes', 'gt_bboxes_aug')
 #: results keys ``PackInputs`` copies into the data sample's metainfo
-DEFAULT_META_KEYS = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'text_index',
-                     'ann_index', 'ori_shape', 'img_shape', 'flipped', 'objects', 'gt_word_indices')
+DEFAULT_META_KEYS = (
+    'sample_idx',
+    'image_id',
+    'ori_image_id',
+    'img_path',
+    'caption',
+    'text_index',
+    'ann_index',
+    'ori_shape',
+    'img_shape',
+    'flipped',
+    'objects',
+    'gt_word_indices',
+)
 
 # --- padding ---------------------------------------------------------------------------------
 IGNORE_LABEL = -100  #: ``mlm_labels`` outside the masked positions, and their padding
@@ -67,15 +115,19 @@ MASK_PAD = 0  #: padding of every ``*mask`` key
 
 #: padding value of each known text key; ``None`` stands for the tokenizer's pad id
 DEFAULT_PAD_VALUES: dict[str, int | None] = {
-    INPUT_IDS: None, MLM_INPUT_IDS: None, CAPTION_IDS: None,
+    INPUT_IDS: None,
+    MLM_INPUT_IDS: None,
+    CAPTION_IDS: None,
     MLM_LABELS: IGNORE_LABEL,
-    WORD_IDS: NO_WORD, 'caption_word_ids': NO_WORD,
-    CONTENT_MASK: MASK_PAD, 'caption_content_mask': MASK_PAD, ATTENTION_MASK: MASK_PAD,
+    WORD_IDS: NO_WORD,
+    'caption_word_ids': NO_WORD,
+    CONTENT_MASK: MASK_PAD,
+    'caption_content_mask': MASK_PAD,
+    ATTENTION_MASK: MASK_PAD,
 }
 
 
-def text_pad_value(key: str, pad_token_id: int,
-                   overrides: dict[str, int] | None = None) -> int:
+def text_pad_value(key: str, pad_token_id: int, overrides: dict[str, int] | None = None) -> int:
     """Padding value of text key ``key``.
 
     ``overrides[key]`` if given; else -1 for keys ending in ``word_ids``, -100 for keys ending in
@@ -100,25 +152,26 @@ def text_pad_value(key: str, pad_token_id: int,
 def is_pipeline_image_key(key: str) -> bool:
     """Whether a results key names an image: ``img`` or ``img_<name>`` (not ``img_path`` /
     ``img_shape``). The value still has to be an ``[H, W, C]`` array."""
-    return key == PIPELINE_IMAGE or (key.startswith(PIPELINE_IMAGE + '_')
-                                     and key not in NOT_IMAGE_KEYS)
+    return key == PIPELINE_IMAGE or (
+        key.startswith(PIPELINE_IMAGE + '_') and key not in NOT_IMAGE_KEYS
+    )
 
 
 def batch_image_key(key: str) -> str:
     """Where ``PackInputs`` puts a pipeline image: ``img`` -> ``image``, ``img_aug`` ->
     ``image_aug``."""
-    return IMAGE + key[len(PIPELINE_IMAGE):]
+    return IMAGE + key[len(PIPELINE_IMAGE) :]
 
 
 def pipeline_image_key(key: str) -> str:
     """The pipeline key of a batch image / image view: ``image_aug`` -> ``img_aug``."""
-    return PIPELINE_IMAGE + key[len(IMAGE):]
+    return PIPELINE_IMAGE + key[len(IMAGE) :]
 
 
 def boxes_key(key: str) -> str:
     """The boxes that go with a pipeline image: ``img`` -> ``gt_bboxes``, ``img_aug`` ->
     ``gt_bboxes_aug``."""
-    return 'gt_bboxes' + key[len(PIPELINE_IMAGE):]
+    return 'gt_bboxes' + key[len(PIPELINE_IMAGE) :]
 
 
 def is_batch_image_key(key: str) -> bool:
@@ -158,7 +211,11 @@ def view_batch_key(view: str) -> str:
 def missing_view_message(view: str) -> str:
     """The error when a loss asks for ``view`` and the batch lacks it: which transform adds it."""
     if view in TEXT_VIEW_KEYS:
-        return (f'a loss uses the view {view!r} but the batch has no {view_batch_key(view)}: '
-                "add dict(type='MaskText', ...) to the train pipeline")
-    return (f'a loss uses the view {view!r} but the batch has no {view!r}: add '
-            f"dict(type='ImageView', out_key='{pipeline_image_key(view)}') to the train pipeline")
+        return (
+            f'a loss uses the view {view!r} but the batch has no {view_batch_key(view)}: '
+            "add dict(type='MaskText', ...) to the train pipeline"
+        )
+    return (
+        f'a loss uses the view {view!r} but the batch has no {view!r}: add '
+        f"dict(type='ImageView', out_key='{pipeline_image_key(view)}') to the train pipeline"
+    )

@@ -7,6 +7,7 @@ size is known, when it reaches more than :data:`BOX_TOLERANCE` pixel past a bord
 tools and detectors round outwards, so one pixel is allowed). This module imports nothing from
 vlreg.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,7 +50,8 @@ def box_problem(xyxy: Sequence[Any], width: Any = None, height: Any = None) -> s
     if x1 < x0 or y1 < y0:
         return 'has a negative size'
     w, h, tol = _known_size(width), _known_size(height), BOX_TOLERANCE
-    if (w is not None and (x0 < -tol or x1 > w + tol)) or \
-            (h is not None and (y0 < -tol or y1 > h + tol)):
+    if (w is not None and (x0 < -tol or x1 > w + tol)) or (
+        h is not None and (y0 < -tol or y1 > h + tol)
+    ):
         return f'lies outside the {width} x {height} image'
     return None

@@ -1,4 +1,5 @@
 """The data sample that travels from the dataset to the metric."""
+
 from __future__ import annotations
 
 from mmengine.structures import BaseDataElement

@@ -10,6 +10,7 @@
 * :func:`find_resumable` picks the checkpoint to auto-resume from: the one ``last_checkpoint`` names when
   it loads, else the newest complete ``*.pth`` of the work dir, with a warning.
 """
+
 from __future__ import annotations
 
 import glob
@@ -41,7 +42,9 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
     path = osp.expanduser(str(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    if path.endswith('.safetensors'):  # an export of tools/export.py: tensors only, no pickle at all
+    if path.endswith(
+        '.safetensors'
+    ):  # an export of tools/export.py: tensors only, no pickle at all
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -55,10 +58,12 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
         raise CheckpointError(
             f'{path}: refused: unpickling it would need objects outside the weights-only allow-list '
             f'(a checkpoint must not run code when loaded; nothing in it was executed). torch says: '
-            f'{err}') from err
+            f'{err}'
+        ) from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f'{path}: not a complete torch checkpoint (truncated or corrupt?): '
-                              f'{err}') from err
+        raise CheckpointError(
+            f'{path}: not a complete torch checkpoint (truncated or corrupt?): {err}'
+        ) from err
 
 
 def _fsync_dir(folder: str) -> None:
@@ -127,13 +132,19 @@ def find_resumable(work_dir: str) -> str | None:
             named = f.read().strip() or None
         if named is not None and is_complete(named):
             return named
-    candidates = [p for p in glob.glob(osp.join(work_dir, '*.pth'))
-                  if not osp.basename(p).startswith(('best_', '.'))]
+    candidates = [
+        p
+        for p in glob.glob(osp.join(work_dir, '*.pth'))
+        if not osp.basename(p).startswith(('best_', '.'))
+    ]
     for path in sorted(candidates, key=_iteration, reverse=True):
         if is_complete(path):
             if named is not None:
-                warnings.warn(f'auto-resume: {named} (named by {pointer}) is missing or incomplete; '
-                              f'resuming from {path}, the newest complete checkpoint', stacklevel=2)
+                warnings.warn(
+                    f'auto-resume: {named} (named by {pointer}) is missing or incomplete; '
+                    f'resuming from {path}, the newest complete checkpoint',
+                    stacklevel=2,
+                )
             return path
         warnings.warn(f'auto-resume: skipping {path}: incomplete or unreadable', stacklevel=2)
     return None

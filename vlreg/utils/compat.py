@@ -20,6 +20,7 @@ Only the torchvision op shim runs when ``vlreg`` is imported (without it nothing
 imported on this stack; it is a no-op where torchvision's ops load). Everything else happens in
 :func:`setup_env`, which is idempotent.
 """
+
 from __future__ import annotations
 
 import os

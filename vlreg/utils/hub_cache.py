@@ -7,6 +7,7 @@ revision. ``<cache>`` is ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
 an organisation is looked up as ``timm/<name>`` too (timm publishes its weights there). Nothing is
 downloaded; a name that is not in the cache raises an error saying which files to put where.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,11 @@ def hub_cache_dir() -> str:
 
 def looks_like_model_name(path: str) -> bool:
     """``name`` or ``org/name`` without a file suffix, and no such local path."""
-    return (bool(_NAME.match(path)) and not path.lower().endswith(_FILE_SUFFIXES)
-            and not os.path.exists(path))
+    return (
+        bool(_NAME.match(path))
+        and not path.lower().endswith(_FILE_SUFFIXES)
+        and not os.path.exists(path)
+    )
 
 
 def _candidates(name: str) -> list[str]:
@@ -64,4 +68,5 @@ def resolve_model_name(name: str) -> str:
         f'{name!r} is neither a local path nor in the Hugging Face cache ({cache}), and nothing is '
         f'downloaded. Put its files ({" or ".join(WEIGHT_FILES[:2])}, plus config.json and '
         f'vocab.txt for a BERT) in {where}/ (or run `huggingface-cli download {repo}` on a '
-        'machine with network and copy the cache), or pass the path of a folder or file.')
+        'machine with network and copy the cache), or pass the path of a folder or file.'
+    )

@@ -5,6 +5,7 @@ and a model head that name the same tokenizer config share one vocabulary withou
 importing :mod:`vlreg.datasets`. The tokenizer classes register themselves in
 :mod:`vlreg.datasets.tokenizers`, which the registry imports on the first build by name.
 """
+
 from __future__ import annotations
 
 import json

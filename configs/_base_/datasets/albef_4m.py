@@ -3,7 +3,9 @@
 # Evaluation during pre-training: COCO 5K Karpathy test in ALBEF's retrieval json.
 data_root = 'data/albef_4m'
 image_size = 256
-bert_path = 'data/pretrained/bert-base-uncased'  # a local Hugging Face BERT folder (weights + vocab)
+bert_path = (
+    'data/pretrained/bert-base-uncased'  # a local Hugging Face BERT folder (weights + vocab)
+)
 tokenizer = dict(type='BertTokenizer', path=bert_path)
 
 train_pipeline = [
@@ -22,8 +24,13 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 ann_files = ['coco.json', 'vg.json', 'cc3m_train.json', 'cc3m_val.json', 'sbu.json']
-_part = dict(type='CaptionDataset', data_root=data_root, max_words=30, skip_bad_samples=True,
-             pipeline=train_pipeline)
+_part = dict(
+    type='CaptionDataset',
+    data_root=data_root,
+    max_words=30,
+    skip_bad_samples=True,
+    pipeline=train_pipeline,
+)
 train_dataloader = dict(
     batch_size=64,
     num_workers=8,
@@ -32,16 +39,19 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
-    dataset=dict(type='ConcatDataset',
-                 datasets=[dict(_part, ann_file=f) for f in ann_files]),
+    dataset=dict(type='ConcatDataset', datasets=[dict(_part, ann_file=f) for f in ann_files]),
 )
 val_dataloader = dict(
     batch_size=64,
     num_workers=8,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='RetrievalDataset', data_root='data/coco', ann_file='coco_test.json',
-                 pipeline=test_pipeline),
+    dataset=dict(
+        type='RetrievalDataset',
+        data_root='data/coco',
+        ann_file='coco_test.json',
+        pipeline=test_pipeline,
+    ),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
@@ -60,4 +70,5 @@ train_pipeline_softmask = [
 ]
 train_dataset_softmask = dict(
     type='ConcatDataset',
-    datasets=[dict(_part, ann_file=f, pipeline=train_pipeline_softmask) for f in ann_files])
+    datasets=[dict(_part, ann_file=f, pipeline=train_pipeline_softmask) for f in ann_files],
+)

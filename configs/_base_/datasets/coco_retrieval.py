@@ -32,18 +32,38 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=batch_size, num_workers=8, persistent_workers=True, pin_memory=True,
+    batch_size=batch_size,
+    num_workers=8,
+    persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'), drop_last=True,
-    dataset=dict(type='CaptionDataset', data_root=data_root, ann_file=train_ann,
-                 image_root=image_root, max_words=30, skip_bad_samples=True,
-                 pipeline=train_pipeline))
+    collate_fn=dict(type='pseudo_collate'),
+    drop_last=True,
+    dataset=dict(
+        type='CaptionDataset',
+        data_root=data_root,
+        ann_file=train_ann,
+        image_root=image_root,
+        max_words=30,
+        skip_bad_samples=True,
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
-    batch_size=64, num_workers=8, persistent_workers=True,
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='RetrievalDataset', data_root=data_root, ann_file=val_ann,
-                 image_root=image_root, max_words=30, pipeline=test_pipeline))
+    dataset=dict(
+        type='RetrievalDataset',
+        data_root=data_root,
+        ann_file=val_ann,
+        image_root=image_root,
+        max_words=30,
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], ann_file=test_ann))
 # the metric prefixes name the data set and split: coco_5k_val/txt_r1, ...
 val_evaluator = dict(type='RetrievalMetric', prefix='coco_5k_val')

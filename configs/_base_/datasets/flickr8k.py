@@ -52,8 +52,15 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
-    dataset=dict(type='CaptionDataset', data_root=data_root, ann_file=ann_file, max_words=30,
-                 sample_per='caption', indices=train_indices, pipeline=train_pipeline),
+    dataset=dict(
+        type='CaptionDataset',
+        data_root=data_root,
+        ann_file=ann_file,
+        max_words=30,
+        sample_per='caption',
+        indices=train_indices,
+        pipeline=train_pipeline,
+    ),
 )
 val_dataloader = dict(
     batch_size=32,
@@ -61,8 +68,14 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='RetrievalDataset', data_root=data_root, ann_file=ann_file, max_words=30,
-                 indices=held_out_indices, pipeline=test_pipeline),
+    dataset=dict(
+        type='RetrievalDataset',
+        data_root=data_root,
+        ann_file=ann_file,
+        max_words=30,
+        indices=held_out_indices,
+        pipeline=test_pipeline,
+    ),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')
@@ -94,8 +107,9 @@ real_train_pipeline = [
     dict(type='MaskText', tokenizer=tokenizer, mlm_probability=0.15),
     dict(type='PackInputs'),
 ]
-real_test_pipeline = [dict(t, size=real_image_size) if t['type'] == 'Resize' else t
-                      for t in test_pipeline]
+real_test_pipeline = [
+    dict(t, size=real_image_size) if t['type'] == 'Resize' else t for t in test_pipeline
+]
 # The paper's pipeline on this split: word annotations for the soft mask's word choice. The distorted
 # image view and the caption-aware flip change the pixels every epoch (the frozen stages would run on
 # every step); they are left out here (see the soft-mask config).
@@ -115,11 +129,23 @@ def _real_train_dataset(pipeline: list) -> dict:
         _delete_=True,
         type='ConcatCaptionDataset',
         datasets=[
-            dict(type='CaptionDataset', data_root=real_train_root, ann_file=ann_file, max_words=30,
-                 pipeline=pipeline),
-            dict(type='CaptionDataset', data_root=data_root, ann_file=ann_file, max_words=30,
-                 indices=train_indices, pipeline=pipeline),
-        ])
+            dict(
+                type='CaptionDataset',
+                data_root=real_train_root,
+                ann_file=ann_file,
+                max_words=30,
+                pipeline=pipeline,
+            ),
+            dict(
+                type='CaptionDataset',
+                data_root=data_root,
+                ann_file=ann_file,
+                max_words=30,
+                indices=train_indices,
+                pipeline=pipeline,
+            ),
+        ],
+    )
 
 
 real_train_dataset = _real_train_dataset(real_train_pipeline)

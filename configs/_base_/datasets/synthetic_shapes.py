@@ -21,16 +21,30 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
-    dataset=dict(type='SyntheticShapesDataset', num_images=2000, image_size=image_size, seed=0,
-                 captions_per_image=2, mode='pretrain', pipeline=train_pipeline),
+    dataset=dict(
+        type='SyntheticShapesDataset',
+        num_images=2000,
+        image_size=image_size,
+        seed=0,
+        captions_per_image=2,
+        mode='pretrain',
+        pipeline=train_pipeline,
+    ),
 )
 val_dataloader = dict(
     batch_size=64,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='SyntheticShapesDataset', num_images=200, image_size=image_size, seed=12345,
-                 captions_per_image=5, mode='retrieval', pipeline=test_pipeline),
+    dataset=dict(
+        type='SyntheticShapesDataset',
+        num_images=200,
+        image_size=image_size,
+        seed=12345,
+        captions_per_image=5,
+        mode='retrieval',
+        pipeline=test_pipeline,
+    ),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='RetrievalMetric')

@@ -13,21 +13,43 @@ tokenizer = dict(type='BertTokenizer', path=bert_path)
 # answers are "[CLS] answer [SEP]" (ALBEF appends [SEP] as end token)
 answer_tokenizer = dict(type='BertTokenizer', path=bert_path, add_sep=True)
 answer_max_length = 16  # ALBEF does not truncate answers; longer ones are rare
-meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption', 'ann_index',
-             'question', 'question_id', 'answers', 'weighted_answers', 'answer_weights',
-             'weighted_answers_ids', 'question_type', 'answer_type', 'multiple_choice_answer')
+meta_keys = (
+    'sample_idx',
+    'image_id',
+    'ori_image_id',
+    'img_path',
+    'caption',
+    'ann_index',
+    'question',
+    'question_id',
+    'answers',
+    'weighted_answers',
+    'answer_weights',
+    'weighted_answers_ids',
+    'question_type',
+    'answer_type',
+    'multiple_choice_answer',
+)
 # ALBEF's VQA transform: RandomResizedCrop(384, 0.5-1) + flip + RandAugment(2, 7); questions
 # cleaned as ALBEF's pre_question (30 words in training, 50 at test), 25 tokens in training.
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0)),
-    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap',
-         keys=('caption', 'weighted_answers', 'answers')),
+    dict(
+        type='CaptionAwareHorizontalFlip',
+        p=0.5,
+        mode='swap',
+        keys=('caption', 'weighted_answers', 'answers'),
+    ),
     dict(type='RandAugment', num_ops=2, magnitude=7),
     dict(type='CleanCaption', max_words=30),
     dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
-    dict(type='Tokenize', tokenizer=answer_tokenizer, max_length=answer_max_length,
-         keys=('weighted_answers',)),
+    dict(
+        type='Tokenize',
+        tokenizer=answer_tokenizer,
+        max_length=answer_max_length,
+        keys=('weighted_answers',),
+    ),
     dict(type='PackInputs', meta_keys=meta_keys),
 ]
 test_pipeline = [
@@ -38,21 +60,49 @@ test_pipeline = [
     dict(type='PackInputs', meta_keys=meta_keys),
 ]
 train_dataloader = dict(
-    batch_size=32, num_workers=8, persistent_workers=True,
+    batch_size=32,
+    num_workers=8,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'), drop_last=True,
-    dataset=dict(type='ConcatDataset', datasets=[
-        dict(type='VQADataset', data_root=data_root, ques_file=train_files[0],
-             image_root=image_root, skip_bad_samples=True, pipeline=train_pipeline),
-        dict(type='VQADataset', data_root=data_root, ques_file=train_files[1],
-             image_root=image_root, skip_bad_samples=True, pipeline=train_pipeline),
-    ]))
+    collate_fn=dict(type='pseudo_collate'),
+    drop_last=True,
+    dataset=dict(
+        type='ConcatDataset',
+        datasets=[
+            dict(
+                type='VQADataset',
+                data_root=data_root,
+                ques_file=train_files[0],
+                image_root=image_root,
+                skip_bad_samples=True,
+                pipeline=train_pipeline,
+            ),
+            dict(
+                type='VQADataset',
+                data_root=data_root,
+                ques_file=train_files[1],
+                image_root=image_root,
+                skip_bad_samples=True,
+                pipeline=train_pipeline,
+            ),
+        ],
+    ),
+)
 test_dataloader = dict(
-    batch_size=16, num_workers=8, persistent_workers=True,
+    batch_size=16,
+    num_workers=8,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='VQADataset', data_root=data_root, ques_file=test_file,
-                 image_root=image_root, skip_bad_samples=True, pipeline=test_pipeline))
+    dataset=dict(
+        type='VQADataset',
+        data_root=data_root,
+        ques_file=test_file,
+        image_root=image_root,
+        skip_bad_samples=True,
+        pipeline=test_pipeline,
+    ),
+)
 test_evaluator = dict(type='VQAAccuracyMetric', gt_processing='official', result_file=result_file)
 # ALBEF: no validation during fine-tuning (train + val are both training data)
 val_dataloader = None

@@ -5,12 +5,26 @@
 embed_dim = 256
 model = dict(
     type='ALBEFPretrainer',
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224', img_size=256,
-                        drop_path_rate=0.0),  # ALBEF's ViT: no stochastic depth
-    text_backbone=dict(type='BertTextBackbone', vocab_size=30522, hidden_size=768, num_layers=6,
-                       num_heads=12, intermediate_size=3072),
-    fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
-                intermediate_size=3072, layer_offset=6),
+    image_backbone=dict(
+        type='TimmViTBackbone', model_name='vit_base_patch16_224', img_size=256, drop_path_rate=0.0
+    ),  # ALBEF's ViT: no stochastic depth
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=30522,
+        hidden_size=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=768,
+        encoder_width=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        layer_offset=6,
+    ),
     embed_dim=embed_dim,
     itm_head=dict(type='ITMHead'),
     mlm_head=dict(type='MLMHead'),

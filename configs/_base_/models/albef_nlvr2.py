@@ -7,12 +7,27 @@ pretrained_ckpt = 'work_dirs/albef_pretrain/epoch_30.pth'
 vocab_size = 30522
 model = dict(
     type='ALBEFPairClassifier',
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
-                        drop_path_rate=0.0),  # as ALBEF: none
-    text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
-                       num_layers=6, num_heads=12, intermediate_size=3072),
-    fusion=dict(type='BertPairFusion', hidden_size=768, encoder_width=768, num_layers=6,
-                num_heads=12, intermediate_size=3072, layer_offset=6, share_key_value=True),
+    image_backbone=dict(
+        type='TimmViTBackbone', model_name='vit_base_patch16_224', drop_path_rate=0.0
+    ),  # as ALBEF: none
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=vocab_size,
+        hidden_size=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+    ),
+    fusion=dict(
+        type='BertPairFusion',
+        hidden_size=768,
+        encoder_width=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        layer_offset=6,
+        share_key_value=True,
+    ),
     head=dict(type='MLPClassifierHead', mlp_hidden=768),
     num_classes=2,
     pretrained=pretrained_ckpt,

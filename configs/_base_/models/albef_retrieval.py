@@ -6,19 +6,35 @@
 # Weights: `pretrained_ckpt` (or --cfg-options model.pretrained=...) is a LOCAL vlreg pre-training
 # checkpoint; everything the model has is loaded (encoders, momentum copies, projections, ITM head,
 # temperature, and the ITC queues as ALBEF does; model.pretrained_queues='reset' restarts them).
-pretrained_ckpt = 'work_dirs/albef_pretrain/epoch_30.pth'  # placeholder: your pre-training checkpoint
+pretrained_ckpt = (
+    'work_dirs/albef_pretrain/epoch_30.pth'  # placeholder: your pre-training checkpoint
+)
 embed_dim = 256
 queue_size = 65536
 vocab_size = 30522
 model = dict(
     type='ALBEFPretrainer',
     # ALBEF's model_retrieval.py builds its ViT without stochastic depth
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
-                        drop_path_rate=0.0),  # img_size: the leaf's, from its data set
-    text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
-                       num_layers=6, num_heads=12, intermediate_size=3072),
-    fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
-                intermediate_size=3072, layer_offset=6),
+    image_backbone=dict(
+        type='TimmViTBackbone', model_name='vit_base_patch16_224', drop_path_rate=0.0
+    ),  # img_size: the leaf's, from its data set
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=vocab_size,
+        hidden_size=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=768,
+        encoder_width=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        layer_offset=6,
+    ),
     embed_dim=embed_dim,
     itm_head=dict(type='ITMHead'),
     mlm_head=None,

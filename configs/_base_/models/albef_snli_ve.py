@@ -6,12 +6,26 @@ pretrained_ckpt = 'work_dirs/albef_pretrain/epoch_30.pth'
 vocab_size = 30522
 model = dict(
     type='ALBEFClassifier',
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
-                        drop_path_rate=0.0),  # as ALBEF: none
-    text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
-                       num_layers=6, num_heads=12, intermediate_size=3072),
-    fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
-                intermediate_size=3072, layer_offset=6),
+    image_backbone=dict(
+        type='TimmViTBackbone', model_name='vit_base_patch16_224', drop_path_rate=0.0
+    ),  # as ALBEF: none
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=vocab_size,
+        hidden_size=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=768,
+        encoder_width=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        layer_offset=6,
+    ),
     head=dict(type='MLPClassifierHead', mlp_hidden=768),
     num_classes=3,
     pretrained=pretrained_ckpt,

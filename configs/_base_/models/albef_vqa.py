@@ -7,14 +7,35 @@ answer_list = 'data/vqa/answer_list.json'
 vocab_size = 30522
 model = dict(
     type='ALBEFVQA',
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_base_patch16_224',
-                        drop_path_rate=0.0),  # img_size: the leaf's, from its data set
-    text_backbone=dict(type='BertTextBackbone', vocab_size=vocab_size, hidden_size=768,
-                       num_layers=6, num_heads=12, intermediate_size=3072),
-    fusion=dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
-                intermediate_size=3072, layer_offset=6),
-    head=dict(type='AnswerDecoderHead', num_layers=6, num_heads=12, intermediate_size=3072,
-              k_test=128, label_smoothing=0.0, count_first_token_twice=False),
+    image_backbone=dict(
+        type='TimmViTBackbone', model_name='vit_base_patch16_224', drop_path_rate=0.0
+    ),  # img_size: the leaf's, from its data set
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=vocab_size,
+        hidden_size=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=768,
+        encoder_width=768,
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        layer_offset=6,
+    ),
+    head=dict(
+        type='AnswerDecoderHead',
+        num_layers=6,
+        num_heads=12,
+        intermediate_size=3072,
+        k_test=128,
+        label_smoothing=0.0,
+        count_first_token_twice=False,
+    ),
     # head.tokenizer / head.answer_max_length: the leaf's, from its data set (the answer tokens)
     answer_list=answer_list,
     distill=True,

@@ -7,8 +7,9 @@ optim_wrapper = dict(
     type='OptimWrapper',
     constructor='VLOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.02),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       bypass_duplicate=True),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0, bypass_duplicate=True
+    ),
 )
 # ALBEF's VQA schedule (see the top): epoch 0 warms up from 1e-5 (0.5 x lr) in 4 steps of 100
 # iterations, each a ConstantLR factor (MMEngine's ConstantLR restores the rate at step end - 1,

@@ -7,8 +7,15 @@
 #    gradcam_mode='train' reuses ITM's training-mode positive pass ('eval': a dropout-free fp32 pass,
 #    docs/softmask.md). Warm-up (off by default): custom_hooks += [dict(type='SoftMaskWarmupHook',
 #    start_iter=N, ramp_iters=M)].
-softmask_method = dict(type='SoftMaskITMLoss', layer=2, head_reduction='mean', label=1, prob=1.0,
-                       apply_to='fusion_tokens', gradcam_mode='train')
+softmask_method = dict(
+    type='SoftMaskITMLoss',
+    layer=2,
+    head_reduction='mean',
+    label=1,
+    prob=1.0,
+    apply_to='fusion_tokens',
+    gradcam_mode='train',
+)
 # 2. focal ITC: (1 - p)^gamma modulation of ALBEF's soft-target cross-entropy.
 focal_method = dict(type='FocalITCLoss', gamma=2.0, modulate='all')
 # 3. multi-modal augmentation (PAPER.md): the distorted image view and the masked caption are extra

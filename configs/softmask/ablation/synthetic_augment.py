@@ -2,6 +2,9 @@
 # extra positives of ITC and of ITM, as PAPER.md describes; weights in ../_base_/method.py).
 _base_ = ['../../albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py', '../_base_/method.py']
 train_dataloader = dict(dataset=dict(pipeline={{_base_.train_pipeline_softmask}}))
-model = dict(losses=dict(
-    itc=dict(views={{_base_.itc_views}}, view_weights={{_base_.itc_view_weights}}),
-    itm=dict(views={{_base_.itm_views}}, view_weights={{_base_.itm_view_weights}})))
+model = dict(
+    losses=dict(
+        itc=dict(views={{_base_.itc_views}}, view_weights={{_base_.itc_view_weights}}),
+        itm=dict(views={{_base_.itm_views}}, view_weights={{_base_.itm_view_weights}}),
+    )
+)

@@ -37,6 +37,13 @@ _base_ = [
 # placeholder: your pre-training checkpoint
 pretrained_ckpt = 'work_dirs/softmask_vit-b16-bert-base_8xb64_4m-30e/epoch_30.pth'
 model = dict(image_backbone=dict(img_size={{_base_.image_size}}), pretrained=pretrained_ckpt)
-default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='grounding/acc', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='grounding/acc',
+        rule='greater',
+    ),
+)

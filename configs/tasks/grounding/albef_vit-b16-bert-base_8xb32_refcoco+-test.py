@@ -10,7 +10,7 @@
 # ('all' = ALBEF, 'words', 'cls'), area_exponent, interpolation, fp16; the IoU threshold is the
 # metric's thr. ALBEF's second setting, ground-truth COCO boxes as proposals: prepare with
 # --proposals gt into another folder and point data_root there.
-_base_ = ["./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py"]
+_base_ = ['./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py']
 
 # the weights come from the checkpoint given to tools/test.py
 model = dict(pretrained=None)

@@ -14,16 +14,28 @@
 #       --name val2017 --image-prefix val2017
 # with the images in data/coco/images/val2017/. A pre-training checkpoint (256 px) needs
 # image_size=256 in a copy of this config.
-_base_ = ["./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py"]
+_base_ = ['./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py']
 
 model = dict(pretrained=None)  # the weights come from the checkpoint given to tools/test.py
 pointing_root = 'data/coco_pointing'
 pointing_ann = 'val2017.json'
 image_size = 384
 tokenizer = {{_base_.tokenizer}}
-pointing_meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption',
-                      'ann_index', 'ori_shape', 'img_shape', 'categories', 'gt_word_indices',
-                      'gt_box_groups', 'gt_object_names', 'num_unboxed_mentions')
+pointing_meta_keys = (
+    'sample_idx',
+    'image_id',
+    'ori_image_id',
+    'img_path',
+    'caption',
+    'ann_index',
+    'ori_shape',
+    'img_shape',
+    'categories',
+    'gt_word_indices',
+    'gt_box_groups',
+    'gt_object_names',
+    'num_unboxed_mentions',
+)
 pointing_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=image_size),
@@ -34,14 +46,30 @@ pointing_pipeline = [
     dict(type='PackInputs', meta_keys=pointing_meta_keys),
 ]
 test_dataloader = dict(
-    _delete_=True, batch_size=64, num_workers=8, persistent_workers=True,
+    _delete_=True,
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='GroundingDataset', data_root=pointing_root, ann_file=pointing_ann,
-                 image_root='../coco/images', expressions='captions', skip_bad_samples=True,
-                 pipeline=pointing_pipeline))
+    dataset=dict(
+        type='GroundingDataset',
+        data_root=pointing_root,
+        ann_file=pointing_ann,
+        image_root='../coco/images',
+        expressions='captions',
+        skip_bad_samples=True,
+        pipeline=pointing_pipeline,
+    ),
+)
 # one sample per caption (num_captions counts captions per sample); tolerance in pixels of the
 # resized image (0 = the peak patch centre must be inside a box)
-test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1,
-                pair_batch_size=64, head_reduction='mean', tolerance=0.0)
+test_cfg = dict(
+    _delete_=True,
+    type='GradCAMPointingLoop',
+    num_captions=1,
+    pair_batch_size=64,
+    head_reduction='mean',
+    tolerance=0.0,
+)
 test_evaluator = dict(_delete_=True, type='PointingMetric')

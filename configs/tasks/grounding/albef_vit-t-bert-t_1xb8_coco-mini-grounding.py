@@ -58,24 +58,50 @@ test_pipeline = [
 # GroundingDataset lists the (image, category) samples image by image: 302 samples, the first 150
 # from images 0-39. Every 9th sample spreads a batch over several images (ITM needs a negative of
 # another image in every batch).
-_dataset = dict(_delete_=True, type='GroundingDataset', data_root=data_root, ann_file=ann_file,
-                expressions='categories')
-train_dataloader = dict(batch_size=batch_size, num_workers=0, persistent_workers=False,
-                        pin_memory=False,
-                        dataset=dict(_dataset, indices=list(range(0, 144, 9)),
-                                     pipeline=train_pipeline))
-val_dataloader = dict(batch_size=batch_size, num_workers=0, persistent_workers=False,
-                      dataset=dict(_dataset, indices=list(range(150, 294, 9)),
-                                   pipeline=test_pipeline))
+_dataset = dict(
+    _delete_=True,
+    type='GroundingDataset',
+    data_root=data_root,
+    ann_file=ann_file,
+    expressions='categories',
+)
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    dataset=dict(_dataset, indices=list(range(0, 144, 9)), pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(_dataset, indices=list(range(150, 294, 9)), pipeline=test_pipeline),
+)
 test_dataloader = val_dataloader
 optim_wrapper = dict(optimizer=dict(lr=1e-4))
-param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
-                        end=max_epochs, convert_to_iter_based=True)]
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    )
+]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(layer=gradcam_layer)  # the rest of ALBEF's protocol: the schedule base's
 test_cfg = dict(layer=gradcam_layer)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='grounding/acc', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='grounding/acc',
+        rule='greater',
+    ),
+)
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

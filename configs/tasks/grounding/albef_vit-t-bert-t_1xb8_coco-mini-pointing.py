@@ -8,9 +8,21 @@ _base_ = ['./albef_vit-t-bert-t_1xb8_coco-mini-grounding.py']
 
 image_size = {{_base_.tiny_image_size}}
 tokenizer = {{_base_.tokenizer}}
-pointing_meta_keys = ('sample_idx', 'image_id', 'ori_image_id', 'img_path', 'caption',
-                      'ann_index', 'ori_shape', 'img_shape', 'categories', 'gt_word_indices',
-                      'gt_box_groups', 'gt_object_names', 'num_unboxed_mentions')
+pointing_meta_keys = (
+    'sample_idx',
+    'image_id',
+    'ori_image_id',
+    'img_path',
+    'caption',
+    'ann_index',
+    'ori_shape',
+    'img_shape',
+    'categories',
+    'gt_word_indices',
+    'gt_box_groups',
+    'gt_object_names',
+    'num_unboxed_mentions',
+)
 pointing_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=image_size),
@@ -21,13 +33,27 @@ pointing_pipeline = [
     dict(type='PackInputs', meta_keys=pointing_meta_keys),
 ]
 test_dataloader = dict(
-    _delete_=True, batch_size=8, num_workers=0,
+    _delete_=True,
+    batch_size=8,
+    num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='GroundingDataset', data_root={{_base_.data_root}},
-                 ann_file={{_base_.ann_file}}, expressions='captions',
-                 indices=list(range(200, 240)), pipeline=pointing_pipeline))
-test_cfg = dict(_delete_=True, type='GradCAMPointingLoop', num_captions=1,
-                layer={{_base_.gradcam_layer}},
-                pair_batch_size=16, head_reduction='mean', tolerance=0.0)
+    dataset=dict(
+        type='GroundingDataset',
+        data_root={{_base_.data_root}},
+        ann_file={{_base_.ann_file}},
+        expressions='captions',
+        indices=list(range(200, 240)),
+        pipeline=pointing_pipeline,
+    ),
+)
+test_cfg = dict(
+    _delete_=True,
+    type='GradCAMPointingLoop',
+    num_captions=1,
+    layer={{_base_.gradcam_layer}},
+    pair_batch_size=16,
+    head_reduction='mean',
+    tolerance=0.0,
+)
 test_evaluator = dict(_delete_=True, type='PointingMetric')

@@ -42,5 +42,12 @@ _base_ = [
 ]
 model = dict(image_backbone=dict(img_size={{_base_.image_size}}))
 custom_hooks = [dict(type='RNGStateHook'), dict(type='AlphaWarmupHook')]
-default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='accuracy/acc', rule='greater'))
+default_hooks = dict(
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='accuracy/acc',
+        rule='greater',
+    )
+)

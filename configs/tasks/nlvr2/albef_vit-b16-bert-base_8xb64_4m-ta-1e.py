@@ -38,14 +38,35 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=64,
-    dataset=dict(_delete_=True, type='ConcatDataset', datasets=[
-        dict(type='CaptionDataset', data_root=data_root, ann_file=f, max_words=30,
-             skip_bad_samples=True, pipeline=train_pipeline) for f in ann_files]))
+    dataset=dict(
+        _delete_=True,
+        type='ConcatDataset',
+        datasets=[
+            dict(
+                type='CaptionDataset',
+                data_root=data_root,
+                ann_file=f,
+                max_words=30,
+                skip_bad_samples=True,
+                pipeline=train_pipeline,
+            )
+            for f in ann_files
+        ],
+    ),
+)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
-train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs + 1)
+train_cfg = dict(
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs + 1
+)
 # TA is a pre-training step: no NLVR2 evaluation here (fine-tune, then evaluate)
 val_dataloader = None
 val_evaluator = None
@@ -54,6 +75,9 @@ test_dataloader = None
 test_evaluator = None
 test_cfg = None
 custom_hooks = [dict(type='RNGStateHook')]  # no distillation weight to warm up
-default_hooks = dict(checkpoint=dict(_delete_=True, type='VLCheckpointHook', interval=1,
-                                     max_keep_ckpts=1, save_last=True))
+default_hooks = dict(
+    checkpoint=dict(
+        _delete_=True, type='VLCheckpointHook', interval=1, max_keep_ckpts=1, save_last=True
+    )
+)
 auto_scale_lr = dict(base_batch_size=512, enable=False)

@@ -21,8 +21,10 @@ model = dict(
 )
 train_pipeline = [
     dict(type='LoadImagePair'),
-    dict(type='ApplyToImagePair', transforms=[
-        dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0))]),
+    dict(
+        type='ApplyToImagePair',
+        transforms=[dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0))],
+    ),
     dict(type='Tokenize', tokenizer=tokenizer, max_length=40),
     dict(type='PackInputs', meta_keys={{_base_.meta_keys}}),
 ]
@@ -33,14 +35,30 @@ test_pipeline = [
     dict(type='PackInputs', meta_keys={{_base_.meta_keys}}),
 ]
 _dataset = dict(data_root=data_root, ann_file='nlvr2/tiny-dev.json', image_root='images/nlvr2')
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                        dataset=dict(**_dataset, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                      dataset=dict(**_dataset, pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(**_dataset, pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(**_dataset, pipeline=test_pipeline),
+)
 test_dataloader = val_dataloader
 optim_wrapper = dict(optimizer=dict(lr=1e-4))
-param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
-                        end=max_epochs, convert_to_iter_based=True)]
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    )
+]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(logger=dict(interval=1))
 vis_backends = [dict(type='LocalVisBackend')]

@@ -27,6 +27,13 @@ _base_ = [
     '../../_base_/default_runtime.py',
 ]
 model = dict(image_backbone=dict(img_size={{_base_.image_size}}))
-default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='coco_5k_val/r_mean', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='coco_5k_val/r_mean',
+        rule='greater',
+    ),
+)

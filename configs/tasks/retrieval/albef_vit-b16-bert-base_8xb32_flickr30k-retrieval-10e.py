@@ -19,8 +19,7 @@ model = dict(image_backbone=dict(img_size={{_base_.image_size}}))
 
 data_root = 'data/flickr30k'
 image_root = 'flickr30k-images'
-train_ann, val_ann, test_ann = ('flickr30k_train.json', 'flickr30k_val.json',
-                                'flickr30k_test.json')
+train_ann, val_ann, test_ann = ('flickr30k_train.json', 'flickr30k_val.json', 'flickr30k_test.json')
 k_test = 128
 max_epochs = 10
 
@@ -31,12 +30,25 @@ test_dataloader = dict(dataset=dict(**_data, ann_file=test_ann))
 val_evaluator = dict(prefix='flickr30k_1k_val')
 test_evaluator = dict(prefix='flickr30k_1k_test')
 param_scheduler = [
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs)
 val_cfg = dict(k=k_test)
 test_cfg = dict(k=k_test)
-default_hooks = dict(logger=dict(interval=50),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='flickr30k_1k_val/r_mean', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='flickr30k_1k_val/r_mean',
+        rule='greater',
+    ),
+)

@@ -12,7 +12,10 @@
 #       --out work_dirs/zeroshot_coco.json
 #
 # The pre-training checkpoint's MLM heads are ignored and its queues are not used by evaluation.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py', '../../_base_/zeroshot_retrieval.py']
+_base_ = [
+    './albef_vit-b16-bert-base_8xb32_coco-retrieval-5e.py',
+    '../../_base_/zeroshot_retrieval.py',
+]
 
 model = dict(pretrained=None)  # the evaluated weights come from tools/test.py's checkpoint
 test_evaluator = dict(prefix='coco_5k_test_zeroshot')

@@ -10,8 +10,10 @@
 # and the set size. Any vlreg checkpoint of these sizes loads (a pre-training checkpoint at 256 px
 # too: its position embedding is interpolated to 384 px on load, as for fine-tuning).
 # Train / val settings are inherited from the Flickr30K fine-tuning config and unused here.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_flickr30k-retrieval-10e.py',
-          '../../_base_/zeroshot_retrieval.py']
+_base_ = [
+    './albef_vit-b16-bert-base_8xb32_flickr30k-retrieval-10e.py',
+    '../../_base_/zeroshot_retrieval.py',
+]
 
 model = dict(pretrained=None)  # the evaluated weights come from tools/test.py's checkpoint
 test_evaluator = dict(prefix='flickr30k_1k_test_zeroshot')

@@ -49,9 +49,11 @@ test_pipeline = [
 _data = dict(data_root=data_root, ann_file=ann_file, image_root='')
 _loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
 train_dataloader = dict(
-    batch_size=batch_size, **_loader,
+    batch_size=batch_size,
+    **_loader,
     # one sample per caption, images in file order: 300 = the first 60 images
-    dataset=dict(**_data, indices=300, pipeline=train_pipeline))
+    dataset=dict(**_data, indices=300, pipeline=train_pipeline),
+)
 # one sample per image: the last 20 images
 _eval_set = dict(**_data, indices=list(range(60, 80)), pipeline=test_pipeline)
 val_dataloader = dict(batch_size=16, **_loader, dataset=_eval_set)
@@ -59,14 +61,27 @@ test_dataloader = dict(batch_size=16, **_loader, dataset=_eval_set)
 val_evaluator = dict(prefix='coco_mini_val')
 test_evaluator = dict(prefix='coco_mini_test')
 param_scheduler = [
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(k=k_test, itm_batch_size=64)
 test_cfg = dict(k=k_test, itm_batch_size=64)
-default_hooks = dict(logger=dict(interval=5),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='coco_mini_val/r_mean', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=5),
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='coco_mini_val/r_mean',
+        rule='greater',
+    ),
+)
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -35,5 +35,12 @@ _base_ = [
 model = dict(image_backbone=dict(img_size={{_base_.image_size}}))
 # alpha is constant in ALBEF's SNLI-VE fine-tuning (warm_up: False): no AlphaWarmupHook
 custom_hooks = [dict(type='RNGStateHook')]
-default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='accuracy/acc', rule='greater'))
+default_hooks = dict(
+    checkpoint=dict(
+        type='VLCheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_best='accuracy/acc',
+        rule='greater',
+    )
+)

@@ -13,8 +13,13 @@ _base_ = ['./albef_vit-b16-bert-base_8xb32_vqa-8e.py']
 
 num_answers = 3128
 model = dict(
-    head=dict(_delete_=True, type='AnswerClassifierHead', num_answers=num_answers,
-              mlp_hidden=None, soft_score='vqa'),
+    head=dict(
+        _delete_=True,
+        type='AnswerClassifierHead',
+        num_answers=num_answers,
+        mlp_hidden=None,
+        soft_score='vqa',
+    ),
     distill=False,
     init_head_from_fusion=False,
 )

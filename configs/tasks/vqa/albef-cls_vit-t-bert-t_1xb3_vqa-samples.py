@@ -5,8 +5,13 @@ _base_ = ['./albef_vit-t-bert-t_1xb3_vqa-samples.py']
 
 num_answers = 6  # the length of vqav2_samples_answer_list.json
 model = dict(
-    head=dict(_delete_=True, type='AnswerClassifierHead', num_answers=num_answers,
-              mlp_hidden=None, soft_score='vqa'),
+    head=dict(
+        _delete_=True,
+        type='AnswerClassifierHead',
+        num_answers=num_answers,
+        mlp_hidden=None,
+        soft_score='vqa',
+    ),
     distill=False,
     init_head_from_fusion=False,
 )

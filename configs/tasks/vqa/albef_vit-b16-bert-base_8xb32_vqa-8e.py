@@ -42,9 +42,12 @@ _base_ = [
     '../../_base_/schedules/vqa_8e.py',
     '../../_base_/default_runtime.py',
 ]
-model = dict(image_backbone=dict(img_size={{_base_.image_size}}),
-             head=dict(tokenizer={{_base_.answer_tokenizer}},
-                       answer_max_length={{_base_.answer_max_length}}))
+model = dict(
+    image_backbone=dict(img_size={{_base_.image_size}}),
+    head=dict(
+        tokenizer={{_base_.answer_tokenizer}}, answer_max_length={{_base_.answer_max_length}}
+    ),
+)
 
 # the runtime's custom_hooks keep AlphaWarmupHook (to the model's alpha 0.4): ALBEF's warm_up of alpha
 default_hooks = dict(checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1))

@@ -33,20 +33,34 @@ model = dict(
     image_backbone={{_base_.tiny_image_backbone}},
     text_backbone={{_base_.tiny_text_backbone}},
     fusion={{_base_.tiny_fusion}},
-    head=dict(num_layers=2, num_heads=2, intermediate_size=128, max_position_embeddings=64,
-              tokenizer=answer_tokenizer, answer_max_length=answer_max_length),
+    head=dict(
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        tokenizer=answer_tokenizer,
+        answer_max_length=answer_max_length,
+    ),
     answer_list=answer_list,
     pretrained=None,
 )
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='RandomResizedCrop', size=image_size, scale=(0.5, 1.0)),
-    dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap',
-         keys=('caption', 'weighted_answers', 'answers')),
+    dict(
+        type='CaptionAwareHorizontalFlip',
+        p=0.5,
+        mode='swap',
+        keys=('caption', 'weighted_answers', 'answers'),
+    ),
     dict(type='CleanCaption', max_words=30),
     dict(type='Tokenize', tokenizer=tokenizer, max_length=25),
-    dict(type='Tokenize', tokenizer=answer_tokenizer, max_length=answer_max_length,
-         keys=('weighted_answers',)),
+    dict(
+        type='Tokenize',
+        tokenizer=answer_tokenizer,
+        max_length=answer_max_length,
+        keys=('weighted_answers',),
+    ),
     dict(type='PackInputs', meta_keys={{_base_.meta_keys}}),
 ]
 test_pipeline = [
@@ -56,25 +70,54 @@ test_pipeline = [
     dict(type='Tokenize', tokenizer=tokenizer, max_length=80),
     dict(type='PackInputs', meta_keys={{_base_.meta_keys}}),
 ]
-_dataset = dict(type='VQADataset', data_root=data_root, ques_file=ques_file, ann_file=ann_file,
-                image_root=image_root)
-train_dataloader = dict(batch_size=3, num_workers=0, persistent_workers=False,
-                        dataset=dict(_delete_=True, **_dataset, pipeline=train_pipeline))
+_dataset = dict(
+    type='VQADataset',
+    data_root=data_root,
+    ques_file=ques_file,
+    ann_file=ann_file,
+    image_root=image_root,
+)
+train_dataloader = dict(
+    batch_size=3,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(_delete_=True, **_dataset, pipeline=train_pipeline),
+)
 val_dataloader = dict(
-    _delete_=True, batch_size=3, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(**_dataset, pipeline=test_pipeline))
-test_dataloader = dict(batch_size=3, num_workers=0, persistent_workers=False,
-                       dataset=dict(_delete_=True, **_dataset, pipeline=test_pipeline))
+    _delete_=True,
+    batch_size=3,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(**_dataset, pipeline=test_pipeline),
+)
+test_dataloader = dict(
+    batch_size=3,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(_delete_=True, **_dataset, pipeline=test_pipeline),
+)
 val_cfg = dict(_delete_=True, type='ValLoop')
 val_evaluator = dict(_delete_=True, type='VQAAccuracyMetric')
 test_evaluator = dict(result_file=result_file)
 optim_wrapper = dict(optimizer=dict(lr=1e-4))
-param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0,
-                        end=max_epochs, convert_to_iter_based=True)]
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-6,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    )
+]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(type='VLCheckpointHook', interval=1, max_keep_ckpts=1,
-                                     save_best='vqa/acc', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(
+        type='VLCheckpointHook', interval=1, max_keep_ckpts=1, save_best='vqa/acc', rule='greater'
+    ),
+)
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

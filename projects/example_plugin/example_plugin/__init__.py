@@ -12,6 +12,7 @@ Importing this package registers, into vlreg's own registries (``vlreg.registry`
 A config loads it with ``custom_imports = dict(imports=['example_plugin'])``; the directory that
 holds this package (``projects/example_plugin``) must be on ``sys.path`` (``PYTHONPATH``).
 """
+
 from __future__ import annotations
 
 from .backbones import ConvStemViTBackbone

@@ -1,4 +1,5 @@
 """A custom image backbone: a small Vision Transformer with a convolutional stem."""
+
 from __future__ import annotations
 
 import math
@@ -50,17 +51,26 @@ class ConvStemViTBackbone(BaseModule):
         ...      num_heads=4)
     """
 
-    def __init__(self, img_size: int | Sequence[int] = 224, patch_size: int = 16,
-                 embed_dim: int = 192, depth: int = 4, num_heads: int = 3,
-                 mlp_ratio: float = 4.0, stem_width: int = 24, dropout: float = 0.0,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        patch_size: int = 16,
+        embed_dim: int = 192,
+        depth: int = 4,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        stem_width: int = 24,
+        dropout: float = 0.0,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if patch_size < 2 or patch_size & (patch_size - 1):
             raise ValueError(f'patch_size must be a power of two >= 2, got {patch_size}')
         self.img_size = _pair(img_size)
         if any(side % patch_size for side in self.img_size):
-            raise ValueError(f'img_size {self.img_size} is not a multiple of patch_size '
-                             f'{patch_size}')
+            raise ValueError(
+                f'img_size {self.img_size} is not a multiple of patch_size {patch_size}'
+            )
         if embed_dim % num_heads:
             raise ValueError(f'embed_dim {embed_dim} is not divisible by num_heads {num_heads}')
         self.patch_size = patch_size
@@ -68,17 +78,26 @@ class ConvStemViTBackbone(BaseModule):
         stages: list[nn.Module] = []
         channels = 3
         for s in range(int(math.log2(patch_size))):
-            out = stem_width * 2 ** s
-            stages += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
-                       nn.GroupNorm(1, out), nn.GELU()]
+            out = stem_width * 2**s
+            stages += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(1, out),
+                nn.GELU(),
+            ]
             channels = out
         stages.append(nn.Conv2d(channels, embed_dim, 1))
         self.stem = nn.Sequential(*stages)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))
-        layer = nn.TransformerEncoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio),
-                                           dropout=dropout, activation='gelu', batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            embed_dim,
+            num_heads,
+            int(embed_dim * mlp_ratio),
+            dropout=dropout,
+            activation='gelu',
+            batch_first=True,
+            norm_first=True,
+        )
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -103,8 +122,10 @@ class ConvStemViTBackbone(BaseModule):
     def forward(self, image: Tensor) -> Tensor:
         """Images ``[B, 3, H, W]`` at ``img_size`` -> tokens ``[B, 1 + N, D]``, ``[CLS]`` first."""
         if tuple(image.shape[-2:]) != self.img_size:
-            raise ValueError(f'ConvStemViTBackbone(img_size={self.img_size}) got images of size '
-                             f'{tuple(image.shape[-2:])}')
+            raise ValueError(
+                f'ConvStemViTBackbone(img_size={self.img_size}) got images of size '
+                f'{tuple(image.shape[-2:])}'
+            )
         patches = self.stem(image).flatten(2).transpose(1, 2)  # [B, N, D]
         cls = self.cls_token.expand(patches.shape[0], -1, -1)
         tokens = torch.cat([cls, patches], dim=1) + self.pos_embed

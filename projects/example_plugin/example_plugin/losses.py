@@ -1,4 +1,5 @@
 """A custom loss: uniformity of the text embeddings on the unit sphere."""
+
 from __future__ import annotations
 
 import math
@@ -62,5 +63,7 @@ class TextUniformityLoss(BaseVLLoss):
         off_diag = ~torch.eye(b, dtype=torch.bool, device=z.device)
         log_kernel = (-self.t * sq_dist)[off_diag]
         loss = torch.logsumexp(log_kernel, dim=0) - math.log(b * (b - 1))
-        return {'loss_text_uniformity': loss * self.loss_weight,
-                'text_mean_cos': cos[off_diag].mean().detach()}
+        return {
+            'loss_text_uniformity': loss * self.loss_weight,
+            'text_mean_cos': cos[off_diag].mean().detach(),
+        }

@@ -1,4 +1,5 @@
 """A custom metric: median and mean rank of image-text retrieval."""
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,9 @@ class MedianRankMetric(BaseMetric):
 
     default_prefix = 'rank'
 
-    def __init__(self, ties: str = 'pessimistic', collect_device: str = 'cpu',
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, ties: str = 'pessimistic', collect_device: str = 'cpu', prefix: str | None = None
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if ties not in TIES:
             raise ValueError(f'ties must be one of {TIES}, got {ties!r}')
@@ -77,8 +79,15 @@ class MedianRankMetric(BaseMetric):
         if not results:
             raise ValueError('MedianRankMetric got no results: did the retrieval loop run?')
         if len(results) > 1:
-            print_log(f'MedianRankMetric got {len(results)} evaluations; reporting the first',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'MedianRankMetric got {len(results)} evaluations; reporting the first',
+                logger='current',
+                level=logging.WARNING,
+            )
         txt, img = results[0]['txt_ranks'], results[0]['img_ranks']
-        return {'txt_medr': _median(txt), 'img_medr': _median(img),
-                'txt_meanr': float(txt.double().mean()), 'img_meanr': float(img.double().mean())}
+        return {
+            'txt_medr': _median(txt),
+            'img_medr': _median(img),
+            'txt_meanr': float(txt.double().mean()),
+            'img_meanr': float(img.double().mean()),
+        }

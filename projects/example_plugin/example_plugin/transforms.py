@@ -1,4 +1,5 @@
 """A custom augmentation: random brightness scaling that keeps colour names true."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -51,8 +52,10 @@ class JitterBrightness:
         """
         img = results.get('img')
         if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3:
-            raise TypeError('JitterBrightness needs results["img"] as a uint8 [H, W, 3] array, '
-                            f'got {type(img).__name__} {getattr(img, "shape", "")}')
+            raise TypeError(
+                'JitterBrightness needs results["img"] as a uint8 [H, W, 3] array, '
+                f'got {type(img).__name__} {getattr(img, "shape", "")}'
+            )
         factor = 1.0
         if np.random.random() < self.p:
             factor = float(np.random.uniform(1.0 - self.max_delta, 1.0 + self.max_delta))

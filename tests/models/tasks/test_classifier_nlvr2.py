@@ -1,5 +1,6 @@
 """SNLI-VE and NLVR2: the task head, the classifiers, ALBEF's NLVR2 pair fusion, and Runner runs on
 the real samples of ../shared/data/vl_task_samples."""
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,12 @@ from tests.conftest import shared_path
 from vlreg.models import ALBEFPretrainer
 from vlreg.models.fusion.pair_fusion import BertPairFusion
 from vlreg.models.heads.classification import MLPClassifierHead
-from vlreg.models.tasks import (ALBEFClassifier, ALBEFPairClassifier, ALBEFTextAssignmentPretrainer,
-                                text_assignment_pairs)
+from vlreg.models.tasks import (
+    ALBEFClassifier,
+    ALBEFPairClassifier,
+    ALBEFTextAssignmentPretrainer,
+    text_assignment_pairs,
+)
 from vlreg.structures import DataSample
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -26,24 +31,53 @@ import train as train_tool  # noqa: E402  (tools/train.py)
 D = 32  # micro width everywhere
 VOCAB = 100
 ENCODERS = dict(
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=32,
-                        embed_dim=D, depth=1, num_heads=2),
-    text_backbone=dict(type='BertTextBackbone', vocab_size=VOCAB, hidden_size=D, num_layers=1,
-                       num_heads=2, intermediate_size=2 * D, max_position_embeddings=16),
+    image_backbone=dict(
+        type='TimmViTBackbone',
+        model_name='vit_tiny_patch16_224',
+        img_size=32,
+        embed_dim=D,
+        depth=1,
+        num_heads=2,
+    ),
+    text_backbone=dict(
+        type='BertTextBackbone',
+        vocab_size=VOCAB,
+        hidden_size=D,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=2 * D,
+        max_position_embeddings=16,
+    ),
 )
-FUSION = dict(hidden_size=D, encoder_width=D, num_layers=2, num_heads=2, intermediate_size=2 * D,
-              layer_offset=1)
+FUSION = dict(
+    hidden_size=D,
+    encoder_width=D,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=2 * D,
+    layer_offset=1,
+)
 PREFIXES = ('image_backbone.', 'text_backbone.', 'fusion.')
 
 
 def _classifier(**kwargs) -> ALBEFClassifier:
-    return ALBEFClassifier(**ENCODERS, fusion=dict(type='BertFusion', **FUSION),
-                           head=dict(type='MLPClassifierHead'), num_classes=3, **kwargs)
+    return ALBEFClassifier(
+        **ENCODERS,
+        fusion=dict(type='BertFusion', **FUSION),
+        head=dict(type='MLPClassifierHead'),
+        num_classes=3,
+        **kwargs,
+    )
 
 
 def _pair_classifier(**kwargs) -> ALBEFPairClassifier:
-    return ALBEFPairClassifier(**ENCODERS, fusion=dict(type='BertPairFusion', **FUSION),
-                               head=dict(type='MLPClassifierHead'), num_classes=2, **kwargs)
+    return ALBEFPairClassifier(
+        **ENCODERS,
+        fusion=dict(type='BertPairFusion', **FUSION),
+        head=dict(type='MLPClassifierHead'),
+        num_classes=2,
+        **kwargs,
+    )
 
 
 def _batch(batch: int = 4, pair: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -51,8 +85,9 @@ def _batch(batch: int = 4, pair: bool = False, seed: int = 0) -> dict[str, torch
     ids = torch.randint(5, VOCAB, (batch, 7), generator=g)
     mask = torch.ones_like(ids)
     mask[0, 5:] = 0
-    inputs = dict(image=torch.randn(batch, 3, 32, 32, generator=g), input_ids=ids,
-                  attention_mask=mask)
+    inputs = dict(
+        image=torch.randn(batch, 3, 32, 32, generator=g), input_ids=ids, attention_mask=mask
+    )
     if pair:
         inputs['image_2'] = torch.randn(batch, 3, 32, 32, generator=g)
     return inputs
@@ -101,11 +136,19 @@ def _no_dropout(build, **kwargs):
     """A classifier whose training-mode forward is deterministic (no dropout anywhere)."""
     text = dict(ENCODERS['text_backbone'], dropout=0.0, attn_dropout=0.0)
     fusion = dict(FUSION, dropout=0.0, attn_dropout=0.0)
-    cls, kind, classes = ((ALBEFPairClassifier, 'BertPairFusion', 2) if build == 'pair'
-                          else (ALBEFClassifier, 'BertFusion', 3))
-    return cls(image_backbone=ENCODERS['image_backbone'], text_backbone=text,
-               fusion=dict(type=kind, **fusion), head=dict(type='MLPClassifierHead'),
-               num_classes=classes, **kwargs)
+    cls, kind, classes = (
+        (ALBEFPairClassifier, 'BertPairFusion', 2)
+        if build == 'pair'
+        else (ALBEFClassifier, 'BertFusion', 3)
+    )
+    return cls(
+        image_backbone=ENCODERS['image_backbone'],
+        text_backbone=text,
+        fusion=dict(type=kind, **fusion),
+        head=dict(type='MLPClassifierHead'),
+        num_classes=classes,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize('kind', ['single', 'pair'])
@@ -117,8 +160,12 @@ def test_momentum_distillation_loss_and_ema(kind: str) -> None:
     model = _no_dropout(kind, distill=True, alpha=alpha, momentum=m).train()
     shadow = {n: p for n, p in model.named_parameters() if n.split('.')[0].endswith('_m')}
     online = {n: p for n, p in model.named_parameters() if n not in shadow}
-    assert {n.split('.')[0] for n in shadow} == {'image_backbone_m', 'text_backbone_m', 'fusion_m',
-                                                 'head_m'}
+    assert {n.split('.')[0] for n in shadow} == {
+        'image_backbone_m',
+        'text_backbone_m',
+        'fusion_m',
+        'head_m',
+    }
 
     def twin(name: str) -> str:
         first, rest = name.split('.', 1)
@@ -143,8 +190,10 @@ def test_momentum_distillation_loss_and_ema(kind: str) -> None:
     teacher = _no_dropout(kind, distill=False).train()
     result = teacher.load_state_dict({twin(n): v for n, v in expected_m.items()}, strict=False)
     # only the pair blocks' shared key / value projections are listed once
-    assert all('crossattention.self.key' in k or 'crossattention.self.value' in k
-               for k in result.missing_keys)
+    assert all(
+        'crossattention.self.key' in k or 'crossattention.self.value' in k
+        for k in result.missing_keys
+    )
     stale = _no_dropout(kind, distill=False).train()
     stale.load_state_dict({twin(n): v for n, v in before.items()}, strict=False)
     target = torch.tensor(labels)
@@ -173,18 +222,21 @@ def test_distillation_config_defaults() -> None:
     """ALBEF's VE.yaml / NLVR.yaml: distill True, alpha 0.4; warm-up for NLVR2 only."""
     from mmengine.config import Config
 
-    for path, warm_up in (('configs/tasks/snli_ve/albef_vit-b16-bert-base_8xb32_snli-ve-5e.py',
-                           False),
-                          ('configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb16_nlvr2-10e.py', True),
-                          ('configs/tasks/snli_ve/albef_vit-t-bert-t_1xb8_snli-ve-samples.py', False),
-                          ('configs/tasks/nlvr2/albef_vit-t-bert-t_1xb4_nlvr2-samples.py', True)):
+    for path, warm_up in (
+        ('configs/tasks/snli_ve/albef_vit-b16-bert-base_8xb32_snli-ve-5e.py', False),
+        ('configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb16_nlvr2-10e.py', True),
+        ('configs/tasks/snli_ve/albef_vit-t-bert-t_1xb8_snli-ve-samples.py', False),
+        ('configs/tasks/nlvr2/albef_vit-t-bert-t_1xb4_nlvr2-samples.py', True),
+    ):
         cfg = Config.fromfile(str(ROOT / path))
         assert cfg.model.distill is True and cfg.model.alpha == 0.4, path
         assert cfg.model.momentum == 0.995, path
         hooks = [h for h in cfg.custom_hooks if h['type'] == 'AlphaWarmupHook']
         # the hook ramps to the model's alpha (set once, in the model): no alpha of its own
         assert (hooks == [dict(type='AlphaWarmupHook')]) is warm_up, path
-    ta = Config.fromfile(str(ROOT / 'configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb64_4m-ta-1e.py'))
+    ta = Config.fromfile(
+        str(ROOT / 'configs/tasks/nlvr2/albef_vit-b16-bert-base_8xb64_4m-ta-1e.py')
+    )
     assert ta.model.distill is False
 
 
@@ -208,10 +260,16 @@ def test_pair_fusion_alternates_images_and_shares_key_value() -> None:
 
     def run(a: torch.Tensor, b: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         outs, contexts = [], []
-        hooks = [layer.register_forward_hook(lambda m, args, out: outs.append(out[0]))
-                 for layer in fusion.layer]
-        hooks += [layer.crossattention.register_forward_hook(
-            lambda m, args, out: contexts.append(args[2])) for layer in fusion.layer]
+        hooks = [
+            layer.register_forward_hook(lambda m, args, out: outs.append(out[0]))
+            for layer in fusion.layer
+        ]
+        hooks += [
+            layer.crossattention.register_forward_hook(
+                lambda m, args, out: contexts.append(args[2])
+            )
+            for layer in fusion.layer
+        ]
         with torch.no_grad():
             final = fusion(text, mask, (a, b)).hidden
         for h in hooks:
@@ -242,9 +300,12 @@ def test_pair_fusion_alternates_images_and_shares_key_value() -> None:
 # --- loading a pre-training checkpoint ---------------------------------------------------------
 def _pretrain_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     torch.manual_seed(1)
-    pretrainer = ALBEFPretrainer(**ENCODERS, fusion=dict(type='BertFusion', **FUSION), embed_dim=16,
-                                 losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=8),
-                                             itm=dict(type='ITMLoss')))
+    pretrainer = ALBEFPretrainer(
+        **ENCODERS,
+        fusion=dict(type='BertFusion', **FUSION),
+        embed_dim=16,
+        losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=8), itm=dict(type='ITMLoss')),
+    )
     state = pretrainer.state_dict()
     path = tmp_path / 'pretrain.pth'
     torch.save({'meta': {'epoch': 1}, 'state_dict': state}, path)  # as a Runner checkpoint
@@ -255,8 +316,10 @@ def test_pretrained_checkpoint_loads_into_classifier(tmp_path: Path) -> None:
     path, state = _pretrain_checkpoint(tmp_path)
     assert any(k.startswith('image_backbone_m.') for k in state)  # pre-training-only keys present
     torch.manual_seed(2)
-    for model in (_classifier(pretrained=str(path)),
-                  _classifier(init_cfg=dict(type='Pretrained', checkpoint=str(path)))):
+    for model in (
+        _classifier(pretrained=str(path)),
+        _classifier(init_cfg=dict(type='Pretrained', checkpoint=str(path))),
+    ):
         model.init_weights()
         own = model.state_dict()
         encoder_keys = [k for k in own if k.startswith(PREFIXES)]
@@ -269,14 +332,17 @@ def test_pretrained_checkpoint_at_another_resolution(tmp_path: Path) -> None:
     """A higher fine-tuning resolution (256 -> 384 px in ALBEF) resizes the position embedding."""
     path, state = _pretrain_checkpoint(tmp_path)
     encoders = dict(ENCODERS, image_backbone=dict(ENCODERS['image_backbone'], img_size=48))
-    model = ALBEFClassifier(**encoders, fusion=dict(type='BertFusion', **FUSION), num_classes=3,
-                            pretrained=str(path))
+    model = ALBEFClassifier(
+        **encoders, fusion=dict(type='BertFusion', **FUSION), num_classes=3, pretrained=str(path)
+    )
     model.init_weights()
     pos = model.image_backbone.vit.pos_embed
     assert pos.shape[1] == 1 + 9 and state['image_backbone.vit.pos_embed'].shape[1] == 1 + 4
     torch.testing.assert_close(pos[:, 0], state['image_backbone.vit.pos_embed'][:, 0])
-    torch.testing.assert_close(model.image_backbone.vit.patch_embed.proj.weight,
-                               state['image_backbone.vit.patch_embed.proj.weight'])
+    torch.testing.assert_close(
+        model.image_backbone.vit.patch_embed.proj.weight,
+        state['image_backbone.vit.patch_embed.proj.weight'],
+    )
 
 
 def test_pretrained_checkpoint_loads_into_pair_classifier(tmp_path: Path) -> None:
@@ -288,7 +354,7 @@ def test_pretrained_checkpoint_loads_into_pair_classifier(tmp_path: Path) -> Non
     checked = 0
     for k, v in own.items():
         if k.startswith('fusion.layer.'):
-            block, rest = k[len('fusion.layer.'):].split('.', 1)
+            block, rest = k[len('fusion.layer.') :].split('.', 1)
             src = f'fusion.layer.{int(block) // 2}.{rest}'  # blocks 2i and 2i+1 <- layer i
         elif k.startswith(PREFIXES):
             src = k
@@ -323,9 +389,13 @@ def test_text_assignment_pairs() -> None:
 def test_text_assignment_step_and_finetune_load(tmp_path: Path) -> None:
     path, state = _pretrain_checkpoint(tmp_path)
     torch.manual_seed(3)
-    ta = ALBEFTextAssignmentPretrainer(**ENCODERS, fusion=dict(type='BertPairFusion', **FUSION),
-                                       head=dict(type='MLPClassifierHead', mlp_hidden=0),
-                                       embed_dim=16, pretrained=str(path))
+    ta = ALBEFTextAssignmentPretrainer(
+        **ENCODERS,
+        fusion=dict(type='BertPairFusion', **FUSION),
+        head=dict(type='MLPClassifierHead', mlp_hidden=0),
+        embed_dim=16,
+        pretrained=str(path),
+    )
     ta.init_weights()
     assert ta.head.num_classes == 3 and len(ta.head.mlp) == 1
     torch.testing.assert_close(ta.vision_proj.weight, state['vision_proj.weight'])
@@ -382,15 +452,19 @@ def test_train_and_test_on_real_samples(task: str, tmp_path: Path) -> None:
     root = shared_path('vl_task_samples')
     config, num_samples = TASKS[task]
     config = str(ROOT / config)
-    options = [f'{loader}.dataset.data_root={root}'
-               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    options = [
+        f'{loader}.dataset.data_root={root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
     work = tmp_path / 'work'
-    train_tool.main([config, '--work-dir', str(work), '--cfg-options', *options,
-                     'train_cfg.val_interval=2'])  # 2 iterations, no validation inside training
+    train_tool.main(
+        [config, '--work-dir', str(work), '--cfg-options', *options, 'train_cfg.val_interval=2']
+    )  # 2 iterations, no validation inside training
     checkpoint = work / 'epoch_1.pth'
     assert checkpoint.is_file()
-    metrics = test_tool.main([config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),
-                              '--cfg-options', *options])
+    metrics = test_tool.main(
+        [config, str(checkpoint), '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options]
+    )
     acc = metrics['accuracy/acc']
     assert metrics['accuracy/num_samples'] == num_samples
     recomputed, total = _recomputed_accuracy(config, options, str(checkpoint))

@@ -1,5 +1,6 @@
 """VQA v2: ALBEF's answer decoder, the soft-score classifier head, the data preparation, and
 Runner runs of both heads on the real samples of ../shared/data/vl_task_samples."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,16 +32,48 @@ import test as test_tool  # noqa: E402  (tools/test.py)
 import train as train_tool  # noqa: E402  (tools/train.py)
 
 D = 32
-WORDS = ('net', 'netting', 'mesh', 'pitcher', 'catcher', 'orange', 'tennis', 'racket', 'bat',
-         'glove')
+WORDS = (
+    'net',
+    'netting',
+    'mesh',
+    'pitcher',
+    'catcher',
+    'orange',
+    'tennis',
+    'racket',
+    'bat',
+    'glove',
+)
 TOKENIZER = dict(type='SyntheticTokenizer', add_sep=True, extra_words=WORDS)
-ANSWERS = ['net', 'orange', 'pitcher', 'tennis racket', 'red', 'blue circle', 'bat', 'glove',
-           'red tennis racket']
+ANSWERS = [
+    'net',
+    'orange',
+    'pitcher',
+    'tennis racket',
+    'red',
+    'blue circle',
+    'bat',
+    'glove',
+    'red tennis racket',
+]
 ENCODERS = dict(
-    image_backbone=dict(type='TimmViTBackbone', model_name='vit_tiny_patch16_224', img_size=32,
-                        embed_dim=D, depth=1, num_heads=2),
-    fusion=dict(type='BertFusion', hidden_size=D, encoder_width=D, num_layers=2, num_heads=2,
-                intermediate_size=2 * D, layer_offset=1),
+    image_backbone=dict(
+        type='TimmViTBackbone',
+        model_name='vit_tiny_patch16_224',
+        img_size=32,
+        embed_dim=D,
+        depth=1,
+        num_heads=2,
+    ),
+    fusion=dict(
+        type='BertFusion',
+        hidden_size=D,
+        encoder_width=D,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=2 * D,
+        layer_offset=1,
+    ),
 )
 SAMPLES_CONFIGS = {
     'decoder': 'configs/tasks/vqa/albef_vit-t-bert-t_1xb3_vqa-samples.py',
@@ -50,17 +83,32 @@ SAMPLES_CONFIGS = {
 
 def _tokenizer():
     from vlreg.datasets.tokenizers import build_tokenizer
+
     return build_tokenizer(TOKENIZER)
 
 
 def _text_backbone() -> dict:
-    return dict(type='BertTextBackbone', vocab_size=_tokenizer().vocab_size, hidden_size=D,
-                num_layers=1, num_heads=2, intermediate_size=2 * D, max_position_embeddings=16)
+    return dict(
+        type='BertTextBackbone',
+        vocab_size=_tokenizer().vocab_size,
+        hidden_size=D,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=2 * D,
+        max_position_embeddings=16,
+    )
 
 
 def _decoder_cfg(**kwargs) -> dict:
-    return dict(type='AnswerDecoderHead', num_layers=2, num_heads=2, intermediate_size=2 * D,
-                max_position_embeddings=16, tokenizer=TOKENIZER, **kwargs)
+    return dict(
+        type='AnswerDecoderHead',
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=2 * D,
+        max_position_embeddings=16,
+        tokenizer=TOKENIZER,
+        **kwargs,
+    )
 
 
 def _decoder(**kwargs) -> AnswerDecoderHead:
@@ -74,8 +122,15 @@ def _decoder(**kwargs) -> AnswerDecoderHead:
 def _sample(qid: int, answers: list[str]) -> DataSample:
     unique, weights = answer_weights(answers)
     ids = [np.asarray(_tokenizer().encode(a, 10)) for a in unique]
-    return DataSample(metainfo=dict(question_id=qid, answers=answers, weighted_answers=unique,
-                                    answer_weights=weights, weighted_answers_ids=ids))
+    return DataSample(
+        metainfo=dict(
+            question_id=qid,
+            answers=answers,
+            weighted_answers=unique,
+            answer_weights=weights,
+            weighted_answers_ids=ids,
+        )
+    )
 
 
 def _states(batch: int = 3, length: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +140,9 @@ def _states(batch: int = 3, length: int = 5, seed: int = 0) -> tuple[torch.Tenso
     return torch.randn(batch, length, D, generator=g), mask
 
 
-def _log_likelihood(head: AnswerDecoderHead, answer: str, states: torch.Tensor,
-                    mask: torch.Tensor) -> torch.Tensor:
+def _log_likelihood(
+    head: AnswerDecoderHead, answer: str, states: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """log p(answer | question), one unpadded sequence at a time, from the logits directly."""
     ids = torch.tensor([_tokenizer().encode(answer, head.answer_max_length)])
     logits = head.decode(ids, torch.ones_like(ids), states[None], mask[None])[0]
@@ -112,14 +168,23 @@ def test_classifier_targets_and_loss() -> None:
     with pytest.raises(ValueError, match='num_answers=6'):
         head.set_answer_list(['a', 'b'])
     head.set_answer_list(['orange', 'pitcher', 'net', 'catcher', 'mesh', '2'])
-    samples = [DataSample(metainfo=dict(question_id=1, answers=['net'] * 6 + [
-                   'netting', 'mesh', 'pitcher', 'orange'])),
-               DataSample(metainfo=dict(question_id=2, answers=['pitcher'] * 9 + ['catcher'])),
-               DataSample(metainfo=dict(question_id=3, answers=['two', 'Two', '2'] + ['x'] * 7))]
+    samples = [
+        DataSample(
+            metainfo=dict(
+                question_id=1, answers=['net'] * 6 + ['netting', 'mesh', 'pitcher', 'orange']
+            )
+        ),
+        DataSample(metainfo=dict(question_id=2, answers=['pitcher'] * 9 + ['catcher'])),
+        DataSample(metainfo=dict(question_id=3, answers=['two', 'Two', '2'] + ['x'] * 7)),
+    ]
     targets = head.targets(samples, torch.device('cpu'))['scores']
-    expected = torch.tensor([[0.3, 0.3, 1.0, 0.0, 0.3, 0.0],    # 'netting' is not in the list
-                             [0.0, 1.0, 0.0, 0.3, 0.0, 0.0],
-                             [0.0, 0.0, 0.0, 0.0, 0.0, 0.9]])
+    expected = torch.tensor(
+        [
+            [0.3, 0.3, 1.0, 0.0, 0.3, 0.0],  # 'netting' is not in the list
+            [0.0, 1.0, 0.0, 0.3, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.9],
+        ]
+    )
     torch.testing.assert_close(targets, expected)
     states, mask = _states()
     out = head.loss(states, mask, {'scores': targets})
@@ -142,9 +207,11 @@ def test_classifier_targets_and_loss() -> None:
 def test_weighted_answer_loss_matches_a_direct_computation() -> None:
     torch.manual_seed(0)
     head = _decoder()
-    answers = [['net'] * 6 + ['mesh'] * 3 + ['tennis racket'],   # 3 answers, unequal lengths
-               ['pitcher'] * 10,
-               ['red tennis racket'] * 5 + ['glove'] * 5]
+    answers = [
+        ['net'] * 6 + ['mesh'] * 3 + ['tennis racket'],  # 3 answers, unequal lengths
+        ['pitcher'] * 10,
+        ['red tennis racket'] * 5 + ['glove'] * 5,
+    ]
     samples = [_sample(i, a) for i, a in enumerate(answers)]
     states, mask = _states()
     targets = head.targets(samples, torch.device('cpu'))
@@ -175,8 +242,7 @@ def test_weighted_answer_loss_matches_a_direct_computation() -> None:
     torch.testing.assert_close(got, direct / 3, rtol=1e-5, atol=1e-5)
 
     with pytest.raises(KeyError, match='question_id 9'):
-        head.targets([DataSample(metainfo=dict(question_id=9, answers=['a']))],
-                     torch.device('cpu'))
+        head.targets([DataSample(metainfo=dict(question_id=9, answers=['a']))], torch.device('cpu'))
 
 
 def test_label_smoothing_is_off_by_default_and_matches_its_formula() -> None:
@@ -190,10 +256,12 @@ def test_label_smoothing_is_off_by_default_and_matches_its_formula() -> None:
     targets = plain.targets(samples, torch.device('cpu'))
     logp = plain.logits(states, mask, targets)[0].log_softmax(-1)
     ids = targets['answer_ids'][0]
-    direct = sum((1 - eps) * -logp[t - 1, ids[t]] - eps * logp[t - 1].mean()
-                 for t in range(1, len(ids)))
-    torch.testing.assert_close(smooth.loss(states, mask, targets)['loss_vqa'], direct,
-                               rtol=1e-5, atol=1e-5)
+    direct = sum(
+        (1 - eps) * -logp[t - 1, ids[t]] - eps * logp[t - 1].mean() for t in range(1, len(ids))
+    )
+    torch.testing.assert_close(
+        smooth.loss(states, mask, targets)['loss_vqa'], direct, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_ranking_with_all_candidates_is_the_exhaustive_maximum_likelihood() -> None:
@@ -201,12 +269,17 @@ def test_ranking_with_all_candidates_is_the_exhaustive_maximum_likelihood() -> N
     head = _decoder(rank_chunk_size=5)  # 4 x 9 candidate sequences in 8 decoder passes
     states, mask = _states(batch=4, seed=2)
     with torch.no_grad():
-        exhaustive = torch.stack([torch.stack([_log_likelihood(head, a, states[b], mask[b])
-                                               for a in ANSWERS]) for b in range(4)])
+        exhaustive = torch.stack(
+            [
+                torch.stack([_log_likelihood(head, a, states[b], mask[b]) for a in ANSWERS])
+                for b in range(4)
+            ]
+        )
     indices, scores = head.rank(states, mask, k=len(ANSWERS))
     assert torch.equal(indices, exhaustive.argsort(dim=1, descending=True))
-    torch.testing.assert_close(scores, exhaustive.sort(dim=1, descending=True).values,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        scores, exhaustive.sort(dim=1, descending=True).values, rtol=1e-5, atol=1e-5
+    )
     assert torch.equal(head.predict(states, mask)[0], exhaustive.argmax(1))  # k_test >= len
 
     # k < all: the k candidates whose first token is likeliest, re-ranked by full likelihood
@@ -216,7 +289,7 @@ def test_ranking_with_all_candidates_is_the_exhaustive_maximum_likelihood() -> N
     k = 3
     for b in range(4):
         pool = first_logp[b, first_ids].topk(k).indices.tolist()
-        top, top_scores = head.rank(states[b:b + 1], mask[b:b + 1], k=k)
+        top, top_scores = head.rank(states[b : b + 1], mask[b : b + 1], k=k)
         assert sorted(top[0].tolist()) == sorted(pool)
         assert top[0].tolist() == sorted(pool, key=lambda j: -exhaustive[b, j].item())
     # ALBEF's released code: + the first token's log-probability once more
@@ -243,7 +316,7 @@ def test_decoder_self_attention_is_causal_and_ignores_padding() -> None:
         pad_mask = torch.cat([ones, torch.zeros(1, 3, dtype=torch.long)], dim=1)
         with_pad = head.decode(padded, pad_mask, states, mask)[0]
     n = ids.shape[1]
-    torch.testing.assert_close(moved[:n - 2], full[:n - 2])  # earlier positions do not see it
+    torch.testing.assert_close(moved[: n - 2], full[: n - 2])  # earlier positions do not see it
     assert not torch.allclose(moved[n - 2], full[n - 2])
     torch.testing.assert_close(with_pad[:n], full, rtol=1e-5, atol=1e-5)
 
@@ -256,9 +329,12 @@ def test_decoder_needs_an_end_token() -> None:
 # --- initialisation from a pre-training checkpoint ----------------------------------------------
 def _pretrain_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     torch.manual_seed(1)
-    pretrainer = ALBEFPretrainer(**ENCODERS, text_backbone=_text_backbone(), embed_dim=16,
-                                 losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=8),
-                                             mlm=dict(type='MLMLoss')))
+    pretrainer = ALBEFPretrainer(
+        **ENCODERS,
+        text_backbone=_text_backbone(),
+        embed_dim=16,
+        losses=dict(itc=dict(type='ITCLoss', embed_dim=16, queue_size=8), mlm=dict(type='MLMLoss')),
+    )
     with torch.no_grad():  # make the MLM head distinguishable from a fresh one
         pretrainer.mlm_head.bias.add_(1.0)
         pretrainer.mlm_head.transform.LayerNorm.weight.mul_(2.0)
@@ -269,8 +345,9 @@ def _pretrain_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]
 
 
 def _vqa_model(head: dict, **kwargs) -> ALBEFVQA:
-    return ALBEFVQA(**ENCODERS, text_backbone=_text_backbone(), head=head, answer_list=ANSWERS,
-                    **kwargs)
+    return ALBEFVQA(
+        **ENCODERS, text_backbone=_text_backbone(), head=head, answer_list=ANSWERS, **kwargs
+    )
 
 
 def test_decoder_is_initialised_from_the_fusion_layers(tmp_path: Path) -> None:
@@ -293,15 +370,18 @@ def test_decoder_is_initialised_from_the_fusion_layers(tmp_path: Path) -> None:
         checked += 1
     assert checked == len(decoder)
     assert any('crossattention' in k for k in decoder) and 'layer.1.output.dense.weight' in decoder
-    assert model.head.init_map(2)['layer.1.crossattention.self.key.weight'] == \
-        'fusion.layer.1.crossattention.self.key.weight'
+    assert (
+        model.head.init_map(2)['layer.1.crossattention.self.key.weight']
+        == 'fusion.layer.1.crossattention.self.key.weight'
+    )
     # the encoders are the checkpoint's; the momentum copies restart from the online model
     for key, value in model.state_dict().items():
         if key.startswith(('image_backbone.', 'text_backbone.', 'fusion.')):
             assert torch.equal(value, state[key]), key
     for online, shadow in (('head', 'head_m'), ('fusion', 'fusion_m')):
-        for (k, p), (_, q) in zip(getattr(model, online).named_parameters(),
-                                  getattr(model, shadow).named_parameters()):
+        for (k, p), (_, q) in zip(
+            getattr(model, online).named_parameters(), getattr(model, shadow).named_parameters()
+        ):
             assert torch.equal(p, q) and not q.requires_grad, k
     # a decoder deeper than the fusion keeps its extra layer as initialised
     deeper = _vqa_model(_decoder_cfg() | dict(num_layers=3), pretrained=str(path))
@@ -312,8 +392,11 @@ def test_decoder_is_initialised_from_the_fusion_layers(tmp_path: Path) -> None:
 
 def test_model_loss_predict_and_protocol() -> None:
     torch.manual_seed(0)
-    inputs = dict(image=torch.randn(3, 3, 32, 32), input_ids=torch.randint(5, 20, (3, 6)),
-                  attention_mask=torch.ones(3, 6, dtype=torch.long))
+    inputs = dict(
+        image=torch.randn(3, 3, 32, 32),
+        input_ids=torch.randint(5, 20, (3, 6)),
+        attention_mask=torch.ones(3, 6, dtype=torch.long),
+    )
     answers = [['net'] * 10, ['bat'] * 4 + ['glove'] * 6, ['orange'] * 10]
     for head in (_decoder_cfg(), dict(type='AnswerClassifierHead')):
         model = _vqa_model(head)
@@ -326,11 +409,19 @@ def test_model_loss_predict_and_protocol() -> None:
         assert all(p.pred_answer == ANSWERS[p.pred_answer_index] for p in preds)
         assert preds[0].vqa_protocol == model.head.protocol
     with pytest.raises(ValueError, match='num_answers'):
-        ALBEFVQA(**ENCODERS, text_backbone=_text_backbone(),
-                 head=dict(type='AnswerClassifierHead'), answer_list='answers.json')
+        ALBEFVQA(
+            **ENCODERS,
+            text_backbone=_text_backbone(),
+            head=dict(type='AnswerClassifierHead'),
+            answer_list='answers.json',
+        )
     with pytest.raises(ValueError, match='repeats'):
-        ALBEFVQA(**ENCODERS, text_backbone=_text_backbone(), head=_decoder_cfg(),
-                 answer_list=['a', 'b', 'a'])
+        ALBEFVQA(
+            **ENCODERS,
+            text_backbone=_text_backbone(),
+            head=_decoder_cfg(),
+            answer_list=['a', 'b', 'a'],
+        )
 
 
 # --- data preparation ---------------------------------------------------------------------------
@@ -350,8 +441,21 @@ def test_prepare_vqa_on_a_copy_of_the_samples(tmp_path: Path, capsys) -> None:
     name = 'COCO_{split}_{image_id:012d}.jpg'
     out = tmp_path / 'out'
     # the committed candidate list of the tiny configs is what this command writes
-    rc = prepare_tool.main(['vqa', '--questions', str(ques), '--annotations', str(anns),
-                            '--out-dir', str(out), '--count-field', 'answers', '--min-count', '1'])
+    rc = prepare_tool.main(
+        [
+            'vqa',
+            '--questions',
+            str(ques),
+            '--annotations',
+            str(anns),
+            '--out-dir',
+            str(out),
+            '--count-field',
+            'answers',
+            '--min-count',
+            '1',
+        ]
+    )
     assert rc == 0
     written = json.loads((out / 'answer_list.json').read_text())
     # counted answers: orange 1 + 10, pitcher 1 + 9, net 6, catcher / mesh / netting 1 each
@@ -368,8 +472,21 @@ def test_prepare_vqa_on_a_copy_of_the_samples(tmp_path: Path, capsys) -> None:
     ques.write_text(json.dumps(q))
     anns.write_text(json.dumps(a))
     capsys.readouterr()
-    rc, _ = _prepare(tmp_path, '--questions', str(ques), '--annotations', str(anns), '--out-dir',
-                     str(out), '--min-count', '1', '--image-root', images, '--image-name', name)
+    rc, _ = _prepare(
+        tmp_path,
+        '--questions',
+        str(ques),
+        '--annotations',
+        str(anns),
+        '--out-dir',
+        str(out),
+        '--min-count',
+        '1',
+        '--image-root',
+        images,
+        '--image-name',
+        name,
+    )
     assert rc == 0
     report = capsys.readouterr().out
     assert 'train2014: 2 of 5 questions' in report
@@ -384,19 +501,32 @@ def test_prepare_vqa_on_a_copy_of_the_samples(tmp_path: Path, capsys) -> None:
     assert entries[0]['image'] == 'COCO_train2014_000000458752.jpg'
     # the ALBEF file reads back as the official files do
     albef = VQADataset(ques_file=str(out / 'vqa_train2014.json'), image_root=images)
-    official = VQADataset(ques_file=str(root / 'vqav2/questions.json'),
-                          ann_file=str(root / 'vqav2/annotations.json'), image_root=images)
+    official = VQADataset(
+        ques_file=str(root / 'vqav2/questions.json'),
+        ann_file=str(root / 'vqav2/annotations.json'),
+        image_root=images,
+    )
     for i, j in ((0, 0), (1, 2)):
         mine, ref = albef.get_data_info(i), official.get_data_info(j)
-        for key in ('question_id', 'question', 'answers', 'weighted_answers', 'answer_weights',
-                    'img_path'):
+        for key in (
+            'question_id',
+            'question',
+            'answers',
+            'weighted_answers',
+            'answer_weights',
+            'img_path',
+        ):
             assert mine[key] == ref[key], key
 
-    assert _prepare(tmp_path, '--questions', str(tmp_path / 'none.json'), '--out-dir',
-                    str(out))[0] == 1
+    assert (
+        _prepare(tmp_path, '--questions', str(tmp_path / 'none.json'), '--out-dir', str(out))[0]
+        == 1
+    )
     assert 'none.json' in capsys.readouterr().out
-    assert _prepare(tmp_path, '--questions', str(ques), '--out-dir', str(out),
-                    '--min-count', '0')[0] == 2
+    assert (
+        _prepare(tmp_path, '--questions', str(ques), '--out-dir', str(out), '--min-count', '0')[0]
+        == 2
+    )
 
 
 # --- Runner runs on the real samples -------------------------------------------------------------
@@ -405,22 +535,37 @@ def test_prepare_vqa_on_a_copy_of_the_samples(tmp_path: Path, capsys) -> None:
 def test_train_and_test_on_real_samples(head: str, tmp_path: Path) -> None:
     root = shared_path('vl_task_samples')
     config = str(ROOT / SAMPLES_CONFIGS[head])
-    options = [f'{loader}.dataset.data_root={root}'
-               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    options = [
+        f'{loader}.dataset.data_root={root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
     work = tmp_path / 'work'
-    train_tool.main([config, '--work-dir', str(work), '--cfg-options', *options,
-                     'train_cfg.val_interval=2'])  # one iteration, no validation inside training
+    train_tool.main(
+        [config, '--work-dir', str(work), '--cfg-options', *options, 'train_cfg.val_interval=2']
+    )  # one iteration, no validation inside training
     checkpoint = work / 'epoch_1.pth'
     assert checkpoint.is_file()
     result_file = tmp_path / 'vqa_result.json'
-    metrics = test_tool.main([config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),
-                              '--cfg-options', *options,
-                              f'test_evaluator.result_file={result_file}'])
+    metrics = test_tool.main(
+        [
+            config,
+            str(checkpoint),
+            '--work-dir',
+            str(tmp_path / 'test'),
+            '--cfg-options',
+            *options,
+            f'test_evaluator.result_file={result_file}',
+        ]
+    )
     results = json.loads(result_file.read_text())
     # the evaluation server's format
     assert isinstance(results, list) and len(results) == 3
-    assert all(set(r) == {'question_id', 'answer'} and isinstance(r['question_id'], int)
-               and isinstance(r['answer'], str) for r in results)
+    assert all(
+        set(r) == {'question_id', 'answer'}
+        and isinstance(r['question_id'], int)
+        and isinstance(r['answer'], str)
+        for r in results
+    )
     candidates = json.loads((ROOT / 'configs/tasks/vqa/vqav2_samples_answer_list.json').read_text())
     assert all(r['answer'] in candidates for r in results)
     acc = metrics['vqa/acc'] / 100
@@ -457,10 +602,13 @@ def test_vqa_config_reproduces_albef_learning_rate() -> None:
     from vlreg.registry import PARAM_SCHEDULERS
 
     for name in ('albef', 'albef-cls'):
-        cfg = Config.fromfile(str(ROOT / f'configs/tasks/vqa/{name}_vit-b16-bert-base_8xb32_vqa-8e.py'))
+        cfg = Config.fromfile(
+            str(ROOT / f'configs/tasks/vqa/{name}_vit-b16-bert-base_8xb32_vqa-8e.py')
+        )
         assert cfg.optim_wrapper.optimizer.lr == 2e-5 and cfg.train_cfg.max_epochs == 8
-        optim = OptimWrapper(torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(),
-                                               lr=cfg.optim_wrapper.optimizer.lr))
+        optim = OptimWrapper(
+            torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=cfg.optim_wrapper.optimizer.lr)
+        )
         iters = 450
         schedulers = []
         for s in cfg.param_scheduler:  # built as MMEngine's Runner builds them

@@ -4,6 +4,7 @@ One module per dataset, each run by ``tools/prepare_data.py <name>``. A module d
 ``add_arguments(parser)`` and ``run(args) -> int``; it validates every entry, writes its outputs and prints
 what it wrote and what it skipped (with the reason), so a conversion never drops data silently.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,9 @@ T = TypeVar('T')
 DATASETS = ('retrieval', 'vqa', 'nlvr2', 'snli_ve', 'refcoco')
 
 
-def progress(iterable: Iterable[T], total: int | None = None, desc: str = '',
-             every: int | None = None) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], total: int | None = None, desc: str = '', every: int | None = None
+) -> Iterator[T]:
     """Yield from ``iterable`` and print ``desc: done/total`` to stderr as it goes.
 
     Prints about 20 updates over the run (or one every ``every`` items) plus the final count; a carriage

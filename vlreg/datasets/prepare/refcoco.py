@@ -36,6 +36,7 @@ is a Python pickle, and unpickling can run arbitrary code: it is read with a res
 set, str, bytes, numbers) and refuses any other global, naming the file. Python 2 byte strings
 are decoded as UTF-8 (Latin-1 when that fails).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,22 @@ from . import image_problem, progress, report
 
 HELP = 'RefCOCO(+) refs + instances + proposals, or COCO captions -> grounding json'
 
-_SAFE_BUILTINS = frozenset({'dict', 'list', 'tuple', 'set', 'frozenset', 'str', 'bytes',
-                            'bytearray', 'int', 'float', 'complex', 'bool'})
+_SAFE_BUILTINS = frozenset(
+    {
+        'dict',
+        'list',
+        'tuple',
+        'set',
+        'frozenset',
+        'str',
+        'bytes',
+        'bytearray',
+        'int',
+        'float',
+        'complex',
+        'bool',
+    }
+)
 
 
 class _ContainersOnlyUnpickler(pickle.Unpickler):
@@ -71,7 +86,8 @@ class _ContainersOnlyUnpickler(pickle.Unpickler):
             return getattr(builtins, name)
         raise pickle.UnpicklingError(
             f'{self.path!r}: refusing to load the global {module}.{name}: this reader only '
-            'builds builtin containers (a refer toolkit refs file needs nothing else)')
+            'builds builtin containers (a refer toolkit refs file needs nothing else)'
+        )
 
 
 def _decode(value: Any) -> Any:
@@ -106,8 +122,9 @@ def safe_pickle_load(path: str) -> Any:
         except pickle.UnpicklingError as err:
             raise ValueError(str(err) if path in str(err) else f'{path!r}: {err}') from err
         except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-            raise ValueError(f'{path!r}: not a readable pickle ({type(err).__name__}: {err})') \
-                from err
+            raise ValueError(
+                f'{path!r}: not a readable pickle ({type(err).__name__}: {err})'
+            ) from err
     return _decode(data)
 
 
@@ -148,12 +165,18 @@ class _Instances:
 
     def __init__(self, path: str, skipped: list[str]) -> None:
         data = _read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get('annotations'), list) or \
-                not isinstance(data.get('images'), list):
-            raise ValueError(f'{path!r}: expected COCO instances ({{"images": [...], '
-                             '"annotations": [...], "categories": [...]}})')
-        self.categories = {c.get('id'): c.get('name') for c in data.get('categories', [])
-                           if isinstance(c, dict)}
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get('annotations'), list)
+            or not isinstance(data.get('images'), list)
+        ):
+            raise ValueError(
+                f'{path!r}: expected COCO instances ({{"images": [...], '
+                '"annotations": [...], "categories": [...]}})'
+            )
+        self.categories = {
+            c.get('id'): c.get('name') for c in data.get('categories', []) if isinstance(c, dict)
+        }
         self.images: dict[Any, dict] = {}
         for i, img in enumerate(data['images']):
             if not isinstance(img, dict) or 'id' not in img or not img.get('file_name'):
@@ -169,8 +192,10 @@ class _Instances:
                 continue
             box = _xywh(ann.get('bbox', ()))
             if box is None:
-                skipped.append(f'{where} (id {ann["id"]}): bbox {ann.get("bbox")!r} has no area '
-                               'or is not [x, y, w, h] numbers')
+                skipped.append(
+                    f'{where} (id {ann["id"]}): bbox {ann.get("bbox")!r} has no area '
+                    'or is not [x, y, w, h] numbers'
+                )
                 continue
             if problem := _outside(box, self.images.get(ann['image_id'])):
                 skipped.append(f'{where} (id {ann["id"]}): bbox {ann["bbox"]!r} {problem}')
@@ -198,20 +223,25 @@ def _load_proposals(spec: str, instances: _Instances, skipped: list[str]) -> dic
                 continue
             where = f'detection {i} (image {det["image_id"]})'
             if not isinstance(det['bbox'], (list, tuple)):
-                skipped.append(f'{spec!r}: {where}: bbox {det["bbox"]!r} is not [x, y, w, h] '
-                               'numbers')
+                skipped.append(
+                    f'{spec!r}: {where}: bbox {det["bbox"]!r} is not [x, y, w, h] numbers'
+                )
                 continue
             score = [det['score']] if isinstance(det.get('score'), (int, float)) else []
             items.append((str(det['image_id']), where, list(det['bbox'][:4]) + score))
     else:
-        raise ValueError(f'{spec!r}: expected {{"<image_id>": [[x, y, w, h, ...]]}} or a COCO '
-                         'detection-results list')
+        raise ValueError(
+            f'{spec!r}: expected {{"<image_id>": [[x, y, w, h, ...]]}} or a COCO '
+            'detection-results list'
+        )
     images = {str(k): v for k, v in instances.images.items()}
     for image_id, where, det in items:
         box = _xywh(det) if isinstance(det, (list, tuple)) else None
         if box is None:
-            skipped.append(f'{spec!r}: {where}: proposal {det!r} has no area or is not '
-                           '[x, y, w, h, ...] numbers')
+            skipped.append(
+                f'{spec!r}: {where}: proposal {det!r} has no area or is not '
+                '[x, y, w, h, ...] numbers'
+            )
             continue
         if problem := _outside(box, images.get(image_id)):
             skipped.append(f'{spec!r}: {where}: proposal {det!r} {problem}')
@@ -221,8 +251,9 @@ def _load_proposals(spec: str, instances: _Instances, skipped: list[str]) -> dic
     return dict(out)
 
 
-def _ref_entries(index: int, ref: Any, args: argparse.Namespace, instances: _Instances,
-                 skipped: list[str]) -> list[dict]:
+def _ref_entries(
+    index: int, ref: Any, args: argparse.Namespace, instances: _Instances, skipped: list[str]
+) -> list[dict]:
     where = f'{args.refs!r}: ref {index}'
     if not isinstance(ref, dict):
         skipped.append(f'{where}: expected a dict, got {type(ref).__name__}')
@@ -235,8 +266,9 @@ def _ref_entries(index: int, ref: Any, args: argparse.Namespace, instances: _Ins
     ann = instances.anns.get(ref['ann_id'])
     image = instances.images.get(ref['image_id'])
     if ann is None:
-        skipped.append(f'{where}: ann_id {ref["ann_id"]} is not a valid annotation of '
-                       f'{args.instances!r}')
+        skipped.append(
+            f'{where}: ann_id {ref["ann_id"]} is not a valid annotation of {args.instances!r}'
+        )
         return []
     if image is None:
         skipped.append(f'{where}: image_id {ref["image_id"]} is not in {args.instances!r}')
@@ -244,10 +276,15 @@ def _ref_entries(index: int, ref: Any, args: argparse.Namespace, instances: _Ins
     if not isinstance(ref['sentences'], list):
         skipped.append(f'{where}: "sentences" must be a list')
         return []
-    base = dict(image=os.path.join(args.image_prefix, image['file_name']).replace(os.sep, '/'),
-                ref_id=int(ref['ref_id']), image_id=ref['image_id'], split=str(ref['split']),
-                width=image.get('width'), height=image.get('height'),
-                category=instances.categories.get(ann.get('category_id')))
+    base = dict(
+        image=os.path.join(args.image_prefix, image['file_name']).replace(os.sep, '/'),
+        ref_id=int(ref['ref_id']),
+        image_id=ref['image_id'],
+        split=str(ref['split']),
+        width=image.get('width'),
+        height=image.get('height'),
+        category=instances.categories.get(ann.get('category_id')),
+    )
     if base['split'] != 'train':  # weak supervision: no box in the training file
         base['bbox'] = _xywh(ann['bbox'])
     out = []
@@ -301,10 +338,15 @@ def _run_refer(args: argparse.Namespace) -> int:
             if problem := check(entry['image']):
                 skipped.append(f'{args.refs!r}: ref {index} (ref_id {entry["ref_id"]}): {problem}')
                 continue
-            if proposals is not None and entry['split'] != 'train' and \
-                    not proposals.get(str(entry['image_id'])):
-                skipped.append(f'{args.refs!r}: ref {index} (ref_id {entry["ref_id"]}): no '
-                               f'proposal for image {entry["image_id"]} in {args.proposals!r}')
+            if (
+                proposals is not None
+                and entry['split'] != 'train'
+                and not proposals.get(str(entry['image_id']))
+            ):
+                skipped.append(
+                    f'{args.refs!r}: ref {index} (ref_id {entry["ref_id"]}): no '
+                    f'proposal for image {entry["image_id"]} in {args.proposals!r}'
+                )
                 continue
             by_split[entry['split']].append(entry)
     written = 0
@@ -313,16 +355,20 @@ def _run_refer(args: argparse.Namespace) -> int:
         _write(path, entries)
         written += len(entries)
         counts = Counter(e['category'] for e in entries)
-        print(f'{split}: {len(entries)} expressions of {len({e["ref_id"] for e in entries})} '
-              f'objects in {len({e["image_id"] for e in entries})} images -> {path} '
-              f'({len(counts)} categories)')
+        print(
+            f'{split}: {len(entries)} expressions of {len({e["ref_id"] for e in entries})} '
+            f'objects in {len({e["image_id"] for e in entries})} images -> {path} '
+            f'({len(counts)} categories)'
+        )
     if proposals is not None:
         wanted = {str(e['image_id']) for s, es in by_split.items() if s != 'train' for e in es}
         kept = {k: v for k, v in proposals.items() if k in wanted}
         path = os.path.join(args.out_dir, f'{args.name}_proposals.json')
         _write(path, kept)
-        print(f'proposals: {sum(len(v) for v in kept.values())} boxes for {len(kept)} images '
-              f'-> {path}')
+        print(
+            f'proposals: {sum(len(v) for v in kept.values())} boxes for {len(kept)} images '
+            f'-> {path}'
+        )
     report('refcoco', written, args.out_dir, skipped)
     return 0 if written else 1
 
@@ -337,22 +383,31 @@ def _run_pointing(args: argparse.Namespace) -> int:
     for i, ann in enumerate(data['annotations']):
         text = ann.get('caption') if isinstance(ann, dict) else None
         if not isinstance(text, str) or not text.strip() or 'image_id' not in ann:
-            skipped.append(f'{args.captions!r}: annotation {i}: needs "image_id" and a non-empty '
-                           '"caption"')
+            skipped.append(
+                f'{args.captions!r}: annotation {i}: needs "image_id" and a non-empty "caption"'
+            )
             continue
         captions[ann['image_id']].append(text.strip())
     out, check = [], _ImageCheck(args)
     for image_id, image in progress(list(instances.images.items()), desc='refcoco: images'):
         where = f'{args.instances!r}: image {image_id}'
-        boxes = [dict(bbox=_xywh(a['bbox']),
-                      category=instances.categories.get(a.get('category_id')),
-                      category_id=a.get('category_id'), iscrowd=int(a.get('iscrowd', 0)),
-                      area=a.get('area')) for a in instances.by_image.get(image_id, [])
-                 if args.crowd or not a.get('iscrowd')]
+        boxes = [
+            dict(
+                bbox=_xywh(a['bbox']),
+                category=instances.categories.get(a.get('category_id')),
+                category_id=a.get('category_id'),
+                iscrowd=int(a.get('iscrowd', 0)),
+                area=a.get('area'),
+            )
+            for a in instances.by_image.get(image_id, [])
+            if args.crowd or not a.get('iscrowd')
+        ]
         unnamed = [b for b in boxes if not b['category']]
         if unnamed:
-            skipped.append(f'{where}: {len(unnamed)} boxes of unknown category ids '
-                           f'{sorted({b["category_id"] for b in unnamed})} dropped')
+            skipped.append(
+                f'{where}: {len(unnamed)} boxes of unknown category ids '
+                f'{sorted({b["category_id"] for b in unnamed})} dropped'
+            )
             boxes = [b for b in boxes if b['category']]
         if not captions.get(image_id):
             skipped.append(f'{where}: no caption in {args.captions!r}')
@@ -360,9 +415,14 @@ def _run_pointing(args: argparse.Namespace) -> int:
         if not boxes:
             skipped.append(f'{where}: no usable box')
             continue
-        entry = dict(image=os.path.join(args.image_prefix, image['file_name']).replace(os.sep, '/'),
-                     image_id=str(image_id), width=image.get('width'),
-                     height=image.get('height'), caption=captions[image_id], boxes=boxes)
+        entry = dict(
+            image=os.path.join(args.image_prefix, image['file_name']).replace(os.sep, '/'),
+            image_id=str(image_id),
+            width=image.get('width'),
+            height=image.get('height'),
+            caption=captions[image_id],
+            boxes=boxes,
+        )
         if problem := check(entry['image']):
             skipped.append(f'{where}: {problem}')
             continue
@@ -377,25 +437,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--refs', help='refer toolkit refs file: refs(unc).p (read safely) or json')
     src.add_argument('--captions', help='COCO captions_*.json: write the COCO pointing-game file')
-    parser.add_argument('--instances', required=True,
-                        help='COCO instances json (refer toolkit instances.json for --refs)')
-    parser.add_argument('--proposals',
-                        help='detections: ALBEF dets.json, a COCO results list, or "gt" for the '
-                             'annotated boxes (--refs only)')
+    parser.add_argument(
+        '--instances',
+        required=True,
+        help='COCO instances json (refer toolkit instances.json for --refs)',
+    )
+    parser.add_argument(
+        '--proposals',
+        help='detections: ALBEF dets.json, a COCO results list, or "gt" for the '
+        'annotated boxes (--refs only)',
+    )
     parser.add_argument('--out-dir', required=True, help='output folder')
-    parser.add_argument('--name', default=None,
-                        help='output file prefix (default: refcoco+ with --refs, pointing with '
-                             '--captions)')
-    parser.add_argument('--image-prefix', default='train2014',
-                        help='folder of the images below the image root, written into "image"')
+    parser.add_argument(
+        '--name',
+        default=None,
+        help='output file prefix (default: refcoco+ with --refs, pointing with --captions)',
+    )
+    parser.add_argument(
+        '--image-prefix',
+        default='train2014',
+        help='folder of the images below the image root, written into "image"',
+    )
     parser.add_argument('--splits', nargs='+', help='keep only these splits (--refs)')
-    parser.add_argument('--text-field', default='sent', choices=['sent', 'raw'],
-                        help="refer sentence field used as the expression (ALBEF: 'sent')")
-    parser.add_argument('--no-crowd', dest='crowd', action='store_false',
-                        help='drop iscrowd boxes (--captions; kept by default)')
+    parser.add_argument(
+        '--text-field',
+        default='sent',
+        choices=['sent', 'raw'],
+        help="refer sentence field used as the expression (ALBEF: 'sent')",
+    )
+    parser.add_argument(
+        '--no-crowd',
+        dest='crowd',
+        action='store_false',
+        help='drop iscrowd boxes (--captions; kept by default)',
+    )
     parser.add_argument('--image-root', help='check that every image exists below this folder')
-    parser.add_argument('--decode-images', action='store_true',
-                        help='with --image-root, also decode every image (slow)')
+    parser.add_argument(
+        '--decode-images',
+        action='store_true',
+        help='with --image-root, also decode every image (slow)',
+    )
 
 
 def run(args: argparse.Namespace) -> int:

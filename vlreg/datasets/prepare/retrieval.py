@@ -19,6 +19,7 @@ Example:
     python tools/prepare_data.py retrieval --karpathy data/coco/dataset_coco.json \\
         --out-dir data/coco --image-root data/coco/images
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,35 +32,57 @@ from vlreg.datasets.transforms.text import clean_caption
 
 from . import progress
 
-HELP = ("Karpathy's dataset_coco.json / dataset_flickr30k.json -> ALBEF-style retrieval json "
-        '(<name>_train.json per caption, <name>_val/test.json per image)')
+HELP = (
+    "Karpathy's dataset_coco.json / dataset_flickr30k.json -> ALBEF-style retrieval json "
+    '(<name>_train.json per caption, <name>_val/test.json per image)'
+)
 
 OUTPUT_SPLITS = ('train', 'val', 'test')
 SHOWN = 10  # problems printed in full; the rest are counted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--karpathy', required=True,
-                        help="Karpathy's split file, e.g. data/coco/dataset_coco.json")
+    parser.add_argument(
+        '--karpathy', required=True, help="Karpathy's split file, e.g. data/coco/dataset_coco.json"
+    )
     parser.add_argument('--out-dir', required=True, help='where the json files are written')
-    parser.add_argument('--name', default=None,
-                        help='output file prefix (default: the file\'s "dataset" field, e.g. '
-                             'coco / flickr30k, else the file name)')
-    parser.add_argument('--splits', default=','.join(OUTPUT_SPLITS),
-                        help='comma-separated splits to write (default: train,val,test)')
-    parser.add_argument('--no-restval', action='store_true',
-                        help='train = Karpathy "train" only (default: train + restval, as ALBEF)')
-    parser.add_argument('--image-prefix', default='',
-                        help='prepended to every image path (e.g. flickr30k-images)')
-    parser.add_argument('--image-root', default=None,
-                        help='check that every image exists below this folder (after the '
-                             'prefix); entries whose image is missing are skipped')
-    parser.add_argument('--max-words', type=int, default=30,
-                        help='word limit of the caption cleaning the datasets apply (ALBEF: 30); '
-                             'captions empty after cleaning are skipped')
-    parser.add_argument('--strict', action='store_true',
-                        help='stop at the first bad entry (exit 1, nothing written) instead of '
-                             'skipping it')
+    parser.add_argument(
+        '--name',
+        default=None,
+        help='output file prefix (default: the file\'s "dataset" field, e.g. '
+        'coco / flickr30k, else the file name)',
+    )
+    parser.add_argument(
+        '--splits',
+        default=','.join(OUTPUT_SPLITS),
+        help='comma-separated splits to write (default: train,val,test)',
+    )
+    parser.add_argument(
+        '--no-restval',
+        action='store_true',
+        help='train = Karpathy "train" only (default: train + restval, as ALBEF)',
+    )
+    parser.add_argument(
+        '--image-prefix', default='', help='prepended to every image path (e.g. flickr30k-images)'
+    )
+    parser.add_argument(
+        '--image-root',
+        default=None,
+        help='check that every image exists below this folder (after the '
+        'prefix); entries whose image is missing are skipped',
+    )
+    parser.add_argument(
+        '--max-words',
+        type=int,
+        default=30,
+        help='word limit of the caption cleaning the datasets apply (ALBEF: 30); '
+        'captions empty after cleaning are skipped',
+    )
+    parser.add_argument(
+        '--strict',
+        action='store_true',
+        help='stop at the first bad entry (exit 1, nothing written) instead of skipping it',
+    )
 
 
 def _dataset_name(data: dict[str, Any], path: str) -> str:
@@ -94,11 +117,15 @@ class _Report:
                 print(f'  ... and {len(messages) - SHOWN} more')
 
 
-def _clean_entry(entry: dict[str, Any], index: int, args: argparse.Namespace,
-                 report: _Report) -> dict[str, Any] | None:
+def _clean_entry(
+    entry: dict[str, Any], index: int, args: argparse.Namespace, report: _Report
+) -> dict[str, Any] | None:
     """The entry with its image prefixed and its captions checked, or None when it is skipped."""
-    image = f'{args.image_prefix.strip("/")}/{entry["image"]}' if args.image_prefix.strip('/') \
+    image = (
+        f'{args.image_prefix.strip("/")}/{entry["image"]}'
+        if args.image_prefix.strip('/')
         else entry['image']
+    )
     where = f'{args.karpathy!r}: images[{index}] ({image})'
     if args.image_root is not None and not os.path.isfile(os.path.join(args.image_root, image)):
         report.skip('image', f'{where}: image file not found under {args.image_root!r}')
@@ -115,8 +142,9 @@ def _clean_entry(entry: dict[str, Any], index: int, args: argparse.Namespace,
     return dict(image=image, caption=captions, image_id=entry['image_id'])
 
 
-def _convert(args: argparse.Namespace,
-             report: _Report) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+def _convert(
+    args: argparse.Namespace, report: _Report
+) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     """The output file prefix and the entries of each output split."""
     data = load_karpathy(args.karpathy)
     splits = [s.strip() for s in args.splits.split(',') if s.strip()]
@@ -124,9 +152,14 @@ def _convert(args: argparse.Namespace,
     if bad or not splits:
         raise ValueError(f'--splits: unknown split(s) {bad}; choose from {OUTPUT_SPLITS}')
     wanted = [*splits, 'restval'] if 'train' in splits and not args.no_restval else splits
-    found = karpathy_entries(data, args.karpathy, wanted, merge_restval=False,
-                             skip_bad=not args.strict,
-                             progress=lambda it, total: progress(it, total, desc='reading'))
+    found = karpathy_entries(
+        data,
+        args.karpathy,
+        wanted,
+        merge_restval=False,
+        skip_bad=not args.strict,
+        progress=lambda it, total: progress(it, total, desc='reading'),
+    )
     report.images.extend(found.bad_entries)
     report.captions.extend(found.bad_captions)
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in splits}
@@ -152,8 +185,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     empty = [split for split, entries in out.items() if not entries]
     if empty:
-        print(f'error: no usable entry for split(s) {empty} in {args.karpathy!r} '
-              f'(splits in a Karpathy file: {KARPATHY_SPLITS})')
+        print(
+            f'error: no usable entry for split(s) {empty} in {args.karpathy!r} '
+            f'(splits in a Karpathy file: {KARPATHY_SPLITS})'
+        )
         report.print()
         return 1
     os.makedirs(args.out_dir, exist_ok=True)

@@ -7,6 +7,7 @@ The output lists ``{"image": "<Flickr30K id>.jpg", "sentence", "label": "entailm
 "contradiction", "premise"?, "pair_id"?}``; entries without a gold label (``"-"``) are skipped and
 counted. ``SNLIVEDataset`` reads both formats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,17 +30,24 @@ def run(args: argparse.Namespace) -> int:
     from vlreg.datasets import SNLIVEDataset
 
     root = os.path.abspath(args.image_root)
-    ds = SNLIVEDataset(ann_file=os.path.abspath(args.ann_file), image_root=root, skip_bad_samples=True,
-                       serialize_data=False)
+    ds = SNLIVEDataset(
+        ann_file=os.path.abspath(args.ann_file),
+        image_root=root,
+        skip_bad_samples=True,
+        serialize_data=False,
+    )
     skipped = list(ds.bad_entries)
     out = []
     for info in progress(ds.data_list, desc='snli_ve: checking images'):
         problem = image_problem(info['img_path'], args.decode_images)
         if problem:
-            skipped.append(f"{args.ann_file!r}: entry {info['ann_index']}: {problem}")
+            skipped.append(f'{args.ann_file!r}: entry {info["ann_index"]}: {problem}')
             continue
-        entry = dict(image=os.path.relpath(info['img_path'], root), sentence=info['caption'],
-                     label=info['gold_label'])
+        entry = dict(
+            image=os.path.relpath(info['img_path'], root),
+            sentence=info['caption'],
+            label=info['gold_label'],
+        )
         entry.update({k: info[k] for k in ('premise', 'pair_id') if info.get(k) is not None})
         out.append(entry)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -28,6 +28,7 @@ Every entry is validated; bad ones are skipped and reported with the reason (fil
 index of the first few), as are questions without annotation and, with ``--image-root``,
 questions whose image file is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,32 +69,60 @@ class _Skips:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--questions', nargs='+', required=True,
-                        help='official question files (one per split)')
-    parser.add_argument('--annotations', nargs='*', default=[],
-                        help='official annotation files, matched to the questions by data_subtype')
+    parser.add_argument(
+        '--questions', nargs='+', required=True, help='official question files (one per split)'
+    )
+    parser.add_argument(
+        '--annotations',
+        nargs='*',
+        default=[],
+        help='official annotation files, matched to the questions by data_subtype',
+    )
     parser.add_argument('--out-dir', required=True, help='where the json files are written')
-    parser.add_argument('--min-count', type=int, default=9,
-                        help='an answer enters the list when counted at least this often '
-                             '(default 9, BUTD)')
-    parser.add_argument('--answer-splits', nargs='*', default=None,
-                        help='subtypes whose answers are counted (default: every annotated '
-                             'subtype starting with "train")')
-    parser.add_argument('--count-field', choices=COUNT_FIELDS, default='multiple_choice_answer',
-                        help='count each question\'s multiple_choice_answer (default) or every '
-                             'annotator answer')
-    parser.add_argument('--no-normalize', action='store_true',
-                        help='keep the answers of the list raw (default: the official answer '
-                             'normalisation)')
-    parser.add_argument('--image-name', default='{split}/COCO_{split}_{image_id:012d}.jpg',
-                        help='image path written for each question (format with {split} and '
-                             '{image_id})')
-    parser.add_argument('--image-root', default=None,
-                        help='if given, skip questions whose image is not under this folder')
-    parser.add_argument('--decode-images', action='store_true',
-                        help='with --image-root, also decode every image (slow)')
-    parser.add_argument('--answer-list', default='answer_list.json',
-                        help='file name of the answer list in --out-dir')
+    parser.add_argument(
+        '--min-count',
+        type=int,
+        default=9,
+        help='an answer enters the list when counted at least this often (default 9, BUTD)',
+    )
+    parser.add_argument(
+        '--answer-splits',
+        nargs='*',
+        default=None,
+        help='subtypes whose answers are counted (default: every annotated '
+        'subtype starting with "train")',
+    )
+    parser.add_argument(
+        '--count-field',
+        choices=COUNT_FIELDS,
+        default='multiple_choice_answer',
+        help="count each question's multiple_choice_answer (default) or every annotator answer",
+    )
+    parser.add_argument(
+        '--no-normalize',
+        action='store_true',
+        help='keep the answers of the list raw (default: the official answer normalisation)',
+    )
+    parser.add_argument(
+        '--image-name',
+        default='{split}/COCO_{split}_{image_id:012d}.jpg',
+        help='image path written for each question (format with {split} and {image_id})',
+    )
+    parser.add_argument(
+        '--image-root',
+        default=None,
+        help='if given, skip questions whose image is not under this folder',
+    )
+    parser.add_argument(
+        '--decode-images',
+        action='store_true',
+        help='with --image-root, also decode every image (slow)',
+    )
+    parser.add_argument(
+        '--answer-list',
+        default='answer_list.json',
+        help='file name of the answer list in --out-dir',
+    )
 
 
 def _load(path: str, key: str) -> dict:
@@ -101,8 +130,9 @@ def _load(path: str, key: str) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ValueError(f'{path!r}: expected an official VQA file with a "{key}" list')
     if not isinstance(data.get('data_subtype'), str):
-        raise ValueError(f'{path!r}: no "data_subtype" (e.g. "train2014") to match questions '
-                         'and annotations')
+        raise ValueError(
+            f'{path!r}: no "data_subtype" (e.g. "train2014") to match questions and annotations'
+        )
     return data
 
 
@@ -120,10 +150,15 @@ def _parse_annotations(path: str, data: dict, skips: _Skips) -> dict[int, dict]:
             skips.add('annotation without an integer question_id', where)
             continue
         answers = ann.get('answers')
-        if not isinstance(answers, list) or not answers or not all(
-                isinstance(a, dict) and isinstance(a.get('answer'), str) for a in answers):
-            skips.add('annotation whose "answers" is not a non-empty list of {"answer": str}',
-                      f'{where} (question_id {qid})')
+        if (
+            not isinstance(answers, list)
+            or not answers
+            or not all(isinstance(a, dict) and isinstance(a.get('answer'), str) for a in answers)
+        ):
+            skips.add(
+                'annotation whose "answers" is not a non-empty list of {"answer": str}',
+                f'{where} (question_id {qid})',
+            )
             continue
         if qid in out:
             skips.add('annotation repeating a question_id', f'{where} (question_id {qid})')
@@ -136,8 +171,9 @@ def _image_split(subtype: str) -> str:
     return re.sub(r'^test-dev', 'test', subtype)  # test-dev questions use the test images
 
 
-def _convert(path: str, data: dict, anns: dict[int, dict] | None, args: argparse.Namespace,
-             skips: _Skips) -> tuple[list[dict], list[dict]]:
+def _convert(
+    path: str, data: dict, anns: dict[int, dict] | None, args: argparse.Namespace, skips: _Skips
+) -> tuple[list[dict], list[dict]]:
     """ALBEF entries of one question file, and the annotations of the entries kept."""
     split = _image_split(data['data_subtype'])
     entries, kept, seen = [], [], set()
@@ -149,21 +185,22 @@ def _convert(path: str, data: dict, anns: dict[int, dict] | None, args: argparse
             continue
         qid, image_id, text = _int(q.get('question_id')), _int(q.get('image_id')), q.get('question')
         if qid is None or image_id is None or not isinstance(text, str) or not text.strip():
-            skips.add('question without integer question_id / image_id or with an empty '
-                      'question', where)
+            skips.add(
+                'question without integer question_id / image_id or with an empty question', where
+            )
             continue
         where = f'{where} (question_id {qid})'
         if qid in seen:
             skips.add('question repeating a question_id', where)
             continue
         image = args.image_name.format(split=split, image_id=image_id)
-        problem = args.image_root and image_problem(os.path.join(args.image_root, image),
-                                                    args.decode_images)
+        problem = args.image_root and image_problem(
+            os.path.join(args.image_root, image), args.decode_images
+        )
         if problem:
             skips.add('image missing, empty or undecodable', f'{where}: {problem}')
             continue
-        entry = dict(question_id=qid, question=text, image=image, dataset='vqa',
-                     image_id=image_id)
+        entry = dict(question_id=qid, question=text, image=image, dataset='vqa', image_id=image_id)
         if anns is not None:
             ann = anns.get(qid)
             if ann is None:
@@ -229,8 +266,10 @@ def run(args: argparse.Namespace) -> int:
     by_subtype: dict[str, tuple[str, dict]] = {}
     for path, data in annotations:
         if data['data_subtype'] in by_subtype:
-            print(f'error: {path!r} and {by_subtype[data["data_subtype"]][0]!r} both annotate '
-                  f'{data["data_subtype"]!r}')
+            print(
+                f'error: {path!r} and {by_subtype[data["data_subtype"]][0]!r} both annotate '
+                f'{data["data_subtype"]!r}'
+            )
             return 1
         by_subtype[data['data_subtype']] = (path, data)
     unmatched = set(by_subtype) - {d['data_subtype'] for _, d in questions}
@@ -262,9 +301,11 @@ def run(args: argparse.Namespace) -> int:
         if subtype in answer_splits:
             counted.extend(kept)
         total = len(data['questions'])
-        lines.append(f'{subtype}: {len(entries)} of {total} questions '
-                     f'{"-> " + out if entries else "(nothing written)"}'
-                     f'{"" if anns is not None else " (no annotations: a test split)"}')
+        lines.append(
+            f'{subtype}: {len(entries)} of {total} questions '
+            f'{"-> " + out if entries else "(nothing written)"}'
+            f'{"" if anns is not None else " (no annotations: a test split)"}'
+        )
         lines.extend(skips.report())
 
     if counted:
@@ -274,14 +315,17 @@ def run(args: argparse.Namespace) -> int:
         if answers:
             _write(path, answers)
             covered = sum(n for n in counts.values() if n >= args.min_count)
-            lines.append(f'answer list: {len(answers)} answers counted >= {args.min_count} times '
-                         f'({args.count_field} of {"+".join(answer_splits)}; they cover '
-                         f'{100.0 * covered / sum(counts.values()):.1f}% of the counted answers'
-                         f'{f"; {derived} multiple-choice answers derived" if derived else ""}) '
-                         f'-> {path}; for AnswerClassifierHead set num_answers={len(answers)}')
+            lines.append(
+                f'answer list: {len(answers)} answers counted >= {args.min_count} times '
+                f'({args.count_field} of {"+".join(answer_splits)}; they cover '
+                f'{100.0 * covered / sum(counts.values()):.1f}% of the counted answers'
+                f'{f"; {derived} multiple-choice answers derived" if derived else ""}) '
+                f'-> {path}; for AnswerClassifierHead set num_answers={len(answers)}'
+            )
         else:
-            lines.append(f'answer list: no answer is counted >= {args.min_count} times; '
-                         'nothing written')
+            lines.append(
+                f'answer list: no answer is counted >= {args.min_count} times; nothing written'
+            )
     else:
         lines.append('answer list: no annotated question of the answer splits; not written')
     print('\n'.join(lines))

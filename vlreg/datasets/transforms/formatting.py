@@ -4,6 +4,7 @@ The contract is in docs/architecture.md ("One sample, out of the pipeline"); the
 padding rule live in :mod:`vlreg.structures.batch_keys` (``DEFAULT_*_KEYS`` and
 :func:`text_pad_value` are re-exported here).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -14,20 +15,33 @@ import torch
 
 from vlreg.registry import TRANSFORMS
 from vlreg.structures import DataSample
-from vlreg.structures.batch_keys import (DEFAULT_DATA_KEYS, DEFAULT_META_KEYS, DEFAULT_TEXT_KEYS,
-                                         batch_image_key, is_pipeline_image_key, text_pad_value)
+from vlreg.structures.batch_keys import (
+    DEFAULT_DATA_KEYS,
+    DEFAULT_META_KEYS,
+    DEFAULT_TEXT_KEYS,
+    batch_image_key,
+    is_pipeline_image_key,
+    text_pad_value,
+)
 
 from .loading import describe_sample
 
-__all__ = ['DEFAULT_DATA_KEYS', 'DEFAULT_META_KEYS', 'DEFAULT_TEXT_KEYS', 'PackInputs',
-           'text_pad_value']
+__all__ = [
+    'DEFAULT_DATA_KEYS',
+    'DEFAULT_META_KEYS',
+    'DEFAULT_TEXT_KEYS',
+    'PackInputs',
+    'text_pad_value',
+]
 
 
 def _image_tensor(img: Any, key: str, results: dict[str, Any]) -> torch.Tensor:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise TypeError(f'PackInputs: {key!r} of {describe_sample(results)} must be an RGB uint8 '
-                        f'[H, W, 3] array, got {img.dtype} {img.shape}')
+        raise TypeError(
+            f'PackInputs: {key!r} of {describe_sample(results)} must be an RGB uint8 '
+            f'[H, W, 3] array, got {img.dtype} {img.shape}'
+        )
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
@@ -68,10 +82,14 @@ class PackInputs:
         >>> dict(type='PackInputs')
     """
 
-    def __init__(self, text_keys: Sequence[str] = DEFAULT_TEXT_KEYS,
-                 meta_keys: Sequence[str] = DEFAULT_META_KEYS,
-                 data_keys: Sequence[str] = DEFAULT_DATA_KEYS, pad_token_id: int = 0,
-                 pad_values: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        text_keys: Sequence[str] = DEFAULT_TEXT_KEYS,
+        meta_keys: Sequence[str] = DEFAULT_META_KEYS,
+        data_keys: Sequence[str] = DEFAULT_DATA_KEYS,
+        pad_token_id: int = 0,
+        pad_values: dict[str, int] | None = None,
+    ) -> None:
         self.text_keys = tuple(text_keys)
         self.meta_keys = tuple(meta_keys)
         self.data_keys = tuple(data_keys)
@@ -84,13 +102,15 @@ class PackInputs:
         pad = text_pad_value(key, self.pad_token_id, self.pad_values)
         out = np.full((len(rows), length), pad, dtype=np.int64)
         for i, row in enumerate(rows):
-            out[i, :len(row)] = row
+            out[i, : len(row)] = row
         return torch.from_numpy(out)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         if 'img' not in results:
-            raise KeyError(f'PackInputs: {describe_sample(results)} has no "img" (load or render '
-                           'the image first)')
+            raise KeyError(
+                f'PackInputs: {describe_sample(results)} has no "img" (load or render '
+                'the image first)'
+            )
         inputs: dict[str, Any] = {}
         for key in results:
             if is_pipeline_image_key(key):
@@ -122,5 +142,7 @@ class PackInputs:
         return {'inputs': inputs, 'data_samples': sample}
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(text_keys={self.text_keys}, meta_keys={self.meta_keys}, '
-                f'data_keys={self.data_keys})')
+        return (
+            f'{type(self).__name__}(text_keys={self.text_keys}, meta_keys={self.meta_keys}, '
+            f'data_keys={self.data_keys})'
+        )

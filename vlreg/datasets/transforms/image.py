@@ -9,6 +9,7 @@ from numpy's global RNG and re-seeds the albumentations object with it, so a run
 ``np.random.seed`` (MMEngine's ``randomness.seed`` does it, per DataLoader worker too) is
 repeatable, and restoring numpy's RNG state continues identically.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,23 @@ import albumentations as A  # noqa: E402
 
 from vlreg.registry import AUGMENTATIONS  # noqa: E402
 
-__all__ = ['ColorJitter', 'GaussianBlur', 'HorizontalFlip', 'RandAugment', 'RandomResizedCrop',
-           'Resize', 'ToGray']
+__all__ = [
+    'ColorJitter',
+    'GaussianBlur',
+    'HorizontalFlip',
+    'RandAugment',
+    'RandomResizedCrop',
+    'Resize',
+    'ToGray',
+]
 
-INTERPOLATIONS = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR,
-                  'bicubic': cv2.INTER_CUBIC, 'area': cv2.INTER_AREA, 'lanczos': cv2.INTER_LANCZOS4}
+INTERPOLATIONS = {
+    'nearest': cv2.INTER_NEAREST,
+    'bilinear': cv2.INTER_LINEAR,
+    'bicubic': cv2.INTER_CUBIC,
+    'area': cv2.INTER_AREA,
+    'lanczos': cv2.INTER_LANCZOS4,
+}
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -58,8 +71,9 @@ class _AlbuTransform:
     def __init__(self) -> None:
         self._box_pipes: dict[int, A.Compose] = {}
 
-    def _apply(self, results: dict[str, Any], op: A.BasicTransform,
-               geometric: bool | None = None) -> dict[str, Any]:
+    def _apply(
+        self, results: dict[str, Any], op: A.BasicTransform, geometric: bool | None = None
+    ) -> dict[str, Any]:
         seed = draw_seed()
         img = results['img']
         geometric = self.geometric if geometric is None else geometric
@@ -72,8 +86,9 @@ class _AlbuTransform:
         results['img_shape'] = results['img'].shape[:2]
         return results
 
-    def _apply_with_boxes(self, op: A.BasicTransform, seed: int, img: np.ndarray,
-                          boxes: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _apply_with_boxes(
+        self, op: A.BasicTransform, seed: int, img: np.ndarray, boxes: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         valid = np.flatnonzero((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
         pipe = self._box_pipes.get(id(op))
@@ -113,12 +128,22 @@ class RandomResizedCrop(_AlbuTransform):
 
     geometric = True
 
-    def __init__(self, size: int | Sequence[int], scale: Sequence[float] = (0.2, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3), interpolation: str = 'bicubic') -> None:
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: Sequence[float] = (0.2, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        interpolation: str = 'bicubic',
+    ) -> None:
         super().__init__()
         self.size, self.scale, self.ratio = _pair(size), tuple(scale), tuple(ratio)
-        self.op = A.RandomResizedCrop(size=self.size, scale=self.scale, ratio=self.ratio,
-                                      interpolation=_interpolation(interpolation), p=1.0)
+        self.op = A.RandomResizedCrop(
+            size=self.size,
+            scale=self.scale,
+            ratio=self.ratio,
+            interpolation=_interpolation(interpolation),
+            p=1.0,
+        )
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         return self._apply(results, self.op)
@@ -146,8 +171,12 @@ class Resize(_AlbuTransform):
     def __init__(self, size: int | Sequence[int], interpolation: str = 'bicubic') -> None:
         super().__init__()
         self.size = _pair(size)
-        self.op = A.Resize(height=self.size[0], width=self.size[1],
-                           interpolation=_interpolation(interpolation), p=1.0)
+        self.op = A.Resize(
+            height=self.size[0],
+            width=self.size[1],
+            interpolation=_interpolation(interpolation),
+            p=1.0,
+        )
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         if tuple(results['img'].shape[:2]) == self.size:
@@ -208,8 +237,14 @@ class ColorJitter(_AlbuTransform):
         >>> dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8)
     """
 
-    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
-                 hue: float = 0.1, p: float = 0.8) -> None:
+    def __init__(
+        self,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        saturation: float = 0.4,
+        hue: float = 0.1,
+        p: float = 0.8,
+    ) -> None:
         super().__init__()
         self.args = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
         self.p = p
@@ -298,25 +333,55 @@ RANDAUG_OPS: dict[str, tuple[Any, bool, bool]] = {
     'AutoContrast': (lambda m, s: A.AutoContrast(p=1.0), False, False),
     'Equalize': (lambda m, s: A.Equalize(p=1.0), False, False),
     'Brightness': (lambda m, s: _jitter(brightness=_enhance(m)), False, False),
-    'Sharpness': (lambda m, s: A.Sharpen(alpha=(min(1.0, abs(_enhance(m) - 1.0)),) * 2,
-                                         lightness=(1.0, 1.0), p=1.0), False, False),
-    'ShearX': (lambda m, s: _affine(shear={'x': (s * math.degrees(math.atan(0.3 * m)),) * 2,
-                                           'y': (0.0, 0.0)}), True, True),
-    'ShearY': (lambda m, s: _affine(shear={'x': (0.0, 0.0),
-                                           'y': (s * math.degrees(math.atan(0.3 * m)),) * 2}),
-               True, True),
-    'TranslateX': (lambda m, s: _affine(translate_px={'x': (round(s * 10 * m),) * 2, 'y': (0, 0)}),
-                   True, True),
-    'TranslateY': (lambda m, s: _affine(translate_px={'x': (0, 0), 'y': (round(s * 10 * m),) * 2}),
-                   True, True),
+    'Sharpness': (
+        lambda m, s: A.Sharpen(
+            alpha=(min(1.0, abs(_enhance(m) - 1.0)),) * 2, lightness=(1.0, 1.0), p=1.0
+        ),
+        False,
+        False,
+    ),
+    'ShearX': (
+        lambda m, s: _affine(
+            shear={'x': (s * math.degrees(math.atan(0.3 * m)),) * 2, 'y': (0.0, 0.0)}
+        ),
+        True,
+        True,
+    ),
+    'ShearY': (
+        lambda m, s: _affine(
+            shear={'x': (0.0, 0.0), 'y': (s * math.degrees(math.atan(0.3 * m)),) * 2}
+        ),
+        True,
+        True,
+    ),
+    'TranslateX': (
+        lambda m, s: _affine(translate_px={'x': (round(s * 10 * m),) * 2, 'y': (0, 0)}),
+        True,
+        True,
+    ),
+    'TranslateY': (
+        lambda m, s: _affine(translate_px={'x': (0, 0), 'y': (round(s * 10 * m),) * 2}),
+        True,
+        True,
+    ),
     'Rotate': (lambda m, s: _affine(rotate=(s * 30 * m,) * 2), True, True),
     'Color': (lambda m, s: _jitter(saturation=_enhance(m)), False, False),
     'Contrast': (lambda m, s: _jitter(contrast=_enhance(m)), False, False),
     'Solarize': (lambda m, s: A.Solarize(threshold_range=(1 - m, 1 - m), p=1.0), False, False),
     'Posterize': (lambda m, s: A.Posterize(num_bits=max(1, 8 - round(4 * m)), p=1.0), False, False),
 }
-ALBEF_PRETRAIN_OPS = ('Identity', 'AutoContrast', 'Equalize', 'Brightness', 'Sharpness', 'ShearX',
-                      'ShearY', 'TranslateX', 'TranslateY', 'Rotate')
+ALBEF_PRETRAIN_OPS = (
+    'Identity',
+    'AutoContrast',
+    'Equalize',
+    'Brightness',
+    'Sharpness',
+    'ShearX',
+    'ShearY',
+    'TranslateX',
+    'TranslateY',
+    'Rotate',
+)
 
 
 @AUGMENTATIONS.register_module()
@@ -340,13 +405,20 @@ class RandAugment(_AlbuTransform):
         >>> dict(type='RandAugment', num_ops=2, magnitude=7)
     """
 
-    def __init__(self, num_ops: int = 2, magnitude: float = 7,
-                 ops: Sequence[str] = ALBEF_PRETRAIN_OPS, op_prob: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_ops: int = 2,
+        magnitude: float = 7,
+        ops: Sequence[str] = ALBEF_PRETRAIN_OPS,
+        op_prob: float = 0.5,
+    ) -> None:
         super().__init__()
         unknown = [name for name in ops if name not in RANDAUG_OPS]
         if unknown or not ops:
-            raise ValueError(f'RandAugment: unknown ops {unknown} (or an empty list); '
-                             f'choose from {sorted(RANDAUG_OPS)}')
+            raise ValueError(
+                f'RandAugment: unknown ops {unknown} (or an empty list); '
+                f'choose from {sorted(RANDAUG_OPS)}'
+            )
         if not 0 <= magnitude <= 10:
             raise ValueError(f'RandAugment: magnitude must be in [0, 10], got {magnitude}')
         self.num_ops, self.magnitude, self.op_prob = num_ops, magnitude, op_prob
@@ -368,5 +440,7 @@ class RandAugment(_AlbuTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(num_ops={self.num_ops}, magnitude={self.magnitude}, '
-                f'ops={self.ops}, op_prob={self.op_prob})')
+        return (
+            f'{type(self).__name__}(num_ops={self.num_ops}, magnitude={self.magnitude}, '
+            f'ops={self.ops}, op_prob={self.op_prob})'
+        )

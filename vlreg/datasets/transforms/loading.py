@@ -1,4 +1,5 @@
 """Image loading, and the error every transform raises for a sample it cannot use."""
+
 from __future__ import annotations
 
 import os
@@ -27,14 +28,14 @@ def describe_sample(results: dict[str, Any]) -> str:
     """
     parts = []
     if 'ann_index' in results:
-        where = f"entry {results['ann_index']}"
+        where = f'entry {results["ann_index"]}'
         if results.get('ann_file'):
-            where += f" of {results['ann_file']!r}"
+            where += f' of {results["ann_file"]!r}'
         parts.append(where)
     if results.get('img_path'):
-        parts.append(f"image {results['img_path']!r}")
-    head = f"sample {results['sample_idx']}" if 'sample_idx' in results else 'sample'
-    return f"{head} ({', '.join(parts)})" if parts else head
+        parts.append(f'image {results["img_path"]!r}')
+    head = f'sample {results["sample_idx"]}' if 'sample_idx' in results else 'sample'
+    return f'{head} ({", ".join(parts)})' if parts else head
 
 
 @TRANSFORMS.register_module()
@@ -71,17 +72,21 @@ class LoadImage:
         from PIL import Image, UnidentifiedImageError
 
         if not os.path.isfile(path):
-            raise BadSampleError(f'LoadImage: image file {path!r} not found, for '
-                                 f'{describe_sample(results)}')
+            raise BadSampleError(
+                f'LoadImage: image file {path!r} not found, for {describe_sample(results)}'
+            )
         try:
             with Image.open(path) as image:
                 img = np.asarray(image.convert('RGB'), dtype=np.uint8)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise BadSampleError(f'LoadImage: cannot decode image {path!r} ({err}), for '
-                                 f'{describe_sample(results)}') from err
+            raise BadSampleError(
+                f'LoadImage: cannot decode image {path!r} ({err}), for {describe_sample(results)}'
+            ) from err
         if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-            raise BadSampleError(f'LoadImage: image {path!r} decoded to shape {img.shape}, for '
-                                 f'{describe_sample(results)}')
+            raise BadSampleError(
+                f'LoadImage: image {path!r} decoded to shape {img.shape}, for '
+                f'{describe_sample(results)}'
+            )
         return np.ascontiguousarray(img)
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ so these are our defaults:
 Which views feed which loss is the model's configuration. Randomness comes from numpy's global RNG
 (see :mod:`vlreg.datasets.transforms.image`), so a seeded run is repeatable.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,14 @@ from vlreg.registry import AUGMENTATIONS, TRANSFORMS
 from .image import ALBEF_PRETRAIN_OPS, RANDAUG_OPS
 from .loading import describe_sample
 
-__all__ = ['CaptionAwareHorizontalFlip', 'DEFAULT_VIEW_TRANSFORMS', 'GEOMETRIC_OPS', 'ImageView',
-           'LEFT_RIGHT_SWAPS', 'image_keys']
+__all__ = [
+    'CaptionAwareHorizontalFlip',
+    'DEFAULT_VIEW_TRANSFORMS',
+    'GEOMETRIC_OPS',
+    'ImageView',
+    'LEFT_RIGHT_SWAPS',
+    'image_keys',
+]
 
 # The geometric ops of ALBEF's RandAugment list (shear, translate, rotate).
 GEOMETRIC_OPS = tuple(name for name in ALBEF_PRETRAIN_OPS if RANDAUG_OPS[name][2])
@@ -45,18 +52,27 @@ DEFAULT_VIEW_TRANSFORMS: tuple[dict, ...] = (
     dict(type='RandAugment', num_ops=2, magnitude=7, ops=GEOMETRIC_OPS),
 )
 
-LEFT_RIGHT_SWAPS: dict[str, str] = {'left': 'right', 'right': 'left', 'leftmost': 'rightmost',
-                                    'rightmost': 'leftmost', 'lefthand': 'righthand',
-                                    'righthand': 'lefthand'}
+LEFT_RIGHT_SWAPS: dict[str, str] = {
+    'left': 'right',
+    'right': 'left',
+    'leftmost': 'rightmost',
+    'rightmost': 'leftmost',
+    'lefthand': 'righthand',
+    'righthand': 'lefthand',
+}
 
 _NOT_IMAGES = ('img_path', 'img_shape')
 
 
 def image_keys(results: Mapping[str, Any]) -> list[str]:
     """The image keys of a sample: ``img`` and each ``img_<x>`` holding an ``[H, W, C]`` array."""
-    return [key for key in results
-            if (key == 'img' or (key.startswith('img_') and key not in _NOT_IMAGES))
-            and isinstance(results[key], np.ndarray) and results[key].ndim == 3]
+    return [
+        key
+        for key in results
+        if (key == 'img' or (key.startswith('img_') and key not in _NOT_IMAGES))
+        and isinstance(results[key], np.ndarray)
+        and results[key].ndim == 3
+    ]
 
 
 def _boxes_key(img_key: str) -> str:
@@ -88,14 +104,21 @@ class ImageView:
         >>> dict(type='ImageView', out_key='img_aug', transforms=[dict(type='ToGray', p=1.0)])
     """
 
-    def __init__(self, transforms: Sequence[dict | Callable] | None = None,
-                 out_key: str = 'img_aug', copy_boxes: bool = True) -> None:
+    def __init__(
+        self,
+        transforms: Sequence[dict | Callable] | None = None,
+        out_key: str = 'img_aug',
+        copy_boxes: bool = True,
+    ) -> None:
         if not out_key.startswith('img_') or out_key in _NOT_IMAGES:
-            raise ValueError(f"ImageView: out_key must look like 'img_<name>' (PackInputs packs it "
-                             f"as 'image_<name>'), got {out_key!r}")
+            raise ValueError(
+                f"ImageView: out_key must look like 'img_<name>' (PackInputs packs it "
+                f"as 'image_<name>'), got {out_key!r}"
+            )
         cfgs = DEFAULT_VIEW_TRANSFORMS if transforms is None else transforms
-        self.transforms = [TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t
-                           for t in cfgs]
+        self.transforms = [
+            TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t for t in cfgs
+        ]
         self.out_key = out_key
         self.copy_boxes = copy_boxes
 
@@ -115,8 +138,10 @@ class ImageView:
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(transforms={self.transforms}, out_key={self.out_key!r}, '
-                f'copy_boxes={self.copy_boxes})')
+        return (
+            f'{type(self).__name__}(transforms={self.transforms}, out_key={self.out_key!r}, '
+            f'copy_boxes={self.copy_boxes})'
+        )
 
 
 @AUGMENTATIONS.register_module()
@@ -150,11 +175,17 @@ class CaptionAwareHorizontalFlip:
         >>> dict(type='CaptionAwareHorizontalFlip', p=0.5, mode='swap')
     """
 
-    def __init__(self, p: float = 0.5, mode: str = 'swap', keys: Sequence[str] = ('caption',),
-                 swap_words: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        p: float = 0.5,
+        mode: str = 'swap',
+        keys: Sequence[str] = ('caption',),
+        swap_words: Mapping[str, str] | None = None,
+    ) -> None:
         if mode not in ('swap', 'skip'):
-            raise ValueError(f"CaptionAwareHorizontalFlip: mode must be 'swap' or 'skip', "
-                             f'got {mode!r}')
+            raise ValueError(
+                f"CaptionAwareHorizontalFlip: mode must be 'swap' or 'skip', got {mode!r}"
+            )
         if not 0 <= p <= 1:
             raise ValueError(f'CaptionAwareHorizontalFlip: p must be in [0, 1], got {p}')
         self.p, self.mode, self.keys = p, mode, tuple(keys)
@@ -170,27 +201,33 @@ class CaptionAwareHorizontalFlip:
 
     def swap_text(self, text: str) -> str:
         """``text`` with every side word replaced by its mirror word, keeping its case."""
+
         def mirror(match: re.Match) -> str:
             word = match.group(0)
             new = self.swap_words[word.lower()]
             if word.isupper() and len(word) > 1:
                 return new.upper()
             return new[0].upper() + new[1:] if word[0].isupper() else new
+
         return self._pattern.sub(mirror, text)
 
     def _texts(self, results: dict[str, Any]) -> list[tuple[str, str | list[str]]]:
         out = []
         for key in self.keys:
             if key not in results:
-                raise KeyError(f'CaptionAwareHorizontalFlip: {describe_sample(results)} has no '
-                               f'{key!r}')
+                raise KeyError(
+                    f'CaptionAwareHorizontalFlip: {describe_sample(results)} has no {key!r}'
+                )
             value = results[key]
-            if isinstance(value, str) or (isinstance(value, (list, tuple)) and
-                                          all(isinstance(v, str) for v in value)):
+            if isinstance(value, str) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            ):
                 out.append((key, value if isinstance(value, str) else list(value)))
             else:
-                raise TypeError(f'CaptionAwareHorizontalFlip: {key!r} of '
-                                f'{describe_sample(results)} must be a string or a list of strings')
+                raise TypeError(
+                    f'CaptionAwareHorizontalFlip: {key!r} of '
+                    f'{describe_sample(results)} must be a string or a list of strings'
+                )
         return out
 
     # --- image -----------------------------------------------------------------------------------
@@ -216,18 +253,24 @@ class CaptionAwareHorizontalFlip:
         if 'img' not in results:
             raise KeyError(f'CaptionAwareHorizontalFlip: {describe_sample(results)} has no "img"')
         flip = bool(np.random.random() < self.p)  # always drawn: the RNG stream does not depend
-        texts = self._texts(results)              # on the captions
+        texts = self._texts(results)  # on the captions
         if flip:
-            sided = any(self.names_side(t) for _, value in texts
-                        for t in ([value] if isinstance(value, str) else value))
+            sided = any(
+                self.names_side(t)
+                for _, value in texts
+                for t in ([value] if isinstance(value, str) else value)
+            )
             if sided and self.mode == 'skip':
                 flip = False
             else:
                 self._flip_images(results)
                 if sided:
                     for key, value in texts:
-                        results[key] = self.swap_text(value) if isinstance(value, str) else \
-                            [self.swap_text(t) for t in value]
+                        results[key] = (
+                            self.swap_text(value)
+                            if isinstance(value, str)
+                            else [self.swap_text(t) for t in value]
+                        )
         results['flipped'] = bool(results.get('flipped', False)) ^ flip
         return results
 

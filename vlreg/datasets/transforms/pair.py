@@ -7,6 +7,7 @@ data preprocessor normalises every ``image*`` key. The image transforms of vlreg
 ``img``, so :class:`ApplyToImagePair` runs a sub-pipeline on each image in turn, with independent
 random draws as ALBEF's NLVR2 code does (``transform(image0)``, ``transform(image1)``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,10 @@ from .loading import BadSampleError, LoadImage, describe_sample
 __all__ = ['ApplyToImagePair', 'LoadImagePair', 'PAIR_KEYS']
 
 #: the results keys of each image of a pair: (image, its path, its shape, its original shape)
-PAIR_KEYS = (('img', 'img_path', 'img_shape', 'ori_shape'),
-             ('img_2', 'img_path2', 'img_shape2', 'ori_shape2'))
+PAIR_KEYS = (
+    ('img', 'img_path', 'img_shape', 'ori_shape'),
+    ('img_2', 'img_path2', 'img_shape2', 'ori_shape2'),
+)
 
 
 @TRANSFORMS.register_module()
@@ -49,8 +52,9 @@ class LoadImagePair:
         for img_key, path_key, shape_key, ori_key in PAIR_KEYS:
             path = results.get(path_key)
             if not path:
-                raise BadSampleError(f'LoadImagePair: {describe_sample(results)} has no '
-                                     f'{path_key!r}')
+                raise BadSampleError(
+                    f'LoadImagePair: {describe_sample(results)} has no {path_key!r}'
+                )
             img = LoadImage._read(str(path), results)
             results[img_key] = img
             results[shape_key] = img.shape[:2]
@@ -81,15 +85,18 @@ class ApplyToImagePair:
     """
 
     def __init__(self, transforms: Sequence[dict | Callable]) -> None:
-        self.transforms = [TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t
-                           for t in transforms]
+        self.transforms = [
+            TRANSFORMS.build(copy.deepcopy(t)) if isinstance(t, dict) else t for t in transforms
+        ]
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         for img_key, _, shape_key, _ in PAIR_KEYS:
             img = results.get(img_key)
             if not isinstance(img, np.ndarray):
-                raise KeyError(f'ApplyToImagePair: {describe_sample(results)} has no image '
-                               f'{img_key!r} (run LoadImagePair first)')
+                raise KeyError(
+                    f'ApplyToImagePair: {describe_sample(results)} has no image '
+                    f'{img_key!r} (run LoadImagePair first)'
+                )
             view: dict[str, Any] = {'img': img, 'img_shape': img.shape[:2]}
             for transform in self.transforms:
                 view = transform(view)

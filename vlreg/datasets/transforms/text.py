@@ -1,4 +1,5 @@
 """Text transforms: ALBEF's caption cleaning, tokenisation and MLM masking (``TRANSFORMS``)."""
+
 from __future__ import annotations
 
 import re
@@ -43,8 +44,10 @@ def _check_text(results: dict[str, Any], key: str) -> str | list[str]:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise TypeError(f'{describe_sample(results)}: {key!r} must be a string or a list of strings, '
-                    f'got {type(value).__name__}')
+    raise TypeError(
+        f'{describe_sample(results)}: {key!r} must be a string or a list of strings, '
+        f'got {type(value).__name__}'
+    )
 
 
 @TRANSFORMS.register_module()
@@ -76,8 +79,10 @@ class CleanCaption:
             cleaned = [clean_caption(t, self.max_words) for t in texts]
             for raw, text in zip(texts, cleaned):
                 if not text:
-                    raise BadSampleError(f'CleanCaption: {describe_sample(results)} has a '
-                                         f'{key!r} that is empty after cleaning: {raw!r}')
+                    raise BadSampleError(
+                        f'CleanCaption: {describe_sample(results)} has a '
+                        f'{key!r} that is empty after cleaning: {raw!r}'
+                    )
             results[key] = cleaned[0] if isinstance(value, str) else cleaned
         return results
 
@@ -107,8 +112,9 @@ class Tokenize:
         >>> dict(type='Tokenize', tokenizer=dict(type='SyntheticTokenizer'), max_length=25)
     """
 
-    def __init__(self, tokenizer: dict | Any, max_length: int = 25,
-                 keys: Sequence[str] = ('caption',)) -> None:
+    def __init__(
+        self, tokenizer: dict | Any, max_length: int = 25, keys: Sequence[str] = ('caption',)
+    ) -> None:
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_length = max_length
         self.keys = tuple(keys)
@@ -116,8 +122,9 @@ class Tokenize:
     def _encode(self, text: str, results: dict[str, Any], key: str) -> np.ndarray:
         ids = self.tokenizer.encode(text, self.max_length)
         if len(ids) <= 1 + int(getattr(self.tokenizer, 'add_sep', False)):
-            raise BadSampleError(f'Tokenize: {describe_sample(results)} has a {key!r} with no '
-                                 f'token: {text!r}')
+            raise BadSampleError(
+                f'Tokenize: {describe_sample(results)} has a {key!r} with no token: {text!r}'
+            )
         return np.asarray(ids, dtype=np.int64)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +138,10 @@ class Tokenize:
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
-                f'max_length={self.max_length}, keys={self.keys})')
+        return (
+            f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
+            f'max_length={self.max_length}, keys={self.keys})'
+        )
 
 
 @TRANSFORMS.register_module()
@@ -158,8 +167,13 @@ class MaskText:
         >>> dict(type='MaskText', tokenizer=dict(type='SyntheticTokenizer'), mlm_probability=0.15)
     """
 
-    def __init__(self, tokenizer: dict | Any, mlm_probability: float = 0.15,
-                 mask_ratio: float = 0.8, random_ratio: float = 0.1) -> None:
+    def __init__(
+        self,
+        tokenizer: dict | Any,
+        mlm_probability: float = 0.15,
+        mask_ratio: float = 0.8,
+        random_ratio: float = 0.1,
+    ) -> None:
         if not (0 <= mask_ratio and 0 <= random_ratio and mask_ratio + random_ratio <= 1):
             raise ValueError(f'MaskText: bad ratios mask={mask_ratio}, random={random_ratio}')
         self.tokenizer = build_tokenizer(tokenizer)
@@ -185,8 +199,9 @@ class MaskText:
         kind = np.random.random(n)
         random_tokens = replacements[np.random.randint(0, len(replacements), size=n)]
         to_mask = chosen & (kind < self.mask_ratio)
-        to_random = chosen & (kind >= self.mask_ratio) & \
-            (kind < self.mask_ratio + self.random_ratio)
+        to_random = (
+            chosen & (kind >= self.mask_ratio) & (kind < self.mask_ratio + self.random_ratio)
+        )
         mlm_ids = ids.copy()
         mlm_ids[to_mask] = self.tokenizer.mask_token_id
         mlm_ids[to_random] = random_tokens[to_random]
@@ -195,5 +210,7 @@ class MaskText:
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
-                f'mlm_probability={self.mlm_probability})')
+        return (
+            f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
+            f'mlm_probability={self.mlm_probability})'
+        )

@@ -11,6 +11,7 @@ Stop words: NLTK's English list when its data is installed, otherwise the list k
 below, top, ...) are removed from whichever list is used, so they stay content words; colours,
 shapes and sizes are in neither list.
 """
+
 from __future__ import annotations
 
 import string
@@ -32,11 +33,42 @@ BUILTIN_STOPWORDS_FILE = Path(__file__).resolve().parents[1] / 'stopwords_en.txt
 
 # Spatial words are what grounding captions are about; never treat them as stop words (NLTK's list
 # holds 'above', 'below', 'up', 'down', 'over', 'under', 'between', ...).
-POSITION_WORDS = frozenset({
-    'left', 'right', 'leftmost', 'rightmost', 'above', 'below', 'top', 'bottom', 'front', 'behind',
-    'back', 'beside', 'next', 'near', 'under', 'over', 'up', 'down', 'between', 'inside',
-    'outside', 'middle', 'center', 'centre', 'upper', 'lower', 'beneath', 'underneath', 'around',
-    'across', 'along', 'far'})
+POSITION_WORDS = frozenset(
+    {
+        'left',
+        'right',
+        'leftmost',
+        'rightmost',
+        'above',
+        'below',
+        'top',
+        'bottom',
+        'front',
+        'behind',
+        'back',
+        'beside',
+        'next',
+        'near',
+        'under',
+        'over',
+        'up',
+        'down',
+        'between',
+        'inside',
+        'outside',
+        'middle',
+        'center',
+        'centre',
+        'upper',
+        'lower',
+        'beneath',
+        'underneath',
+        'around',
+        'across',
+        'along',
+        'far',
+    }
+)
 
 _STRIP = string.punctuation + '\u2018\u2019\u201c\u201d'
 _CACHE: dict[str, frozenset[str]] = {}
@@ -45,11 +77,14 @@ _CACHE: dict[str, frozenset[str]] = {}
 def _read_builtin() -> frozenset[str]:
     if 'builtin' not in _CACHE:
         if not BUILTIN_STOPWORDS_FILE.is_file():
-            raise FileNotFoundError(f'the built-in stop-word list {BUILTIN_STOPWORDS_FILE} is '
-                                    'missing (is vlreg installed with its package data?)')
+            raise FileNotFoundError(
+                f'the built-in stop-word list {BUILTIN_STOPWORDS_FILE} is '
+                'missing (is vlreg installed with its package data?)'
+            )
         lines = BUILTIN_STOPWORDS_FILE.read_text(encoding='utf-8').splitlines()
         _CACHE['builtin'] = frozenset(
-            line.strip().lower() for line in lines if line.strip() and not line.startswith('#'))
+            line.strip().lower() for line in lines if line.strip() and not line.startswith('#')
+        )
     return _CACHE['builtin']
 
 
@@ -60,8 +95,9 @@ def _read_nltk() -> frozenset[str]:
     return frozenset(w.strip().lower() for w in stopwords.words('english'))
 
 
-def load_stopwords(source: str | Iterable[str] | None = 'auto',
-                   keep: Iterable[str] = POSITION_WORDS) -> tuple[frozenset[str], str]:
+def load_stopwords(
+    source: str | Iterable[str] | None = 'auto', keep: Iterable[str] = POSITION_WORDS
+) -> tuple[frozenset[str], str]:
     """The stop-word set of :class:`AnnotateWords`.
 
     Args:
@@ -82,8 +118,10 @@ def load_stopwords(source: str | Iterable[str] | None = 'auto',
         return frozenset(), 'none'
     if isinstance(source, str):
         if source not in ('auto', 'nltk', 'builtin'):
-            raise ValueError(f"stopwords must be 'auto', 'nltk', 'builtin', None or a list of "
-                             f'words, got {source!r}')
+            raise ValueError(
+                f"stopwords must be 'auto', 'nltk', 'builtin', None or a list of "
+                f'words, got {source!r}'
+            )
         words: frozenset[str] | None = None
         origin = 'builtin'
         if source in ('auto', 'nltk'):
@@ -94,9 +132,14 @@ def load_stopwords(source: str | Iterable[str] | None = 'auto',
                     raise LookupError(
                         "AnnotateWords: stopwords='nltk' but NLTK's English stop words are not "
                         "available (install nltk and run nltk.download('stopwords'), or use "
-                        f"stopwords='builtin' / 'auto'): {str(err).strip()[:200]}") from err
-                print_log("AnnotateWords: NLTK's stop words are not installed; using the built-in "
-                          f'list {BUILTIN_STOPWORDS_FILE.name}', logger='current', level=10)
+                        f"stopwords='builtin' / 'auto'): {str(err).strip()[:200]}"
+                    ) from err
+                print_log(
+                    "AnnotateWords: NLTK's stop words are not installed; using the built-in "
+                    f'list {BUILTIN_STOPWORDS_FILE.name}',
+                    logger='current',
+                    level=10,
+                )
         if words is None:
             words = _read_builtin()
     else:
@@ -157,12 +200,17 @@ class AnnotateWords:
         >>> dict(type='AnnotateWords', tokenizer=dict(type='SyntheticTokenizer'), stopwords='auto')
     """
 
-    def __init__(self, tokenizer: dict | Any, stopwords: str | Sequence[str] | None = 'auto',
-                 keep_words: Iterable[str] = POSITION_WORDS,
-                 keys: Sequence[str] = ('caption',)) -> None:
+    def __init__(
+        self,
+        tokenizer: dict | Any,
+        stopwords: str | Sequence[str] | None = 'auto',
+        keep_words: Iterable[str] = POSITION_WORDS,
+        keys: Sequence[str] = ('caption',),
+    ) -> None:
         self.tokenizer = build_tokenizer(tokenizer)
-        self.stopwords_source = stopwords if stopwords is None or isinstance(stopwords, str) \
-            else 'custom'
+        self.stopwords_source = (
+            stopwords if stopwords is None or isinstance(stopwords, str) else 'custom'
+        )
         self.stopwords, self.stopwords_origin = load_stopwords(stopwords, keep_words)
         self.keys = tuple(keys)
         self._no_content: set[int] | None = None
@@ -172,15 +220,20 @@ class AnnotateWords:
         if self._no_content is None:
             tok = self.tokenizer
             self._no_content = {int(i) for i in tok.all_special_ids} | {
-                tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, tok.mask_token_id,
-                tok.unk_token_id}
+                tok.cls_token_id,
+                tok.sep_token_id,
+                tok.pad_token_id,
+                tok.mask_token_id,
+                tok.unk_token_id,
+            }
         return self._no_content
 
     def is_stopword(self, word: str) -> bool:
         """Whether ``word`` (a caption word, any case, punctuation around it) is a stop word."""
         norm = word.lower().strip(_STRIP)
-        return norm in self.stopwords or norm.replace("'", '').replace('\u2019', '') in \
-            self.stopwords
+        return (
+            norm in self.stopwords or norm.replace("'", '').replace('\u2019', '') in self.stopwords
+        )
 
     def _pieces_are_text(self, ids: Sequence[int]) -> list[bool]:
         missing = [i for i in dict.fromkeys(ids) if i not in self._piece_is_text]
@@ -200,14 +253,18 @@ class AnnotateWords:
         words = text.split()
         new_ids, word_ids = self.tokenizer.encode_words(words, max_length=len(ids))
         if new_ids != ids:
-            raise ValueError(f'AnnotateWords: the ids of {text!r} ({new_ids}) differ from the '
-                             f'stored ones ({ids}); use the tokenizer of Tokenize and run '
-                             'AnnotateWords right after it (nothing may change the text between)')
+            raise ValueError(
+                f'AnnotateWords: the ids of {text!r} ({new_ids}) differ from the '
+                f'stored ones ({ids}); use the tokenizer of Tokenize and run '
+                'AnnotateWords right after it (nothing may change the text between)'
+            )
         content_word = [_has_alnum(w) and not self.is_stopword(w) for w in words]
         specials = self._special_ids()
         pieces = self._pieces_are_text(ids)
-        content = [w >= 0 and content_word[w] and i not in specials and piece
-                   for i, w, piece in zip(ids, word_ids, pieces)]
+        content = [
+            w >= 0 and content_word[w] and i not in specials and piece
+            for i, w, piece in zip(ids, word_ids, pieces)
+        ]
         return np.asarray(word_ids, dtype=np.int64), np.asarray(content, dtype=np.int64)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +275,10 @@ class AnnotateWords:
             single = isinstance(value, str)
             ids_key = 'input_ids' if key == 'caption' and single else f'{key}_ids'
             if ids_key not in results:
-                raise KeyError(f'AnnotateWords: {describe_sample(results)} has no {ids_key!r}; '
-                               'put Tokenize before AnnotateWords')
+                raise KeyError(
+                    f'AnnotateWords: {describe_sample(results)} has no {ids_key!r}; '
+                    'put Tokenize before AnnotateWords'
+                )
             prefix = '' if key == 'caption' and single else f'{key}_'
             try:
                 if single:
@@ -227,8 +286,10 @@ class AnnotateWords:
                 else:
                     texts, id_rows = list(value), list(results[ids_key])
                     if len(texts) != len(id_rows):
-                        raise ValueError(f'AnnotateWords: {len(texts)} texts in {key!r} but '
-                                         f'{len(id_rows)} rows in {ids_key!r}')
+                        raise ValueError(
+                            f'AnnotateWords: {len(texts)} texts in {key!r} but '
+                            f'{len(id_rows)} rows in {ids_key!r}'
+                        )
                     pairs = [self.annotate(t, r) for t, r in zip(texts, id_rows)]
                     word_ids, content = [p[0] for p in pairs], [p[1] for p in pairs]
             except ValueError as err:
@@ -238,6 +299,8 @@ class AnnotateWords:
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
-                f'stopwords={self.stopwords_source!r} ({self.stopwords_origin}, '
-                f'{len(self.stopwords)} words), keys={self.keys})')
+        return (
+            f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
+            f'stopwords={self.stopwords_source!r} ({self.stopwords_origin}, '
+            f'{len(self.stopwords)} words), keys={self.keys})'
+        )

@@ -1,4 +1,5 @@
 """BERT text encoder: embeddings and the first ``num_layers`` layers of a BERT."""
+
 from __future__ import annotations
 
 
@@ -8,8 +9,13 @@ from torch import Tensor, nn
 from vlreg.registry import BACKBONES
 from vlreg.utils.paths import check_pretrained_path
 
-from ..utils.bert_layers import (BertEmbeddings, BertLayer, additive_mask, init_bert_weights,
-                                 run_layer)
+from ..utils.bert_layers import (
+    BertEmbeddings,
+    BertLayer,
+    additive_mask,
+    init_bert_weights,
+    run_layer,
+)
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
 
@@ -45,21 +51,44 @@ class BertTextBackbone(BaseModule):
         intermediate_size=3072, pretrained='/path/to/bert-base-uncased')``
     """
 
-    def __init__(self, vocab_size: int = 30522, hidden_size: int = 768, num_layers: int = 6,
-                 num_heads: int = 12, intermediate_size: int = 3072, max_position_embeddings: int = 512,
-                 type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
-                 attn_dropout: float = 0.1, pad_token_id: int = 0,
-                 pretrained: str | None = None, grad_checkpointing: bool = False) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        hidden_size: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        pad_token_id: int = 0,
+        pretrained: str | None = None,
+        grad_checkpointing: bool = False,
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.grad_checkpointing = grad_checkpointing
         check_pretrained_path(pretrained, 'text_backbone.pretrained')
         self.pretrained = pretrained
-        self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
-                                         type_vocab_size, layer_norm_eps, dropout, pad_token_id)
-        self.encoder = _Encoder([
-            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout)
-            for _ in range(num_layers)])
+        self.embeddings = BertEmbeddings(
+            vocab_size,
+            hidden_size,
+            max_position_embeddings,
+            type_vocab_size,
+            layer_norm_eps,
+            dropout,
+            pad_token_id,
+        )
+        self.encoder = _Encoder(
+            [
+                BertLayer(
+                    hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout
+                )
+                for _ in range(num_layers)
+            ]
+        )
         init_bert_weights(self)
 
     @property
@@ -86,5 +115,3 @@ class BertTextBackbone(BaseModule):
         for layer in self.encoder.layer:
             hidden, _ = run_layer(layer, self.grad_checkpointing, hidden, mask)
         return hidden
-
-

@@ -8,6 +8,7 @@ shape, the same tensor kind (weight / bias / running statistics), the same layer
 batch norm, linear), the same place (stem, the n-th block, head) and the same convolution role (depthwise
 or not). Any difference raises naming both keys: a file of another architecture never loads silently.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,10 +21,18 @@ _TIMM_BLOCK = re.compile(r'^blocks\.(\d+)\.(\d+)\.(.+)$')
 
 
 # top-level modules (outside the blocks) of either naming -> their place in the network
-_TOP_LEVEL = {'_conv_stem': 'stem', '_bn0': 'stem', '_conv_head': 'head', '_bn1': 'head',
-              '_fc': 'classifier',
-              'conv_stem': 'stem', 'bn1': 'stem', 'conv_head': 'head', 'bn2': 'head',
-              'classifier': 'classifier'}
+_TOP_LEVEL = {
+    '_conv_stem': 'stem',
+    '_bn0': 'stem',
+    '_conv_head': 'head',
+    '_bn1': 'head',
+    '_fc': 'classifier',
+    'conv_stem': 'stem',
+    'bn1': 'stem',
+    'conv_head': 'head',
+    'bn2': 'head',
+    'classifier': 'classifier',
+}
 
 
 def _layer_type(module_name: str) -> str:
@@ -58,8 +67,9 @@ def _describe(key: str, tensor: Tensor, block_order: dict[tuple[int, ...], int])
     return place, kind, leaf, depthwise
 
 
-def convert_to_timm(state: Mapping[str, Tensor], model: nn.Module,
-                    source: str = 'weights') -> dict[str, Tensor]:
+def convert_to_timm(
+    state: Mapping[str, Tensor], model: nn.Module, source: str = 'weights'
+) -> dict[str, Tensor]:
     """The tensors of ``state`` (``_conv_stem`` naming) under the names of timm ``model``.
 
     Args:
@@ -80,19 +90,25 @@ def convert_to_timm(state: Mapping[str, Tensor], model: nn.Module,
     if not any(k.startswith('classifier') for k in own):
         theirs = [(k, v) for k, v in theirs if not k.startswith('_fc.')]
     if len(theirs) != len(own):
-        raise ValueError(f'{source}: {len(theirs)} tensors, the timm model has {len(own)}: not the '
-                         'same architecture')
+        raise ValueError(
+            f'{source}: {len(theirs)} tensors, the timm model has {len(own)}: not the '
+            'same architecture'
+        )
     file_blocks: dict[tuple[int, ...], int] = {}
     timm_blocks: dict[tuple[int, ...], int] = {}
     out: dict[str, Tensor] = {}
     for (their_key, value), (own_key, mine) in zip(theirs, own.items()):
         if tuple(value.shape) != tuple(mine.shape):
-            raise ValueError(f'{source}: {their_key} has shape {tuple(value.shape)}, its timm '
-                             f'counterpart {own_key} {tuple(mine.shape)}')
+            raise ValueError(
+                f'{source}: {their_key} has shape {tuple(value.shape)}, its timm '
+                f'counterpart {own_key} {tuple(mine.shape)}'
+            )
         a = _describe(their_key, value, file_blocks)
         b = _describe(own_key, mine, timm_blocks)
         if a != b:
-            raise ValueError(f'{source}: {their_key} (place, layer, tensor, depthwise = {a}) does not '
-                             f'match the timm tensor at the same position, {own_key} ({b})')
+            raise ValueError(
+                f'{source}: {their_key} (place, layer, tensor, depthwise = {a}) does not '
+                f'match the timm tensor at the same position, {own_key} ({b})'
+            )
         out[own_key] = value
     return out

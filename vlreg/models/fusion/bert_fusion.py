@@ -1,4 +1,5 @@
 """The multimodal (fusion) encoder: BERT layers with cross-attention from text to image tokens."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,19 +52,39 @@ class BertFusion(BaseModule):
         intermediate_size=3072, layer_offset=6)``
     """
 
-    def __init__(self, hidden_size: int = 768, encoder_width: int = 768, num_layers: int = 6,
-                 num_heads: int = 12, intermediate_size: int = 3072, layer_norm_eps: float = 1e-12,
-                 dropout: float = 0.1, attn_dropout: float = 0.1, layer_offset: int = 6,
-                 pretrained: str | None = None, grad_checkpointing: bool = False) -> None:
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        encoder_width: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        layer_offset: int = 6,
+        pretrained: str | None = None,
+        grad_checkpointing: bool = False,
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.grad_checkpointing = grad_checkpointing
         self.layer_offset = layer_offset
         self.pretrained = pretrained
-        self.layer = nn.ModuleList([
-            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout, attn_dropout,
-                      cross_attention_width=encoder_width)
-            for _ in range(num_layers)])
+        self.layer = nn.ModuleList(
+            [
+                BertLayer(
+                    hidden_size,
+                    num_heads,
+                    intermediate_size,
+                    layer_norm_eps,
+                    dropout,
+                    attn_dropout,
+                    cross_attention_width=encoder_width,
+                )
+                for _ in range(num_layers)
+            ]
+        )
         init_bert_weights(self)
 
     @property
@@ -74,9 +95,15 @@ class BertFusion(BaseModule):
         """Load BERT layers ``layer_offset ..`` of ``pretrained`` into the fusion layers, strictly
         (only the cross-attention may be absent: a plain BERT has none)."""
         if self.pretrained:
-            state = select_layers(read_bert_state(self.pretrained), self.layer_offset,
-                                  len(self.layer), prefix='layer.')
-            load_into(self, state, f'fusion <- {self.pretrained}', expect_missing=('crossattention',))
+            state = select_layers(
+                read_bert_state(self.pretrained),
+                self.layer_offset,
+                len(self.layer),
+                prefix='layer.',
+            )
+            load_into(
+                self, state, f'fusion <- {self.pretrained}', expect_missing=('crossattention',)
+            )
 
     def image_key_values(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Every layer's cross-attention keys and values of ``image_tokens`` ``[B, N, D_v]``.
@@ -88,9 +115,15 @@ class BertFusion(BaseModule):
         """
         return [layer.crossattention.self.key_value(image_tokens) for layer in self.layer]
 
-    def forward(self, text_hidden: Tensor, text_mask: Tensor | None, image_tokens: Tensor | None,
-                image_mask: Tensor | None = None, attn_layer: int | None = None,
-                image_kv: list[tuple[Tensor, Tensor]] | None = None) -> FusionOutput:
+    def forward(
+        self,
+        text_hidden: Tensor,
+        text_mask: Tensor | None,
+        image_tokens: Tensor | None,
+        image_mask: Tensor | None = None,
+        attn_layer: int | None = None,
+        image_kv: list[tuple[Tensor, Tensor]] | None = None,
+    ) -> FusionOutput:
         """Fuse text ``[B, L, D]`` with image tokens ``[B, N, D_v]``.
 
         Args:
@@ -100,17 +133,28 @@ class BertFusion(BaseModule):
                 ``image_tokens``.
         """
         if image_kv is not None and len(image_kv) != len(self.layer):
-            raise ValueError(f'image_kv holds {len(image_kv)} layers, the fusion has {len(self.layer)}')
+            raise ValueError(
+                f'image_kv holds {len(image_kv)} layers, the fusion has {len(self.layer)}'
+            )
         if attn_layer is not None and not -len(self.layer) <= attn_layer < len(self.layer):
-            raise IndexError(f'attn_layer {attn_layer} is out of range for {len(self.layer)} fusion layers')
+            raise IndexError(
+                f'attn_layer {attn_layer} is out of range for {len(self.layer)} fusion layers'
+            )
         want = None if attn_layer is None else attn_layer % len(self.layer)
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
         for i, layer in enumerate(self.layer):
-            hidden, p = run_layer(layer, self.grad_checkpointing, hidden, mask, image_tokens,
-                                  ctx_mask, return_cross_probs=(i == want),
-                                  context_kv=None if image_kv is None else image_kv[i])
+            hidden, p = run_layer(
+                layer,
+                self.grad_checkpointing,
+                hidden,
+                mask,
+                image_tokens,
+                ctx_mask,
+                return_cross_probs=(i == want),
+                context_kv=None if image_kv is None else image_kv[i],
+            )
             if i == want:
                 probs = p
         return FusionOutput(hidden, probs)

@@ -15,6 +15,7 @@ Weight mapping from a single-image fusion (``BertFusion``, ALBEF's ``Pretrain_nl
 source ``layer.i.*`` fills both ``layer.{2i}.*`` and ``layer.{2i+1}.*``
 (:meth:`BertPairFusion.convert_single_state`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -49,19 +50,39 @@ class BertPairFusion(BaseModule):
         num_heads=12, intermediate_size=3072, layer_offset=6)``
     """
 
-    def __init__(self, hidden_size: int = 768, encoder_width: int = 768, num_layers: int = 6,
-                 num_heads: int = 12, intermediate_size: int = 3072, layer_norm_eps: float = 1e-12,
-                 dropout: float = 0.1, attn_dropout: float = 0.1, layer_offset: int = 6,
-                 share_key_value: bool = True, pretrained: str | None = None) -> None:
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        encoder_width: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        layer_offset: int = 6,
+        share_key_value: bool = True,
+        pretrained: str | None = None,
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.layer_offset = layer_offset
         self.pretrained = pretrained
         self.share_key_value = share_key_value
-        self.layer = nn.ModuleList([
-            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout,
-                      attn_dropout, cross_attention_width=encoder_width)
-            for _ in range(2 * num_layers)])
+        self.layer = nn.ModuleList(
+            [
+                BertLayer(
+                    hidden_size,
+                    num_heads,
+                    intermediate_size,
+                    layer_norm_eps,
+                    dropout,
+                    attn_dropout,
+                    cross_attention_width=encoder_width,
+                )
+                for _ in range(2 * num_layers)
+            ]
+        )
         init_bert_weights(self)
         if share_key_value:
             for i in range(0, len(self.layer), 2):
@@ -98,26 +119,44 @@ class BertPairFusion(BaseModule):
         """A fusion state of either layout for this module: a single-image state (half as many
         layers) is expanded, a pair state (as many blocks, e.g. after text-assignment pre-training)
         is kept as is."""
-        indices = {int(k.split('.')[1]) for k in state if k.startswith('layer.')
-                   and k.split('.')[1].isdigit()}
+        indices = {
+            int(k.split('.')[1])
+            for k in state
+            if k.startswith('layer.') and k.split('.')[1].isdigit()
+        }
         count = max(indices) + 1 if indices else 0
         if count == len(self.layer):
             return dict(state)
         if 2 * count == len(self.layer):
             return self.convert_single_state(state)
-        raise ValueError(f'a fusion state with {count} layers fits neither {len(self.layer)} pair '
-                         f'blocks nor {len(self.layer) // 2} single-image layers')
+        raise ValueError(
+            f'a fusion state with {count} layers fits neither {len(self.layer)} pair '
+            f'blocks nor {len(self.layer) // 2} single-image layers'
+        )
 
     def init_weights(self) -> None:
         if self.pretrained:
-            single = select_layers(read_bert_state(self.pretrained), self.layer_offset,
-                                   len(self.layer) // 2, prefix='layer.')
-            load_into(self, self.convert_single_state(single), f'pair fusion <- {self.pretrained}',
-                      expect_missing=('crossattention',))
+            single = select_layers(
+                read_bert_state(self.pretrained),
+                self.layer_offset,
+                len(self.layer) // 2,
+                prefix='layer.',
+            )
+            load_into(
+                self,
+                self.convert_single_state(single),
+                f'pair fusion <- {self.pretrained}',
+                expect_missing=('crossattention',),
+            )
 
-    def forward(self, text_hidden: Tensor, text_mask: Tensor | None,
-                image_tokens: Sequence[Tensor], image_mask: Sequence[Tensor | None] | None = None,
-                attn_layer: int | None = None) -> FusionOutput:
+    def forward(
+        self,
+        text_hidden: Tensor,
+        text_mask: Tensor | None,
+        image_tokens: Sequence[Tensor],
+        image_mask: Sequence[Tensor | None] | None = None,
+        attn_layer: int | None = None,
+    ) -> FusionOutput:
         """Fuse text ``[B, L, D]`` with two images' tokens ``([B, N0, D_v], [B, N1, D_v])``.
 
         Args:
@@ -128,16 +167,18 @@ class BertPairFusion(BaseModule):
             raise ValueError('BertPairFusion expects a pair (image_tokens_0, image_tokens_1)')
         masks = list(image_mask) if image_mask is not None else [None, None]
         if attn_layer is not None and not -len(self.layer) <= attn_layer < len(self.layer):
-            raise IndexError(f'attn_layer {attn_layer} is out of range for {len(self.layer)} '
-                             'blocks')
+            raise IndexError(
+                f'attn_layer {attn_layer} is out of range for {len(self.layer)} blocks'
+            )
         want = None if attn_layer is None else attn_layer % len(self.layer)
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_masks = [additive_mask(m, text_hidden.dtype) for m in masks]
         hidden, probs = text_hidden, None
         for i, layer in enumerate(self.layer):
             j = self.image_index(i)
-            hidden, p = layer(hidden, mask, image_tokens[j], ctx_masks[j],
-                              return_cross_probs=(i == want))
+            hidden, p = layer(
+                hidden, mask, image_tokens[j], ctx_masks[j], return_cross_probs=(i == want)
+            )
             if i == want:
                 probs = p
         return FusionOutput(hidden, probs)

@@ -1,4 +1,5 @@
 """ALBEF's answer decoder for VQA (the generative head of :mod:`vlreg.models.heads.vqa`)."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,13 @@ from vlreg.registry import HEADS
 from vlreg.structures.batch_keys import IGNORE_LABEL
 from vlreg.utils.tokenizer_cache import build_tokenizer
 
-from ..utils.bert_layers import (MASK_VALUE, BertEmbeddings, BertLayer, additive_mask,
-                                 init_bert_weights)
+from ..utils.bert_layers import (
+    MASK_VALUE,
+    BertEmbeddings,
+    BertLayer,
+    additive_mask,
+    init_bert_weights,
+)
 from .pretrain_heads import MLMHead
 from .vqa import BaseVQAHead, sample_meta
 
@@ -89,21 +95,36 @@ class AnswerDecoderHead(BaseVQAHead):
         ...      tokenizer=dict(type='BertTokenizer', path='data/bert-base-uncased', add_sep=True))
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, tokenizer: dict | Any,
-                 num_layers: int = 6, num_heads: int = 12, intermediate_size: int = 3072,
-                 max_position_embeddings: int = 512, layer_norm_eps: float = 1e-12,
-                 dropout: float = 0.1, attn_dropout: float = 0.1, answer_max_length: int = 10,
-                 k_test: int = 128, label_smoothing: float = 0.0,
-                 count_first_token_twice: bool = False, rank_chunk_size: int = 1024,
-                 pad_token_id: int = 0) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        vocab_size: int,
+        tokenizer: dict | Any,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        max_position_embeddings: int = 512,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        answer_max_length: int = 10,
+        k_test: int = 128,
+        label_smoothing: float = 0.0,
+        count_first_token_twice: bool = False,
+        rank_chunk_size: int = 1024,
+        pad_token_id: int = 0,
+    ) -> None:
         super().__init__()
         self.tokenizer = build_tokenizer(tokenizer)
         if not getattr(self.tokenizer, 'add_sep', False):
-            raise ValueError('AnswerDecoderHead needs an end token: give it a tokenizer with '
-                             'add_sep=True (ALBEF ends every answer with [SEP])')
+            raise ValueError(
+                'AnswerDecoderHead needs an end token: give it a tokenizer with '
+                'add_sep=True (ALBEF ends every answer with [SEP])'
+            )
         if k_test < 1 or rank_chunk_size < 1:
-            raise ValueError(f'k_test and rank_chunk_size must be >= 1, got {k_test}, '
-                             f'{rank_chunk_size}')
+            raise ValueError(
+                f'k_test and rank_chunk_size must be >= 1, got {k_test}, {rank_chunk_size}'
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f'label_smoothing must be in [0, 1), got {label_smoothing}')
         self.hidden_size = hidden_size
@@ -114,13 +135,28 @@ class AnswerDecoderHead(BaseVQAHead):
         self.count_first_token_twice = count_first_token_twice
         self.rank_chunk_size = rank_chunk_size
         self.pad_token_id = pad_token_id  # not read from the tokenizer: no file I/O at build
-        self.embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings,
-                                         layer_norm_eps=layer_norm_eps, dropout=dropout,
-                                         pad_token_id=pad_token_id)
-        self.layer = nn.ModuleList([
-            BertLayer(hidden_size, num_heads, intermediate_size, layer_norm_eps, dropout,
-                      attn_dropout, cross_attention_width=hidden_size)
-            for _ in range(num_layers)])
+        self.embeddings = BertEmbeddings(
+            vocab_size,
+            hidden_size,
+            max_position_embeddings,
+            layer_norm_eps=layer_norm_eps,
+            dropout=dropout,
+            pad_token_id=pad_token_id,
+        )
+        self.layer = nn.ModuleList(
+            [
+                BertLayer(
+                    hidden_size,
+                    num_heads,
+                    intermediate_size,
+                    layer_norm_eps,
+                    dropout,
+                    attn_dropout,
+                    cross_attention_width=hidden_size,
+                )
+                for _ in range(num_layers)
+            ]
+        )
         init_bert_weights(self)
         self.lm_head = MLMHead(hidden_size, vocab_size, layer_norm_eps)
         self.lm_head.tie_to(self.embeddings.word_embeddings)
@@ -155,8 +191,10 @@ class AnswerDecoderHead(BaseVQAHead):
         """
         layers = getattr(fusion, 'layer', None)
         if layers is None:
-            raise TypeError(f'AnswerDecoderHead.init_from_encoder: {type(fusion).__name__} has '
-                            'no "layer" list to initialise the decoder from')
+            raise TypeError(
+                f'AnswerDecoderHead.init_from_encoder: {type(fusion).__name__} has '
+                'no "layer" list to initialise the decoder from'
+            )
         source = {f'text_backbone.{k}': v for k, v in text_backbone.state_dict().items()}
         source.update({f'fusion.{k}': v for k, v in fusion.state_dict().items()})
         own = self.state_dict()
@@ -172,15 +210,19 @@ class AnswerDecoderHead(BaseVQAHead):
             value.copy_(src)
             copied += 1
         if skipped:
-            print_log(f'AnswerDecoderHead: {copied} tensors copied from the '
-                      f'text embeddings and fusion layers; kept as initialised: '
-                      f'{skipped[:8]}{"..." if len(skipped) > 8 else ""}', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'AnswerDecoderHead: {copied} tensors copied from the '
+                f'text embeddings and fusion layers; kept as initialised: '
+                f'{skipped[:8]}{"..." if len(skipped) > 8 else ""}',
+                logger='current',
+                level=logging.WARNING,
+            )
         return skipped
 
     # -- the decoder
-    def decode(self, answer_ids: Tensor, answer_mask: Tensor, states: Tensor,
-               states_mask: Tensor) -> Tensor:
+    def decode(
+        self, answer_ids: Tensor, answer_mask: Tensor, states: Tensor, states_mask: Tensor
+    ) -> Tensor:
         """Logits ``[N, La, V]`` of answers ``[N, La]`` given question states ``[N, Lq, D]``."""
         hidden = self.embeddings(answer_ids)
         self_mask = causal_mask(answer_mask, hidden.dtype)
@@ -189,13 +231,18 @@ class AnswerDecoderHead(BaseVQAHead):
             hidden, _ = layer(hidden, self_mask, states, ctx_mask)
         return self.lm_head(hidden)
 
-    def _token_nll(self, logits: Tensor, ids: Tensor, mask: Tensor,
-                   smoothing: float = 0.0) -> Tensor:
+    def _token_nll(
+        self, logits: Tensor, ids: Tensor, mask: Tensor, smoothing: float = 0.0
+    ) -> Tensor:
         """Per-token negative log-likelihood ``[N, La - 1]`` of ``ids[:, 1:]`` (0 on padding)."""
         labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, IGNORE_LABEL)
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), labels,
-                              ignore_index=IGNORE_LABEL, reduction='none',
-                              label_smoothing=smoothing)
+        nll = F.cross_entropy(
+            logits[:, :-1].transpose(1, 2).float(),
+            labels,
+            ignore_index=IGNORE_LABEL,
+            reduction='none',
+            label_smoothing=smoothing,
+        )
         return nll * mask[:, 1:]
 
     # -- training
@@ -203,18 +250,24 @@ class AnswerDecoderHead(BaseVQAHead):
         """Answer ids ``[N, La]``, mask, owning question ``[N]`` and weight ``[N]``."""
         rows, owner, weights = [], [], []
         for i, sample in enumerate(data_samples):
-            ids, w = (sample_meta(sample, 'weighted_answers_ids'),
-                      sample_meta(sample, 'answer_weights'))
+            ids, w = (
+                sample_meta(sample, 'weighted_answers_ids'),
+                sample_meta(sample, 'answer_weights'),
+            )
             qid = sample_meta(sample, 'question_id')
             if ids is None or w is None:
-                raise KeyError(f'data sample {i} (question_id {qid!r}) has no '
-                               '"weighted_answers_ids" / "answer_weights": tokenize the answers '
-                               "in the pipeline (Tokenize keys=('weighted_answers',)) and keep "
-                               'both in PackInputs meta_keys')
+                raise KeyError(
+                    f'data sample {i} (question_id {qid!r}) has no '
+                    '"weighted_answers_ids" / "answer_weights": tokenize the answers '
+                    "in the pipeline (Tokenize keys=('weighted_answers',)) and keep "
+                    'both in PackInputs meta_keys'
+                )
             if len(ids) != len(w) or not len(ids):
-                raise ValueError(f'data sample {i} (question_id {qid!r}): '
-                                 f'{len(ids)} answers and {len(w)} weights; a training '
-                                 'question needs at least one answer')
+                raise ValueError(
+                    f'data sample {i} (question_id {qid!r}): '
+                    f'{len(ids)} answers and {len(w)} weights; a training '
+                    'question needs at least one answer'
+                )
             rows.extend(np.asarray(a, dtype=np.int64) for a in ids)
             owner.extend([i] * len(ids))
             weights.extend(float(x) for x in w)
@@ -222,20 +275,28 @@ class AnswerDecoderHead(BaseVQAHead):
         ids_np = np.full((len(rows), length), self.pad_token_id, dtype=np.int64)
         mask_np = np.zeros((len(rows), length), dtype=np.int64)
         for j, row in enumerate(rows):
-            ids_np[j, :len(row)] = row
-            mask_np[j, :len(row)] = 1
-        return dict(answer_ids=torch.from_numpy(ids_np).to(device),
-                    answer_mask=torch.from_numpy(mask_np).to(device),
-                    owner=torch.tensor(owner, dtype=torch.long, device=device),
-                    weights=torch.tensor(weights, dtype=torch.float32, device=device))
+            ids_np[j, : len(row)] = row
+            mask_np[j, : len(row)] = 1
+        return dict(
+            answer_ids=torch.from_numpy(ids_np).to(device),
+            answer_mask=torch.from_numpy(mask_np).to(device),
+            owner=torch.tensor(owner, dtype=torch.long, device=device),
+            weights=torch.tensor(weights, dtype=torch.float32, device=device),
+        )
 
     def logits(self, states: Tensor, mask: Tensor, targets: dict[str, Tensor]) -> Tensor:
         owner = targets['owner']
-        return self.decode(targets['answer_ids'], targets['answer_mask'], states[owner],
-                           mask[owner])
+        return self.decode(
+            targets['answer_ids'], targets['answer_mask'], states[owner], mask[owner]
+        )
 
-    def sequence_nll(self, logits: Tensor, targets: dict[str, Tensor],
-                     teacher: Tensor | None = None, alpha: float = 0.0) -> Tensor:
+    def sequence_nll(
+        self,
+        logits: Tensor,
+        targets: dict[str, Tensor],
+        teacher: Tensor | None = None,
+        alpha: float = 0.0,
+    ) -> Tensor:
         """``[N]``: each answer's summed token loss (distilled when ``teacher`` is given)."""
         ids, mask = targets['answer_ids'], targets['answer_mask']
         nll = self._token_nll(logits, ids, mask, self.label_smoothing)
@@ -245,8 +306,14 @@ class AnswerDecoderHead(BaseVQAHead):
             nll = (1.0 - alpha) * nll + alpha * distill
         return nll.sum(1)
 
-    def loss(self, states: Tensor, mask: Tensor, targets: dict[str, Tensor],
-             teacher: Tensor | None = None, alpha: float = 0.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        states: Tensor,
+        mask: Tensor,
+        targets: dict[str, Tensor],
+        teacher: Tensor | None = None,
+        alpha: float = 0.0,
+    ) -> dict[str, Tensor]:
         per_answer = self.sequence_nll(self.logits(states, mask, targets), targets, teacher, alpha)
         loss = (targets['weights'] * per_answer).sum() / states.shape[0]
         return {'loss_vqa': loss}
@@ -264,25 +331,28 @@ class AnswerDecoderHead(BaseVQAHead):
             ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for j, row in enumerate(rows):
-                ids[j, :len(row)] = torch.tensor(row)
-                mask[j, :len(row)] = 1
+                ids[j, : len(row)] = torch.tensor(row)
+                mask[j, : len(row)] = 1
             self._candidates = {device: (ids.to(device), mask.to(device))}
         return self._candidates[device]
 
     @property
     def protocol(self) -> str:
         twice = ' + first token again (ALBEF code)' if self.count_first_token_twice else ''
-        return (f'answer decoder: first-token top-{self.k_test} -> full-sequence '
-                f'log-likelihood{twice}')
+        return (
+            f'answer decoder: first-token top-{self.k_test} -> full-sequence log-likelihood{twice}'
+        )
 
-    def sequence_log_likelihood(self, answer_ids: Tensor, answer_mask: Tensor, states: Tensor,
-                                states_mask: Tensor) -> Tensor:
+    def sequence_log_likelihood(
+        self, answer_ids: Tensor, answer_mask: Tensor, states: Tensor, states_mask: Tensor
+    ) -> Tensor:
         """``[N]``: ``sum_t log p(a_t | a_<t, q)`` of each answer, in chunks of rows."""
         out = []
         for start in range(0, answer_ids.shape[0], self.rank_chunk_size):
             part = slice(start, start + self.rank_chunk_size)
-            logits = self.decode(answer_ids[part], answer_mask[part], states[part],
-                                 states_mask[part])
+            logits = self.decode(
+                answer_ids[part], answer_mask[part], states[part], states_mask[part]
+            )
             out.append(-self._token_nll(logits, answer_ids[part], answer_mask[part]).sum(1))
         return torch.cat(out)
 
@@ -301,9 +371,9 @@ class AnswerDecoderHead(BaseVQAHead):
         first_logp = first.log_softmax(-1)[:, ids[:, 1]]  # [B, C]
         top_first, top = first_logp.topk(k, dim=1)
         flat = top.reshape(-1)
-        seq = self.sequence_log_likelihood(ids[flat], cand_mask[flat],
-                                           states.repeat_interleave(k, 0),
-                                           mask.repeat_interleave(k, 0)).view(b, k)
+        seq = self.sequence_log_likelihood(
+            ids[flat], cand_mask[flat], states.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+        ).view(b, k)
         if self.count_first_token_twice:
             seq = seq + top_first
         scores, order = seq.sort(dim=1, descending=True)

@@ -1,4 +1,5 @@
 """Classification heads for downstream tasks (SNLI-VE, NLVR2) on the fused [CLS] token."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -37,8 +38,9 @@ class MLPClassifierHead(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(hidden_size, num_classes))
         else:
             mlp_hidden = mlp_hidden or hidden_size
-            self.mlp = nn.Sequential(nn.Linear(hidden_size, mlp_hidden), nn.ReLU(),
-                                     nn.Linear(mlp_hidden, num_classes))
+            self.mlp = nn.Sequential(
+                nn.Linear(hidden_size, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, num_classes)
+            )
         init_bert_weights(self)
 
     def forward(self, cls: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
 """Heads of pre-training: image-text matching and masked language modelling."""
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,13 @@ class MLMHead(BaseModule):
         ``dict(type='MLMHead', hidden_size=768, vocab_size=30522)``
     """
 
-    def __init__(self, hidden_size: int = 768, vocab_size: int = 30522, layer_norm_eps: float = 1e-12,
-                 pretrained: str | None = None) -> None:
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        vocab_size: int = 30522,
+        layer_norm_eps: float = 1e-12,
+        pretrained: str | None = None,
+    ) -> None:
         super().__init__()
         self.pretrained = pretrained
         self.transform = _Transform(hidden_size, layer_norm_eps)
@@ -62,8 +68,10 @@ class MLMHead(BaseModule):
 
     def tie_to(self, word_embeddings: nn.Embedding) -> None:
         if word_embeddings.weight.shape != self.decoder.weight.shape:
-            raise ValueError(f'MLM head vocabulary {tuple(self.decoder.weight.shape)} does not match the '
-                             f'word embeddings {tuple(word_embeddings.weight.shape)}')
+            raise ValueError(
+                f'MLM head vocabulary {tuple(self.decoder.weight.shape)} does not match the '
+                f'word embeddings {tuple(word_embeddings.weight.shape)}'
+            )
         self.decoder.weight = word_embeddings.weight
 
     def init_weights(self) -> None:
@@ -72,17 +80,19 @@ class MLMHead(BaseModule):
         if self.pretrained:
             state = strip_prefix(read_bert_state(self.pretrained), 'cls.predictions.')
             if not state:
-                raise KeyError(f'MLM head <- {self.pretrained}: the file has no cls.predictions.* '
-                               '(an MLM head); drop mlm_head.pretrained to start it random')
+                raise KeyError(
+                    f'MLM head <- {self.pretrained}: the file has no cls.predictions.* '
+                    '(an MLM head); drop mlm_head.pretrained to start it random'
+                )
             state.pop('decoder.weight', None)  # tied to the word embeddings
             if 'decoder.bias' in state:
                 # Hugging Face ties decoder.bias to bias; files hold one or both
                 bias = state.pop('decoder.bias')
                 state.setdefault('bias', bias)
-            load_into(self, state, f'MLM head <- {self.pretrained}',
-                      expect_missing=('decoder.weight',))
+            load_into(
+                self, state, f'MLM head <- {self.pretrained}', expect_missing=('decoder.weight',)
+            )
 
     def forward(self, hidden: Tensor) -> Tensor:
         """Hidden states ``[..., D]`` -> vocabulary logits ``[..., V]``."""
         return self.decoder(self.transform(hidden)) + self.bias
-

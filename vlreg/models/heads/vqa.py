@@ -16,6 +16,7 @@ answers the questions:
 ``states`` are the fusion encoder's last hidden states of the question ``[B, L, D]`` and ``mask``
 the question's attention mask ``[B, L]``.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -83,8 +84,10 @@ class BaseVQAHead(BaseModule):
 
     def _answers(self) -> list[str]:
         if self.answer_list is None:
-            raise RuntimeError(f'{type(self).__name__}: no answer list; the model calls '
-                               'set_answer_list before the first use')
+            raise RuntimeError(
+                f'{type(self).__name__}: no answer list; the model calls '
+                'set_answer_list before the first use'
+            )
         return self.answer_list
 
     @property
@@ -97,12 +100,19 @@ class BaseVQAHead(BaseModule):
     def logits(self, states: Tensor, mask: Tensor, targets: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
-    def loss(self, states: Tensor, mask: Tensor, targets: dict[str, Tensor],
-             teacher: Tensor | None = None, alpha: float = 0.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        states: Tensor,
+        mask: Tensor,
+        targets: dict[str, Tensor],
+        teacher: Tensor | None = None,
+        alpha: float = 0.0,
+    ) -> dict[str, Tensor]:
         raise NotImplementedError
 
     def predict(self, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
 
 # --- the classifier alternative -------------------------------------------------------------------
 @HEADS.register_module()
@@ -129,8 +139,14 @@ class AnswerClassifierHead(BaseVQAHead):
         >>> dict(type='AnswerClassifierHead', hidden_size=768, num_answers=3129)
     """
 
-    def __init__(self, hidden_size: int, num_answers: int, mlp_hidden: int | None = None,
-                 soft_score: str = 'vqa', layer_norm_eps: float = 1e-12) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_answers: int,
+        mlp_hidden: int | None = None,
+        soft_score: str = 'vqa',
+        layer_norm_eps: float = 1e-12,
+    ) -> None:
         super().__init__()
         if num_answers < 1:
             raise ValueError(f'AnswerClassifierHead needs num_answers >= 1, got {num_answers}')
@@ -139,16 +155,21 @@ class AnswerClassifierHead(BaseVQAHead):
         mlp_hidden = mlp_hidden or 2 * hidden_size
         self.num_answers = num_answers
         self.soft_score = soft_score
-        self.mlp = nn.Sequential(nn.Linear(hidden_size, mlp_hidden), nn.GELU(),
-                                 nn.LayerNorm(mlp_hidden, eps=layer_norm_eps),
-                                 nn.Linear(mlp_hidden, num_answers))
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, mlp_hidden),
+            nn.GELU(),
+            nn.LayerNorm(mlp_hidden, eps=layer_norm_eps),
+            nn.Linear(mlp_hidden, num_answers),
+        )
         init_bert_weights(self)
         self._index: dict[str, int] = {}
 
     def set_answer_list(self, answers: Sequence[str]) -> None:
         if len(answers) != self.num_answers:
-            raise ValueError(f'AnswerClassifierHead: the answer list has {len(answers)} answers '
-                             f'but the head was built with num_answers={self.num_answers}')
+            raise ValueError(
+                f'AnswerClassifierHead: the answer list has {len(answers)} answers '
+                f'but the head was built with num_answers={self.num_answers}'
+            )
         super().set_answer_list(answers)
         self._index = {}
         for i, answer in enumerate(answers):
@@ -174,17 +195,26 @@ class AnswerClassifierHead(BaseVQAHead):
         for i, sample in enumerate(data_samples):
             gts, qid = sample_meta(sample, 'answers'), sample_meta(sample, 'question_id')
             if not gts:
-                raise KeyError(f'data sample {i} (question_id {qid!r}) has no '
-                               '"answers" to train on (keep "answers" in PackInputs meta_keys)')
+                raise KeyError(
+                    f'data sample {i} (question_id {qid!r}) has no '
+                    '"answers" to train on (keep "answers" in PackInputs meta_keys)'
+                )
             answers.append(list(gts))
         return dict(scores=self.target_matrix(answers).to(device))
 
-    def logits(self, states: Tensor, mask: Tensor,
-               targets: dict[str, Tensor] | None = None) -> Tensor:
+    def logits(
+        self, states: Tensor, mask: Tensor, targets: dict[str, Tensor] | None = None
+    ) -> Tensor:
         return self.mlp(states[:, 0])
 
-    def loss(self, states: Tensor, mask: Tensor, targets: dict[str, Tensor],
-             teacher: Tensor | None = None, alpha: float = 0.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        states: Tensor,
+        mask: Tensor,
+        targets: dict[str, Tensor],
+        teacher: Tensor | None = None,
+        alpha: float = 0.0,
+    ) -> dict[str, Tensor]:
         logits = self.logits(states, mask).float()
         target = targets['scores']
         if teacher is not None and alpha > 0:

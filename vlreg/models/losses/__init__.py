@@ -8,7 +8,25 @@ from .mlm import MLMLoss
 from .requirements import check_loss, declared_attn_layer
 from .softmask_itm import SoftMaskITMLoss, pick_random_words, word_map
 
-__all__ = ['BaseVLLoss', 'EncodedView', 'FocalITCLoss', 'ITCLoss', 'ITMLoss', 'LossContext', 'LossModel',
-           'MLMLoss', 'MomentumFeatures', 'SoftMaskITMLoss', 'VLFeatures', 'check_loss', 'check_views',
-           'declared_attn_layer', 'in_batch_similarities', 'pick_random_words', 'queue_columns',
-           'sample_hard_negatives', 'soft_cross_entropy', 'word_map']
+__all__ = [
+    'BaseVLLoss',
+    'EncodedView',
+    'FocalITCLoss',
+    'ITCLoss',
+    'ITMLoss',
+    'LossContext',
+    'LossModel',
+    'MLMLoss',
+    'MomentumFeatures',
+    'SoftMaskITMLoss',
+    'VLFeatures',
+    'check_loss',
+    'check_views',
+    'declared_attn_layer',
+    'in_batch_similarities',
+    'pick_random_words',
+    'queue_columns',
+    'sample_hard_negatives',
+    'soft_cross_entropy',
+    'word_map',
+]

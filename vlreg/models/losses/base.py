@@ -1,5 +1,6 @@
 """What every loss shares: what it declares it needs, its weight, and a clear error when a need is
 not met (at build time where the model decides it, at run time for what the batch decides)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,8 +52,10 @@ class BaseVLLoss(nn.Module):
     def forward(self, ctx: LossContext) -> dict[str, Tensor]:
         missing = ctx.features.missing(self.requires)
         if missing:
-            raise KeyError(f'{type(self).__name__} needs features {missing}, which this batch lacks '
-                           '(is a pipeline transform, a head or the momentum encoder missing?)')
+            raise KeyError(
+                f'{type(self).__name__} needs features {missing}, which this batch lacks '
+                '(is a pipeline transform, a head or the momentum encoder missing?)'
+            )
         if any(p.requires_grad for p in self.parameters(recurse=True)):
             raise RuntimeError(f'{type(self).__name__} must not own trainable parameters')
         return self.compute(ctx)
@@ -61,22 +64,23 @@ class BaseVLLoss(nn.Module):
         raise NotImplementedError
 
 
-
-
 def check_views(views: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
     """Validate (image view, text view) pairs; the pretrainer encodes the views that losses ask for."""
     out = tuple((str(a), str(b)) for a, b in views)
     for image_view, text_view in out:
         if image_view not in IMAGE_VIEWS or text_view not in TEXT_VIEWS:
-            raise ValueError(f'unknown view pair ({image_view!r}, {text_view!r}); image views: '
-                             f'{IMAGE_VIEWS}, text views: {TEXT_VIEWS}')
+            raise ValueError(
+                f'unknown view pair ({image_view!r}, {text_view!r}); image views: '
+                f'{IMAGE_VIEWS}, text views: {TEXT_VIEWS}'
+            )
     if not out:
         raise ValueError('a loss needs at least one (image view, text view) pair')
     return out
 
 
-def check_view_weights(weights: Sequence[float] | None,
-                       views: tuple[tuple[str, str], ...], owner: str) -> tuple[float, ...] | None:
+def check_view_weights(
+    weights: Sequence[float] | None, views: tuple[tuple[str, str], ...], owner: str
+) -> tuple[float, ...] | None:
     """Validate one non-negative weight per view (None: the loss's default weighting)."""
     if weights is None:
         return None

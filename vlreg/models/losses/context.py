@@ -1,5 +1,6 @@
 """The per-step context a loss receives: the batch's features, the model, and the work several losses
 share, computed once on first request and cached for the rest of the step."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,8 +14,9 @@ from .contract import LossModel, VLFeatures
 
 
 @torch.no_grad()
-def in_batch_similarities(features: VLFeatures,
-                          queues: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+def in_batch_similarities(
+    features: VLFeatures, queues: tuple[Tensor, Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
     """``(sim_i2t, sim_t2i)`` ``[B, B]``, detached: this process's rows against this process's batch
     columns, as ITC scores them: online image x momentum text / temp and online text x momentum image /
     temp (online x online without momentum encoders). ITM mines its hard negatives from them (ALBEF).
@@ -70,8 +72,13 @@ class LossContext:
             (see :func:`in_batch_similarities`; None: no queue).
     """
 
-    def __init__(self, features: VLFeatures, model: LossModel | None,
-                 attn_layer: int | None = None, queues: tuple[Tensor, Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        features: VLFeatures,
+        model: LossModel | None,
+        attn_layer: int | None = None,
+        queues: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         self.features = features
         self.model = model
         self.attn_layer = attn_layer
@@ -103,8 +110,9 @@ class LossContext:
         cross-attention probabilities of :attr:`attn_layer`; cached."""
         if self._positive is None:
             f = self.features
-            self._positive = self.need_model().fuse(f.text_tokens, f.text_mask, f.image_tokens,
-                                                attn_layer=self.attn_layer)
+            self._positive = self.need_model().fuse(
+                f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.attn_layer
+            )
         return self._positive
 
     def positive_itm_logits(self) -> Tensor:
@@ -112,7 +120,7 @@ class LossContext:
         if self._positive_logits is None:
             head = self.need_model().itm_head
             if head is None:
-                raise RuntimeError('the positive-pair ITM logits need the model\'s itm_head')
+                raise RuntimeError("the positive-pair ITM logits need the model's itm_head")
             self._positive_logits = head(self.positive_fusion().cls)
         return self._positive_logits
 

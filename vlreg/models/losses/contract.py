@@ -1,5 +1,6 @@
 """The typed contract between the pretrainer and its losses: the features of one batch and the narrow
 model interface a loss may call. Losses read these; they never write into them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,8 +96,10 @@ class VLFeatures:
 
     def _view(self, view: str) -> EncodedView:
         if view not in self.views:
-            raise KeyError(f'the view {view!r} was not encoded (encoded: {sorted(self.views)}); a loss '
-                           "reading it must list it in its `views`")
+            raise KeyError(
+                f'the view {view!r} was not encoded (encoded: {sorted(self.views)}); a loss '
+                'reading it must list it in its `views`'
+            )
         return self.views[view]
 
     def missing(self, names: tuple[str, ...]) -> list[str]:
@@ -122,10 +125,17 @@ class LossModel(Protocol):
     @property
     def has_momentum(self) -> bool: ...
 
-    def fuse(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor,
-             image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput: ...
+    def fuse(
+        self,
+        text_tokens: Tensor,
+        text_mask: Tensor,
+        image_tokens: Tensor,
+        image_mask: Tensor | None = None,
+        attn_layer: int | None = None,
+    ) -> FusionOutput: ...
 
     def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor]: ...
 
-    def momentum_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor,
-                            positions: Tensor) -> Tensor: ...
+    def momentum_mlm_logits(
+        self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor, positions: Tensor
+    ) -> Tensor: ...

@@ -1,4 +1,5 @@
 """Focal image-text contrastive loss (Park & Han, CVPR 2023: "a focal loss for the ITC objective")."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,10 +35,17 @@ class FocalITCLoss(ITCLoss):
         ``dict(type='FocalITCLoss', embed_dim=256, queue_size=65536, gamma=2.0)``
     """
 
-    def __init__(self, gamma: float = 2.0, modulate: str = 'all', embed_dim: int = 256,
-                 queue_size: int = 65536, use_image_ids: bool = False,
-                 views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        modulate: str = 'all',
+        embed_dim: int = 256,
+        queue_size: int = 65536,
+        use_image_ids: bool = False,
+        views: Sequence[Sequence[str]] = (('image', 'text'),),
+        loss_weight: float = 1.0,
+        view_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(embed_dim, queue_size, use_image_ids, views, loss_weight, view_weights)
         if gamma < 0:
             raise ValueError(f'gamma must be >= 0, got {gamma}')
@@ -46,7 +54,9 @@ class FocalITCLoss(ITCLoss):
         self.gamma = float(gamma)
         self.modulate = modulate
 
-    def direction_loss(self, sim: Tensor, targets: Tensor, pos_targets: Tensor, alpha: float) -> Tensor:
+    def direction_loss(
+        self, sim: Tensor, targets: Tensor, pos_targets: Tensor, alpha: float
+    ) -> Tensor:
         log_p = F.log_softmax(sim, dim=1)
         factor = (1 - log_p.exp()).clamp(min=0) ** self.gamma
         if self.modulate == 'all':

@@ -1,4 +1,5 @@
 """Image-text contrastive loss with momentum distillation and feature queues (ALBEF)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -54,9 +55,15 @@ class ITCLoss(BaseVLLoss):
 
     requires = ('image_embed', 'text_embed', 'temp', 'alpha')
 
-    def __init__(self, embed_dim: int = 256, queue_size: int = 65536, use_image_ids: bool = False,
-                 views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        embed_dim: int = 256,
+        queue_size: int = 65536,
+        use_image_ids: bool = False,
+        views: Sequence[Sequence[str]] = (('image', 'text'),),
+        loss_weight: float = 1.0,
+        view_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(loss_weight)
         self.views = check_views(views)
         self.view_weights = check_view_weights(view_weights, self.views, type(self).__name__)
@@ -71,7 +78,9 @@ class ITCLoss(BaseVLLoss):
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
 
     # -- the objective, per direction; focal variants override this ------------------------------------
-    def direction_loss(self, sim: Tensor, targets: Tensor, pos_targets: Tensor, alpha: float) -> Tensor:
+    def direction_loss(
+        self, sim: Tensor, targets: Tensor, pos_targets: Tensor, alpha: float
+    ) -> Tensor:
         """Loss of one direction.
 
         Args:
@@ -87,15 +96,25 @@ class ITCLoss(BaseVLLoss):
         temp, alpha = features.temp, float(features.alpha)
         v, t = features.image_embed, features.text_embed
         if v.shape[1] != self.embed_dim:
-            raise ValueError(f'ITCLoss(embed_dim={self.embed_dim}) got features of width {v.shape[1]}')
+            raise ValueError(
+                f'ITCLoss(embed_dim={self.embed_dim}) got features of width {v.shape[1]}'
+            )
         rank, _ = rank_and_world()
         n = v.shape[0]
         momentum = features.momentum is not None
         if features.momentum is not None:
             v_m, t_m = features.momentum.image_embed.detach(), features.momentum.text_embed.detach()
             v_all, t_all = gather_no_grad(v_m), gather_no_grad(t_m)
-            cols_t = torch.cat([t_all, self.text_queue.t().clone().detach()]) if self.queue_size else t_all
-            cols_v = torch.cat([v_all, self.image_queue.t().clone().detach()]) if self.queue_size else v_all
+            cols_t = (
+                torch.cat([t_all, self.text_queue.t().clone().detach()])
+                if self.queue_size
+                else t_all
+            )
+            cols_v = (
+                torch.cat([v_all, self.image_queue.t().clone().detach()])
+                if self.queue_size
+                else v_all
+            )
         else:
             cols_t, cols_v = gather_with_grad(t), gather_with_grad(v)
             v_all = t_all = None
@@ -103,8 +122,12 @@ class ITCLoss(BaseVLLoss):
         pos_targets = positives / positives.sum(dim=1, keepdim=True)
         if momentum and alpha > 0:
             with torch.no_grad():
-                tgt_i2t = alpha * F.softmax(v_m @ cols_t.t() / temp, dim=1) + (1 - alpha) * pos_targets
-                tgt_t2i = alpha * F.softmax(t_m @ cols_v.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                tgt_i2t = (
+                    alpha * F.softmax(v_m @ cols_t.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                )
+                tgt_t2i = (
+                    alpha * F.softmax(t_m @ cols_v.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                )
         else:
             tgt_i2t = tgt_t2i = pos_targets
             alpha = 0.0
@@ -114,8 +137,13 @@ class ITCLoss(BaseVLLoss):
             rows_t = features.text_view(text_view).embed
             sim_i2t = rows_v @ cols_t.t() / temp
             sim_t2i = rows_t @ cols_v.t() / temp
-            losses.append((self.direction_loss(sim_i2t, tgt_i2t, pos_targets, alpha)
-                           + self.direction_loss(sim_t2i, tgt_t2i, pos_targets, alpha)) / 2)
+            losses.append(
+                (
+                    self.direction_loss(sim_i2t, tgt_i2t, pos_targets, alpha)
+                    + self.direction_loss(sim_t2i, tgt_t2i, pos_targets, alpha)
+                )
+                / 2
+            )
         if momentum and self.queue_size and ctx.model is not None and ctx.model.training:
             ids = gather_no_grad(features.image_ids) if self.use_image_ids else None
             self._enqueue(v_all, t_all, ids)
@@ -129,7 +157,9 @@ class ITCLoss(BaseVLLoss):
         device = features.image_embed.device
         if self.use_image_ids:
             if features.image_ids is None:
-                raise KeyError('ITCLoss(use_image_ids=True) needs image ids in the batch (image_ids)')
+                raise KeyError(
+                    'ITCLoss(use_image_ids=True) needs image ids in the batch (image_ids)'
+                )
             ids = features.image_ids.view(-1, 1)
             cols = gather_no_grad(features.image_ids.view(-1))
             if num_cols > cols.shape[0]:
@@ -148,8 +178,8 @@ class ITCLoss(BaseVLLoss):
         ptr = int(self.queue_ptr)
         keep = min(batch, self.queue_size)  # a batch longer than the queue: its last rows win
         cols = (ptr + batch - keep + torch.arange(keep, device=v_all.device)) % self.queue_size
-        self.image_queue[:, cols] = v_all[batch - keep:].t().to(self.image_queue.dtype)
-        self.text_queue[:, cols] = t_all[batch - keep:].t().to(self.text_queue.dtype)
+        self.image_queue[:, cols] = v_all[batch - keep :].t().to(self.image_queue.dtype)
+        self.text_queue[:, cols] = t_all[batch - keep :].t().to(self.text_queue.dtype)
         if ids is not None:
-            self.idx_queue[:, cols] = ids.view(1, -1)[:, batch - keep:]
+            self.idx_queue[:, cols] = ids.view(1, -1)[:, batch - keep :]
         self.queue_ptr[0] = (ptr + batch) % self.queue_size

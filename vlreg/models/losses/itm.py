@@ -1,4 +1,5 @@
 """Image-text matching with hard negatives mined from the contrastive similarities (ALBEF)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,8 +14,9 @@ from .context import LossContext
 
 
 @torch.no_grad()
-def sample_hard_negatives(sim_i2t: Tensor, sim_t2i: Tensor,
-                          image_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def sample_hard_negatives(
+    sim_i2t: Tensor, sim_t2i: Tensor, image_ids: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """One negative image per text and one negative text per image, drawn from softmax(similarity).
 
     The diagonal, and every pair with the same image id when ``image_ids`` is given, get probability 0
@@ -37,8 +39,10 @@ def sample_hard_negatives(sim_i2t: Tensor, sim_t2i: Tensor,
     w_i2t = (F.softmax(sim_i2t.float(), dim=1) + 1e-5).masked_fill(same, 0)
     empty = w_t2i.sum(dim=1) == 0
     if empty.any():
-        raise ValueError(f'{int(empty.sum())} samples have no valid negative: every sample in the batch '
-                         'shares their image id; use larger or more varied batches')
+        raise ValueError(
+            f'{int(empty.sum())} samples have no valid negative: every sample in the batch '
+            'shares their image id; use larger or more varied batches'
+        )
     image_neg_idx = torch.multinomial(w_t2i, 1).squeeze(1)
     text_neg_idx = torch.multinomial(w_i2t, 1).squeeze(1)
     return image_neg_idx, text_neg_idx
@@ -77,23 +81,30 @@ class ITMLoss(BaseVLLoss):
     needs_heads = ('itm_head',)
     uses_similarities = True  # the pretrainer computes them before any loss moves ITC's queues
 
-    def __init__(self, use_image_ids: bool = False,
-                 views: Sequence[Sequence[str]] = (('image', 'text'),),
-                 loss_weight: float = 1.0, view_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        use_image_ids: bool = False,
+        views: Sequence[Sequence[str]] = (('image', 'text'),),
+        loss_weight: float = 1.0,
+        view_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(loss_weight)
         self.use_image_ids = use_image_ids
         self.views = check_views(views)
         self.view_weights = check_view_weights(view_weights, self.views, type(self).__name__)
         if ('image', 'text') not in self.views:
-            raise ValueError("ITMLoss views must include ('image', 'text'): hard negatives are mined "
-                             'for the original pairs')
+            raise ValueError(
+                "ITMLoss views must include ('image', 'text'): hard negatives are mined "
+                'for the original pairs'
+            )
 
     def compute(self, ctx: LossContext) -> dict[str, Tensor]:
         image_neg_idx, text_neg_idx = ctx.hard_negatives(self.use_image_ids)
         return self.loss_with_negatives(ctx, image_neg_idx, text_neg_idx)
 
-    def loss_with_negatives(self, ctx: LossContext, image_neg_idx: Tensor,
-                            text_neg_idx: Tensor) -> dict[str, Tensor]:
+    def loss_with_negatives(
+        self, ctx: LossContext, image_neg_idx: Tensor, text_neg_idx: Tensor
+    ) -> dict[str, Tensor]:
         """The loss for given negative indices (used directly by tests and the ALBEF reference check)."""
         features, model = ctx.features, ctx.need_model()
         img, txt, mask = features.image_tokens, features.text_tokens, features.text_mask
@@ -108,19 +119,24 @@ class ITMLoss(BaseVLLoss):
             neg_img.append(features.image_view(image_view).tokens)
         rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), torch.cat(neg_img))
         n_pos = b * (1 + len(extra))
-        rest_logits = model.itm_head(torch.cat([rest.cls[2 * b:], rest.cls[:2 * b]]))
+        rest_logits = model.itm_head(torch.cat([rest.cls[2 * b :], rest.cls[: 2 * b]]))
         logits = torch.cat([pos_logits, rest_logits])
-        labels = torch.cat([torch.ones(n_pos, dtype=torch.long),
-                            torch.zeros(2 * b, dtype=torch.long)]).to(logits.device)
+        labels = torch.cat(
+            [torch.ones(n_pos, dtype=torch.long), torch.zeros(2 * b, dtype=torch.long)]
+        ).to(logits.device)
         if self.view_weights is None:
             loss = F.cross_entropy(logits, labels)
         else:
             weights = dict(zip(self.views, self.view_weights))
-            per_view = [weights[('image', 'text')]] + [weights[v] for v in extra] \
+            per_view = (
+                [weights[('image', 'text')]]
+                + [weights[v] for v in extra]
                 + [weights[('image', 'text')]] * 2
+            )
             per_row = F.cross_entropy(logits, labels, reduction='none')
-            rows = torch.tensor(per_view, dtype=per_row.dtype,
-                                device=per_row.device).repeat_interleave(b)
+            rows = torch.tensor(
+                per_view, dtype=per_row.dtype, device=per_row.device
+            ).repeat_interleave(b)
             loss = (rows * per_row).sum() / rows.sum()
         acc = (logits.argmax(dim=1) == labels).float().mean().detach()
         return {'loss_itm': loss * self.loss_weight, 'itm_acc': acc}

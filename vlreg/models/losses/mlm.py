@@ -1,4 +1,5 @@
 """Masked language modelling conditioned on the image, with momentum distillation (ALBEF)."""
+
 from __future__ import annotations
 
 import torch
@@ -55,17 +56,28 @@ class MLMLoss(BaseVLLoss):
         target = labels[masked]
         ce = F.cross_entropy(logits.float(), target, reduction='none')
         alpha = float(features.alpha)
-        if self.distill and alpha > 0 and features.momentum is not None \
-                and getattr(model, 'has_momentum', False):
+        if (
+            self.distill
+            and alpha > 0
+            and features.momentum is not None
+            and getattr(model, 'has_momentum', False)
+        ):
             with torch.no_grad():
-                logits_m = model.momentum_mlm_logits(ids, mask, features.momentum.image_tokens, masked)
-            soft = -(F.log_softmax(logits.float(), dim=1) * F.softmax(logits_m.float(), dim=1)).sum(1)
+                logits_m = model.momentum_mlm_logits(
+                    ids, mask, features.momentum.image_tokens, masked
+                )
+            soft = -(F.log_softmax(logits.float(), dim=1) * F.softmax(logits_m.float(), dim=1)).sum(
+                1
+            )
             per_token = (1 - alpha) * ce + alpha * soft
         else:
             per_token = ce
         _, world = rank_and_world()
         count = all_reduce_sum(masked.sum().to(per_token.dtype)) / world
         loss = per_token.sum() / count.clamp(min=1)
-        acc = (logits.argmax(dim=1) == target).float().mean().detach() if target.numel() else \
-            logits.new_zeros(())
+        acc = (
+            (logits.argmax(dim=1) == target).float().mean().detach()
+            if target.numel()
+            else logits.new_zeros(())
+        )
         return {'loss_mlm': loss * self.loss_weight, 'mlm_acc': acc}

@@ -1,5 +1,6 @@
 """Soft-masked image-text matching (Park & Han, CVPR 2023): extra, harder ITM examples whose image regions
 most relevant to one word of the caption are damped, not removed."""
+
 from __future__ import annotations
 
 import torch
@@ -85,10 +86,19 @@ class SoftMaskITMLoss(BaseVLLoss):
     requires = ('image_tokens', 'text_tokens', 'text_mask', 'word_ids', 'content_mask')
     needs_heads = ('itm_head',)
 
-    def __init__(self, layer: int = 2, head_reduction: str = 'mean', floor: float = 0.0,
-                 sharpness: float = 1.0, strength: float = 1.0, label: int = 1, prob: float = 1.0,
-                 apply_to: str = 'fusion_tokens', gradcam_mode: str = 'train',
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        layer: int = 2,
+        head_reduction: str = 'mean',
+        floor: float = 0.0,
+        sharpness: float = 1.0,
+        strength: float = 1.0,
+        label: int = 1,
+        prob: float = 1.0,
+        apply_to: str = 'fusion_tokens',
+        gradcam_mode: str = 'train',
+        loss_weight: float = 1.0,
+    ) -> None:
         super().__init__(loss_weight)
         if label not in (0, 1):
             raise ValueError(f'label must be 0 or 1, got {label}')
@@ -124,7 +134,9 @@ class SoftMaskITMLoss(BaseVLLoss):
         if ctx.attn_layer == self.cross_attn_layer:
             return ctx.positive_fusion(), ctx.positive_itm_logits()
         f = ctx.features
-        pos = model.fuse(f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.cross_attn_layer)
+        pos = model.fuse(
+            f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.cross_attn_layer
+        )
         return pos, model.itm_head(pos.cls)
 
     def eval_pass(self, features: VLFeatures, model: LossModel) -> tuple[FusionOutput, Tensor]:
@@ -132,8 +144,11 @@ class SoftMaskITMLoss(BaseVLLoss):
         dtype = next(model.fusion.parameters()).dtype  # fp32 under autocast
         text = features.text_tokens.detach().to(dtype)
         image = features.image_tokens.detach().to(dtype)
-        with dropout_off(model.fusion, model.itm_head), torch.enable_grad(), \
-                torch.autocast(device_type=image.device.type, enabled=False):
+        with (
+            dropout_off(model.fusion, model.itm_head),
+            torch.enable_grad(),
+            torch.autocast(device_type=image.device.type, enabled=False),
+        ):
             pos = model.fuse(text, features.text_mask, image, attn_layer=self.cross_attn_layer)
             return pos, model.itm_head(pos.cls)
 
@@ -142,12 +157,18 @@ class SoftMaskITMLoss(BaseVLLoss):
         features = ctx.features
         pos, logits = self.positive_pass(ctx)
         with record_function('softmask/gradcam'):
-            cam, _ = cross_attention_gradcam(logits[:, 1], pos.cross_attn, features.text_mask,
-                                             self.head_reduction, retain_graph=True)
+            cam, _ = cross_attention_gradcam(
+                logits[:, 1],
+                pos.cross_attn,
+                features.text_mask,
+                self.head_reduction,
+                retain_graph=True,
+            )
         word, valid = pick_random_words(features.word_ids, features.content_mask)
         g = word_map(cam.detach(), features.word_ids, word)
-        mask = soft_mask_from_cam(g, floor=self.floor, sharpness=self.sharpness,
-                                  strength=self.strength)
+        mask = soft_mask_from_cam(
+            g, floor=self.floor, sharpness=self.sharpness, strength=self.strength
+        )
         mask = torch.where(valid[:, None], mask, torch.ones_like(mask))
         return mask.detach(), valid, word
 
@@ -161,8 +182,14 @@ class SoftMaskITMLoss(BaseVLLoss):
         with record_function('softmask/masked_itm'):
             return self._masked_itm(ctx.features, ctx.need_model(), image_tokens, mask, valid)
 
-    def _masked_itm(self, features: VLFeatures, model: LossModel, image_tokens: Tensor, mask: Tensor,
-                    valid: Tensor) -> dict[str, Tensor]:
+    def _masked_itm(
+        self,
+        features: VLFeatures,
+        model: LossModel,
+        image_tokens: Tensor,
+        mask: Tensor,
+        valid: Tensor,
+    ) -> dict[str, Tensor]:
         if self.apply_to == 'fusion_tokens':
             masked = torch.cat([image_tokens[:, :1], image_tokens[:, 1:] * mask[:, :, None]], dim=1)
         else:
@@ -176,6 +203,8 @@ class SoftMaskITMLoss(BaseVLLoss):
         weight = valid.to(per_sample.dtype)
         loss = (per_sample * weight).sum() / weight.sum().clamp(min=1)
         acc = ((logits.argmax(dim=1) == labels).float() * weight).sum() / weight.sum().clamp(min=1)
-        return {'loss_itm_softmask': loss * self.loss_weight,
-                'softmask_mean': mask[valid].mean().detach() if valid.any() else mask.new_ones(()),
-                'softmask_acc': acc.detach()}
+        return {
+            'loss_itm_softmask': loss * self.loss_weight,
+            'softmask_mean': mask[valid].mean().detach() if valid.any() else mask.new_ones(()),
+            'softmask_acc': acc.detach(),
+        }

@@ -1,4 +1,5 @@
 """ALBEF pre-training model: encoders, momentum copies, and a named dict of losses."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,20 +11,37 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from vlreg.registry import HEADS, LOSSES, MODELS, build_from_slot
-from vlreg.structures.batch_keys import (ATTENTION_MASK, IMAGE, INPUT_IDS, missing_view_message,
-                                         view_batch_key)
+from vlreg.structures.batch_keys import (
+    ATTENTION_MASK,
+    IMAGE,
+    INPUT_IDS,
+    missing_view_message,
+    view_batch_key,
+)
 
 from ..encoders import ALBEFEncoderModel
 from ..fusion.bert_fusion import FusionOutput
-from ..losses import (EncodedView, LossContext, MomentumFeatures, VLFeatures, check_loss,
-                      declared_attn_layer, queue_columns)
+from ..losses import (
+    EncodedView,
+    LossContext,
+    MomentumFeatures,
+    VLFeatures,
+    check_loss,
+    declared_attn_layer,
+    queue_columns,
+)
 from ..utils.checkpoint import load_checkpoint_into
 from ..utils.gradcam import cross_attention_gradcam
 
 #: the parts with a momentum (EMA) copy, and the copies' names
-MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('vision_proj', 'vision_proj_m'),
-              ('text_backbone', 'text_backbone_m'), ('text_proj', 'text_proj_m'),
-              ('fusion', 'fusion_m'), ('mlm_head', 'mlm_head_m'))
+MOMENTUM_PAIRS = (
+    ('image_backbone', 'image_backbone_m'),
+    ('vision_proj', 'vision_proj_m'),
+    ('text_backbone', 'text_backbone_m'),
+    ('text_proj', 'text_proj_m'),
+    ('fusion', 'fusion_m'),
+    ('mlm_head', 'mlm_head_m'),
+)
 
 TEXT_POOLS = ('cls', 'mean')
 
@@ -89,28 +107,49 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         ``configs/tasks/retrieval/*.py``.
     """
 
-    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
-                 losses: dict[str, dict | None], embed_dim: int = 256,
-                 itm_head: dict | None = dict(type='ITMHead'),
-                 mlm_head: dict | None = dict(type='MLMHead'), temp: float = 0.07,
-                 temp_range: tuple[float, float] = (0.001, 0.5), momentum: float | None = 0.995,
-                 alpha: float = 0.4, pretrained: str | None = None,
-                 pretrained_queues: str = 'load', data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None, text_pool: str = 'cls') -> None:
+    def __init__(
+        self,
+        image_backbone: dict,
+        text_backbone: dict,
+        fusion: dict,
+        losses: dict[str, dict | None],
+        embed_dim: int = 256,
+        itm_head: dict | None = dict(type='ITMHead'),
+        mlm_head: dict | None = dict(type='MLMHead'),
+        temp: float = 0.07,
+        temp_range: tuple[float, float] = (0.001, 0.5),
+        momentum: float | None = 0.995,
+        alpha: float = 0.4,
+        pretrained: str | None = None,
+        pretrained_queues: str = 'load',
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+        text_pool: str = 'cls',
+    ) -> None:
         if text_pool not in TEXT_POOLS:
-            raise ValueError(f"text_pool must be one of {TEXT_POOLS}, got {text_pool!r}")
+            raise ValueError(f'text_pool must be one of {TEXT_POOLS}, got {text_pool!r}')
         if pretrained_queues not in ('load', 'reset'):
-            raise ValueError("pretrained_queues must be 'load' or 'reset', got "
-                             f'{pretrained_queues!r}')
-        super().__init__(image_backbone, text_backbone, fusion, pretrained=pretrained,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+            raise ValueError(
+                f"pretrained_queues must be 'load' or 'reset', got {pretrained_queues!r}"
+            )
+        super().__init__(
+            image_backbone,
+            text_backbone,
+            fusion,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
         text_width = self.text_backbone.width
         self.vision_proj = nn.Linear(self.image_backbone.width, embed_dim)
         self.text_proj = nn.Linear(text_width, embed_dim)
         self.itm_head = self._build_head(itm_head, 'itm_head', hidden_size=text_width)
         self.mlm_head = self._build_head(
-            mlm_head, 'mlm_head', hidden_size=text_width,
-            vocab_size=self.text_backbone.embeddings.word_embeddings.num_embeddings)
+            mlm_head,
+            'mlm_head',
+            hidden_size=text_width,
+            vocab_size=self.text_backbone.embeddings.word_embeddings.num_embeddings,
+        )
         if self.mlm_head is not None:
             self.mlm_head.tie_to(self.text_backbone.embeddings.word_embeddings)
         self.temp = nn.Parameter(torch.tensor(float(temp)))
@@ -119,24 +158,40 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         self.embed_dim = embed_dim
         self.alpha = float(alpha)
         self.pretrained_queues = pretrained_queues
-        self.losses = nn.ModuleDict({
-            name: build_from_slot(LOSSES, cfg, f'losses.{name}')
-            for name, cfg in losses.items() if cfg is not None})
+        self.losses = nn.ModuleDict(
+            {
+                name: build_from_slot(LOSSES, cfg, f'losses.{name}')
+                for name, cfg in losses.items()
+                if cfg is not None
+            }
+        )
         if not self.losses:
             raise ValueError('ALBEFPretrainer needs at least one loss in `losses`')
         for name, loss in self.losses.items():  # what each loss declares it needs (losses/base.py)
-            check_loss(name, loss, heads=dict(itm_head=self.itm_head, mlm_head=self.mlm_head),
-                       has_momentum=momentum is not None)
+            check_loss(
+                name,
+                loss,
+                heads=dict(itm_head=self.itm_head, mlm_head=self.mlm_head),
+                has_momentum=momentum is not None,
+            )
         # extra views (multi-modal augmentation) and the Grad-CAM layer (soft-masked ITM) the losses ask for
         pairs = [pair for loss in self.losses.values() for pair in getattr(loss, 'views', ())]
         self.image_views = sorted({a for a, _ in pairs} - {'image'})
         self.text_views = sorted({b for _, b in pairs} - {'text'})
-        self.gradcam_layer = declared_attn_layer(self.losses, len(getattr(self.fusion, 'layer', ())))
+        self.gradcam_layer = declared_attn_layer(
+            self.losses, len(getattr(self.fusion, 'layer', ()))
+        )
         # the shared positive pass materialises that layer's probabilities only for a loss that reuses
         # it (SoftMaskITMLoss(gradcam_mode='train')); gradcam_mode='eval' runs its own pass
-        self.itm_attn_layer = self.gradcam_layer if any(
-            getattr(loss, 'reuses_itm_pass', True) for loss in self.losses.values()
-            if getattr(loss, 'cross_attn_layer', None) is not None) else None
+        self.itm_attn_layer = (
+            self.gradcam_layer
+            if any(
+                getattr(loss, 'reuses_itm_pass', True)
+                for loss in self.losses.values()
+                if getattr(loss, 'cross_attn_layer', None) is not None
+            )
+            else None
+        )
         if momentum is not None:
             self.add_momentum_copies(MOMENTUM_PAIRS, momentum)
 
@@ -175,8 +230,9 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         queue_keys = ('.idx_queue', '.queue_ptr')
         if self.pretrained_queues == 'reset':
             queue_keys += ('.image_queue', '.text_queue')
-        missing, unexpected = load_checkpoint_into(self, path, skip_suffixes=queue_keys,
-                                                   strict=False)
+        missing, unexpected = load_checkpoint_into(
+            self, path, skip_suffixes=queue_keys, strict=False
+        )
         for loss in self.losses.values():
             if hasattr(loss, 'queue_ptr'):
                 loss.queue_ptr.zero_()
@@ -206,9 +262,11 @@ class ALBEFPretrainer(ALBEFEncoderModel):
                     if f'{owner}.{buf}' in own:
                         state[f'{prefix}{owner}.{buf}'] = own[f'{owner}.{buf}'].detach().clone()
                 state[f'{prefix}{owner}.queue_ptr'].zero_()
-                print_log(f'{prefix}{owner}: the checkpoint\'s queues have {theirs.shape[-1]} '
-                          f'entries, this model {mine.shape[-1]}: the queues restart',
-                          logger='current')
+                print_log(
+                    f"{prefix}{owner}: the checkpoint's queues have {theirs.shape[-1]} "
+                    f'entries, this model {mine.shape[-1]}: the queues restart',
+                    logger='current',
+                )
 
     # -- the API used by losses, evaluation and tools -----------------------------------------------
     def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
@@ -217,12 +275,14 @@ class ALBEFPretrainer(ALBEFEncoderModel):
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         tokens = self.text_backbone(input_ids, attention_mask)
-        return tokens, F.normalize(self.text_proj(pool_text(tokens, attention_mask, self.text_pool)),
-                                   dim=-1)
+        return tokens, F.normalize(
+            self.text_proj(pool_text(tokens, attention_mask, self.text_pool)), dim=-1
+        )
 
     @torch.no_grad()
-    def encode_momentum(self, image: Tensor, input_ids: Tensor,
-                        attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def encode_momentum(
+        self, image: Tensor, input_ids: Tensor, attention_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(image tokens, image embed, text embed) from the momentum encoders."""
         image_tokens = self.image_backbone_m(image)
         image_embed = F.normalize(self.vision_proj_m(image_tokens[:, 0]), dim=-1)
@@ -230,17 +290,29 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         text_embed = self.text_proj_m(pool_text(text, attention_mask, self.text_pool))
         return image_tokens, image_embed, F.normalize(text_embed, dim=-1)
 
-    def fuse(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor,
-             image_mask: Tensor | None = None, attn_layer: int | None = None) -> FusionOutput:
+    def fuse(
+        self,
+        text_tokens: Tensor,
+        text_mask: Tensor,
+        image_tokens: Tensor,
+        image_mask: Tensor | None = None,
+        attn_layer: int | None = None,
+    ) -> FusionOutput:
         return self.fusion(text_tokens, text_mask, image_tokens, image_mask, attn_layer)
 
-    def itm_logits(self, text_tokens: Tensor, text_mask: Tensor, image_tokens: Tensor | None,
-                   image_cache: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    def itm_logits(
+        self,
+        text_tokens: Tensor,
+        text_mask: Tensor,
+        image_tokens: Tensor | None,
+        image_cache: list[tuple[Tensor, Tensor]] | None = None,
+    ) -> Tensor:
         """ITM logits ``[B, 2]``; ``image_cache`` (rows of :meth:`itm_image_cache`, one per text)
         replaces ``image_tokens`` so that each image's cross-attention keys / values are reused."""
         if image_cache is not None:
-            return self.itm_head(self.fusion(text_tokens, text_mask, None,
-                                             image_kv=image_cache).cls)
+            return self.itm_head(
+                self.fusion(text_tokens, text_mask, None, image_kv=image_cache).cls
+            )
         return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens).cls)
 
     def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -248,14 +320,22 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         return self.fusion.image_key_values(image_tokens)
 
     @torch.no_grad()
-    def momentum_mlm_logits(self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor,
-                            positions: Tensor) -> Tensor:
-        hidden = self.fusion_m(self.text_backbone_m(input_ids, attention_mask), attention_mask,
-                               image_tokens_m).hidden
+    def momentum_mlm_logits(
+        self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor, positions: Tensor
+    ) -> Tensor:
+        hidden = self.fusion_m(
+            self.text_backbone_m(input_ids, attention_mask), attention_mask, image_tokens_m
+        ).hidden
         return self.mlm_head_m(hidden[positions])
 
-    def gradcam(self, image: Tensor, input_ids: Tensor, attention_mask: Tensor, layer: int = 2,
-                head_reduction: str = 'mean') -> tuple[Tensor, Tensor]:
+    def gradcam(
+        self,
+        image: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        layer: int = 2,
+        head_reduction: str = 'mean',
+    ) -> tuple[Tensor, Tensor]:
         """Word-level Grad-CAM of the ITM match logit on fusion layer ``layer``.
 
         Returns:
@@ -266,16 +346,18 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             text_tokens, _ = self.encode_text(input_ids, attention_mask)
             out = self.fuse(text_tokens, attention_mask, image_tokens, attn_layer=layer)
             logits = self.itm_head(out.cls)
-            cam, _ = cross_attention_gradcam(logits[:, 1], out.cross_attn, attention_mask,
-                                             head_reduction, retain_graph=False)
+            cam, _ = cross_attention_gradcam(
+                logits[:, 1], out.cross_attn, attention_mask, head_reduction, retain_graph=False
+            )
         return cam.detach(), logits.detach()
 
     # -- BaseModel (VLBaseModel dispatches forward) ------------------------------------------
     def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> VLFeatures:
         return self.extract_features(inputs, data_samples)
 
-    def extract_features(self, inputs: dict[str, Tensor],
-                         data_samples: list | None = None) -> VLFeatures:
+    def extract_features(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None
+    ) -> VLFeatures:
         """The features every loss reads (:class:`VLFeatures`, docs/architecture.md)."""
         for key in (IMAGE, INPUT_IDS, ATTENTION_MASK):
             if key not in inputs:
@@ -284,30 +366,49 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         # the extra views ride in the same encoder call as the originals (larger, fewer matrix
         # products: the same values, less per-call overhead); split afterwards
         with record_function('encode/image'):
-            image_tokens, image_embed = self.encode_image(torch.cat(images) if len(images) > 1
-                                                          else images[0])
+            image_tokens, image_embed = self.encode_image(
+                torch.cat(images) if len(images) > 1 else images[0]
+            )
         mask = inputs['attention_mask']
         with record_function('encode/text'):
             text_tokens, text_embed = self.encode_text(
                 torch.cat(texts) if len(texts) > 1 else texts[0],
-                mask.repeat(len(texts), 1) if len(texts) > 1 else mask)
+                mask.repeat(len(texts), 1) if len(texts) > 1 else mask,
+            )
         b = inputs['image'].shape[0]
         views: dict[str, EncodedView] = {}
         for i, view in enumerate(self.image_views, start=1):
-            views[view] = EncodedView(image_tokens[i * b:(i + 1) * b], image_embed[i * b:(i + 1) * b])
+            views[view] = EncodedView(
+                image_tokens[i * b : (i + 1) * b], image_embed[i * b : (i + 1) * b]
+            )
         if len(texts) > 1:
             views['text_masked'] = EncodedView(text_tokens[b:], text_embed[b:])
         with torch.no_grad():
             self.temp.clamp_(*self.temp_range)
-        momentum = MomentumFeatures(*self.encode_momentum(
-            inputs['image'], inputs['input_ids'], mask)) if self.has_momentum else None
+        momentum = (
+            MomentumFeatures(*self.encode_momentum(inputs['image'], inputs['input_ids'], mask))
+            if self.has_momentum
+            else None
+        )
         return VLFeatures(
-            image=inputs['image'], input_ids=inputs['input_ids'], text_mask=mask,
-            image_tokens=image_tokens[:b], image_embed=image_embed[:b], text_tokens=text_tokens[:b],
-            text_embed=text_embed[:b], temp=self.temp, alpha=self.alpha, momentum=momentum, views=views,
-            mlm_input_ids=inputs.get('mlm_input_ids'), mlm_labels=inputs.get('mlm_labels'),
-            word_ids=inputs.get('word_ids'), content_mask=inputs.get('content_mask'),
-            image_ids=_image_ids(data_samples, image_embed.device), inputs=inputs)
+            image=inputs['image'],
+            input_ids=inputs['input_ids'],
+            text_mask=mask,
+            image_tokens=image_tokens[:b],
+            image_embed=image_embed[:b],
+            text_tokens=text_tokens[:b],
+            text_embed=text_embed[:b],
+            temp=self.temp,
+            alpha=self.alpha,
+            momentum=momentum,
+            views=views,
+            mlm_input_ids=inputs.get('mlm_input_ids'),
+            mlm_labels=inputs.get('mlm_labels'),
+            word_ids=inputs.get('word_ids'),
+            content_mask=inputs.get('content_mask'),
+            image_ids=_image_ids(data_samples, image_embed.device),
+            inputs=inputs,
+        )
 
     def _view_inputs(self, inputs: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """The images (original first, then ``image_views``) and token ids (original, then the
@@ -341,7 +442,9 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         finally:
             self._ema_now = True
 
-    def loss(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None
+    ) -> dict[str, Tensor]:
         """Every loss's ``loss_*`` entries and diagnostics, plus ``temp``.
 
         The losses share one :class:`LossContext` (the in-batch similarities, the hard negatives, the
@@ -353,8 +456,12 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         if self.training and self.has_momentum and getattr(self, '_ema_now', True):
             self.momentum_update()
         names = sorted(self.losses)
-        ctx = LossContext(self.extract_features(inputs, data_samples), self, self.itm_attn_layer,
-                          queue_columns(self.losses))
+        ctx = LossContext(
+            self.extract_features(inputs, data_samples),
+            self,
+            self.itm_attn_layer,
+            queue_columns(self.losses),
+        )
         if any(getattr(self.losses[n], 'uses_similarities', False) for n in names):
             ctx.similarities()  # before a loss moves the queues (the batch columns do not change)
         out: dict[str, Tensor] = {}
@@ -371,8 +478,11 @@ class ALBEFPretrainer(ALBEFEncoderModel):
 
         image_tokens, image_embed = self.encode_image(inputs['image'])
         text_tokens, text_embed = self.encode_text(inputs['input_ids'], inputs['attention_mask'])
-        itm = self.itm_logits(text_tokens, inputs['attention_mask'], image_tokens).softmax(-1)[:, 1] \
-            if self.itm_head is not None else None
+        itm = (
+            self.itm_logits(text_tokens, inputs['attention_mask'], image_tokens).softmax(-1)[:, 1]
+            if self.itm_head is not None
+            else None
+        )
         samples = data_samples or [DataSample() for _ in range(image_embed.shape[0])]
         for i, sample in enumerate(samples):
             sample.set_field(image_embed[i], 'image_embed')

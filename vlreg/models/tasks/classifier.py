@@ -1,4 +1,5 @@
 """ALBEF fine-tuned as a classifier over the fused [CLS] token (SNLI-VE; the base of NLVR2)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,16 +13,26 @@ from vlreg.registry import HEADS, MODELS, build_from_slot
 from ..encoders import ENCODER_PREFIXES, ALBEFEncoderModel
 from ..utils.checkpoint import load_checkpoint_into
 
-__all__ = ['ALBEFClassifier', 'ENCODER_PREFIXES', 'MOMENTUM_PAIRS', 'distillation_loss',
-           'labels_from_samples']
+__all__ = [
+    'ALBEFClassifier',
+    'ENCODER_PREFIXES',
+    'MOMENTUM_PAIRS',
+    'distillation_loss',
+    'labels_from_samples',
+]
 
 #: the parts that have a momentum (EMA) copy under distillation, and the copies' names
-MOMENTUM_PAIRS = (('image_backbone', 'image_backbone_m'), ('text_backbone', 'text_backbone_m'),
-                  ('fusion', 'fusion_m'), ('head', 'head_m'))
+MOMENTUM_PAIRS = (
+    ('image_backbone', 'image_backbone_m'),
+    ('text_backbone', 'text_backbone_m'),
+    ('fusion', 'fusion_m'),
+    ('head', 'head_m'),
+)
 
 
-def distillation_loss(logits: Tensor, labels: Tensor, teacher: Tensor | None,
-                      alpha: float) -> Tensor:
+def distillation_loss(
+    logits: Tensor, labels: Tensor, teacher: Tensor | None, alpha: float
+) -> Tensor:
     """ALBEF's fine-tuning loss: ``(1 - alpha) * CE(logits, labels) + alpha * H(softmax(teacher),
     logits)``, the soft cross-entropy with the momentum model's probabilities (plain CE without a
     teacher or at ``alpha = 0``)."""
@@ -97,13 +108,28 @@ class ALBEFClassifier(ALBEFEncoderModel):
     #: key prefixes read from a pre-training checkpoint by ``pretrained``
     pretrained_prefixes: tuple[str, ...] = ENCODER_PREFIXES
 
-    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict,
-                 head: dict = dict(type='MLPClassifierHead'), num_classes: int | None = None,
-                 pretrained: str | None = None, distill: bool = True, momentum: float = 0.995,
-                 alpha: float = 0.4, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
-        super().__init__(image_backbone, text_backbone, fusion, pretrained=pretrained,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+    def __init__(
+        self,
+        image_backbone: dict,
+        text_backbone: dict,
+        fusion: dict,
+        head: dict = dict(type='MLPClassifierHead'),
+        num_classes: int | None = None,
+        pretrained: str | None = None,
+        distill: bool = True,
+        momentum: float = 0.995,
+        alpha: float = 0.4,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(
+            image_backbone,
+            text_backbone,
+            fusion,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
         head = dict(head)
         head.setdefault('hidden_size', self.text_backbone.width)
         if num_classes is not None:
@@ -128,16 +154,20 @@ class ALBEFClassifier(ALBEFEncoderModel):
         self.fit_state_dict(keep)
         convert = getattr(self.fusion, 'convert_state', None)
         if convert is not None:
-            fusion = {k[len('fusion.'):]: v for k, v in keep.items() if k.startswith('fusion.')}
+            fusion = {k[len('fusion.') :]: v for k, v in keep.items() if k.startswith('fusion.')}
             keep = {k: v for k, v in keep.items() if not k.startswith('fusion.')}
             keep.update({f'fusion.{k}': v for k, v in convert(fusion).items()})
         return keep
 
     def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
         """Load the encoders from a local pre-training checkpoint; returns (missing, unexpected)."""
-        return load_checkpoint_into(self, path, keep=self.pretrained_prefixes,
-                                    convert=self.convert_pretrained,
-                                    expect_missing=('head.', '_m.'))
+        return load_checkpoint_into(
+            self,
+            path,
+            keep=self.pretrained_prefixes,
+            convert=self.convert_pretrained,
+            expect_missing=('head.', '_m.'),
+        )
 
     def init_weights(self) -> None:
         """Parts' own weights, then ``pretrained``, then the momentum copies from the online model."""
@@ -165,8 +195,9 @@ class ALBEFClassifier(ALBEFEncoderModel):
     def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> Tensor:
         return self.logits(inputs)
 
-    def loss(self, inputs: dict[str, Tensor],
-             data_samples: list | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None
+    ) -> dict[str, Tensor]:
         if self.distill and self.training:
             self.momentum_update()  # ALBEF: before the momentum forward of the same step
         logits = self.logits(inputs)

@@ -5,6 +5,7 @@ The pair logic is functions (:func:`require_pair_fusion`, :func:`encode_pair`,
 :class:`ALBEFPairClassifier` (the hierarchy stays at most two levels below
 :class:`~vlreg.models.encoders.ALBEFEncoderModel`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,27 +23,34 @@ __all__ = ['ALBEFPairClassifier', 'encode_pair', 'pair_fused_cls', 'require_pair
 def require_pair_fusion(fusion: nn.Module, model: str) -> None:
     """Raise ``TypeError`` unless ``fusion`` takes a pair of image token sets (``BertPairFusion``)."""
     if not hasattr(fusion, 'convert_single_state'):
-        raise TypeError(f'{model} needs a pair fusion (e.g. BertPairFusion), got '
-                        f'{type(fusion).__name__}')
+        raise TypeError(
+            f'{model} needs a pair fusion (e.g. BertPairFusion), got {type(fusion).__name__}'
+        )
 
 
 def encode_pair(image_encoder: nn.Module, image0: Tensor, image1: Tensor) -> tuple[Tensor, Tensor]:
     """Token sets of both images from one encoder pass (concatenated along the batch, then split)."""
     if image0.shape != image1.shape:
-        raise ValueError(f'the two images differ in shape: {tuple(image0.shape)} vs '
-                         f'{tuple(image1.shape)}')
+        raise ValueError(
+            f'the two images differ in shape: {tuple(image0.shape)} vs {tuple(image1.shape)}'
+        )
     tokens = image_encoder(torch.cat([image0, image1], dim=0))
-    return tokens[: image0.shape[0]], tokens[image0.shape[0]:]
+    return tokens[: image0.shape[0]], tokens[image0.shape[0] :]
 
 
-def pair_fused_cls(model: ALBEFClassifier, inputs: dict[str, Tensor], second_image_key: str,
-                   momentum: bool = False) -> Tensor:
+def pair_fused_cls(
+    model: ALBEFClassifier, inputs: dict[str, Tensor], second_image_key: str, momentum: bool = False
+) -> Tensor:
     """The fused [CLS] ``[B, D]`` of the statement with the image pair (``image``,
     ``second_image_key``), from the momentum parts with ``momentum``."""
-    model.check_inputs(inputs, ('image', second_image_key, 'input_ids', 'attention_mask'),
-                       hint=' (NLVR2 needs LoadImagePair)')
-    pair = encode_pair(model.part('image_backbone', momentum), inputs['image'],
-                       inputs[second_image_key])
+    model.check_inputs(
+        inputs,
+        ('image', second_image_key, 'input_ids', 'attention_mask'),
+        hint=' (NLVR2 needs LoadImagePair)',
+    )
+    pair = encode_pair(
+        model.part('image_backbone', momentum), inputs['image'], inputs[second_image_key]
+    )
     text = model.part('text_backbone', momentum)(inputs['input_ids'], inputs['attention_mask'])
     return model.part('fusion', momentum)(text, inputs['attention_mask'], pair).cls
 
@@ -73,8 +81,9 @@ class ALBEFPairClassifier(ALBEFClassifier):
         self.second_image_key = second_image_key
         require_pair_fusion(self.fusion, 'ALBEFPairClassifier')
 
-    def encode_pair(self, image0: Tensor, image1: Tensor,
-                    momentum: bool = False) -> tuple[Tensor, Tensor]:
+    def encode_pair(
+        self, image0: Tensor, image1: Tensor, momentum: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Token sets of both images from one encoder pass (the momentum encoder's with
         ``momentum``)."""
         return encode_pair(self.part('image_backbone', momentum), image0, image1)

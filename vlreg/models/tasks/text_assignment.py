@@ -1,5 +1,6 @@
 """ALBEF's NLVR2 text-assignment (TA) pre-training: which image of a pair does the caption
 describe?"""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,9 @@ from .nlvr2 import pair_fused_cls, require_pair_fusion
 __all__ = ['ALBEFTextAssignmentPretrainer', 'text_assignment_pairs']
 
 
-def text_assignment_pairs(similarity: Tensor, generator: torch.Generator | None = None
-                          ) -> tuple[Tensor, Tensor, Tensor]:
+def text_assignment_pairs(
+    similarity: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Draw ALBEF's TA pairs for a batch of image-caption pairs, vectorised.
 
     Each caption ``b`` gets a label uniformly in {0, 1, 2}: 0 = its image is image 0 of the pair
@@ -73,12 +75,15 @@ class ALBEFTextAssignmentPretrainer(ALBEFClassifier):
 
     pretrained_prefixes = ENCODER_PREFIXES + ('vision_proj.',)
 
-    def __init__(self, *args: Any, embed_dim: int = 256, second_image_key: str = 'image_2',
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, embed_dim: int = 256, second_image_key: str = 'image_2', **kwargs: Any
+    ) -> None:
         kwargs['num_classes'] = 3
         if kwargs.setdefault('distill', False):
-            raise ValueError('text-assignment pre-training has no momentum distillation (ALBEF): '
-                             'set distill=False')
+            raise ValueError(
+                'text-assignment pre-training has no momentum distillation (ALBEF): '
+                'set distill=False'
+            )
         super().__init__(*args, **kwargs)
         self.second_image_key = second_image_key
         require_pair_fusion(self.fusion, 'ALBEFTextAssignmentPretrainer')
@@ -87,8 +92,9 @@ class ALBEFTextAssignmentPretrainer(ALBEFClassifier):
     def fused_cls(self, inputs: dict[str, Tensor], momentum: bool = False) -> Tensor:
         return pair_fused_cls(self, inputs, self.second_image_key, momentum)
 
-    def loss(self, inputs: dict[str, Tensor],
-             data_samples: list | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None
+    ) -> dict[str, Tensor]:
         self.check_inputs(inputs)
         tokens = self.image_backbone(inputs['image'])
         with torch.no_grad():

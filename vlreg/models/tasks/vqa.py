@@ -1,4 +1,5 @@
 """ALBEF fine-tuned for VQA v2, with a pluggable answer head (decoder or classifier)."""
+
 from __future__ import annotations
 
 import inspect
@@ -17,6 +18,7 @@ from ..heads.vqa import BaseVQAHead
 from .classifier import ALBEFClassifier
 
 __all__ = ['ALBEFVQA', 'check_answer_list', 'read_answer_list']
+
 
 def check_answer_list(answers: Any, source: str = 'answer_list') -> list[str]:
     """``answers`` as a list, checked: non-empty, distinct, non-empty strings."""
@@ -38,8 +40,9 @@ def read_answer_list(path: str) -> list[str]:
 
     path = resolve_path(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'answer list {path!r} not found (tools/prepare_data.py vqa '
-                                'writes one)')
+        raise FileNotFoundError(
+            f'answer list {path!r} not found (tools/prepare_data.py vqa writes one)'
+        )
     with open(path, encoding='utf-8') as f:
         try:
             answers = json.load(f)
@@ -61,14 +64,18 @@ def _head_defaults(head: dict, text_backbone: Any, answer_list: Any) -> dict:
     if 'vocab_size' in params and 'vocab_size' not in head:
         vocab = text_backbone.get('vocab_size') if isinstance(text_backbone, Mapping) else None
         if vocab is None:
-            raise ValueError('the answer head needs vocab_size: set it in the head config (or '
-                             'vocab_size in the text_backbone config)')
+            raise ValueError(
+                'the answer head needs vocab_size: set it in the head config (or '
+                'vocab_size in the text_backbone config)'
+            )
         head['vocab_size'] = vocab
     if 'num_answers' in params and 'num_answers' not in head:
         if not isinstance(answer_list, (list, tuple)):
-            raise ValueError('the answer head needs num_answers when answer_list is a file (it is '
-                             'read at first use, not at build): set head.num_answers to the '
-                             'length of the list (tools/prepare_data.py vqa prints it)')
+            raise ValueError(
+                'the answer head needs num_answers when answer_list is a file (it is '
+                'read at first use, not at build): set head.num_answers to the '
+                'length of the list (tools/prepare_data.py vqa prints it)'
+            )
         head['num_answers'] = len(answer_list)
     return head
 
@@ -124,20 +131,42 @@ class ALBEFVQA(ALBEFClassifier):
     #: the encoders, plus the MLM head that :meth:`convert_pretrained` maps onto the decoder's LM head
     pretrained_prefixes = ENCODER_PREFIXES + ('mlm_head.',)
 
-    def __init__(self, image_backbone: dict, text_backbone: dict, fusion: dict, head: dict,
-                 answer_list: str | Sequence[str], distill: bool = True, momentum: float = 0.995,
-                 alpha: float = 0.4, init_head_from_fusion: bool = True,
-                 pretrained: str | None = None, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        image_backbone: dict,
+        text_backbone: dict,
+        fusion: dict,
+        head: dict,
+        answer_list: str | Sequence[str],
+        distill: bool = True,
+        momentum: float = 0.995,
+        alpha: float = 0.4,
+        init_head_from_fusion: bool = True,
+        pretrained: str | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         if not isinstance(answer_list, str):
             answer_list = check_answer_list(answer_list)
         head = _head_defaults(head, text_backbone, answer_list)
-        super().__init__(image_backbone, text_backbone, fusion, head=head, num_classes=None,
-                         pretrained=pretrained, distill=distill, momentum=momentum, alpha=alpha,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            image_backbone,
+            text_backbone,
+            fusion,
+            head=head,
+            num_classes=None,
+            pretrained=pretrained,
+            distill=distill,
+            momentum=momentum,
+            alpha=alpha,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
         if not isinstance(self.head, BaseVQAHead):
-            raise TypeError(f'ALBEFVQA needs a VQA answer head (AnswerDecoderHead, '
-                            f'AnswerClassifierHead), got {type(self.head).__name__}')
+            raise TypeError(
+                f'ALBEFVQA needs a VQA answer head (AnswerDecoderHead, '
+                f'AnswerClassifierHead), got {type(self.head).__name__}'
+            )
         self.answer_file = answer_list if isinstance(answer_list, str) else None
         self._answers: list[str] | None = None if self.answer_file else list(answer_list)
         self.init_head_from_fusion = init_head_from_fusion
@@ -159,12 +188,13 @@ class ALBEFVQA(ALBEFClassifier):
         """The encoders (see :class:`ALBEFClassifier`) plus ``mlm_head.* -> head.lm_head.*`` where
         the head has that key (other ``mlm_head.*`` keys are dropped)."""
         encoders = super().convert_pretrained(
-            {k: v for k, v in state.items() if not k.startswith('mlm_head.')})
+            {k: v for k, v in state.items() if not k.startswith('mlm_head.')}
+        )
         own = self.state_dict()
         for key, value in state.items():
             # the vocabulary projection is tied to the word embeddings: copied with them
             if key.startswith('mlm_head.') and not key.endswith('decoder.weight'):
-                target = 'head.lm_head.' + key[len('mlm_head.'):]
+                target = 'head.lm_head.' + key[len('mlm_head.') :]
                 if target in own:
                     encoders[target] = value
         return encoders
@@ -179,8 +209,9 @@ class ALBEFVQA(ALBEFClassifier):
 
     # -- forward
     # --------------------------------------------------------------------------------------
-    def question_states(self, inputs: dict[str, Tensor],
-                        momentum: bool = False) -> tuple[Tensor, Tensor]:
+    def question_states(
+        self, inputs: dict[str, Tensor], momentum: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Fusion output of the question with its image ``[B, L, D]`` and the question mask."""
         self.check_inputs(inputs)
         image = self.part('image_backbone', momentum)(inputs['image'])
@@ -191,8 +222,9 @@ class ALBEFVQA(ALBEFClassifier):
     def tensor(self, inputs: dict[str, Tensor], data_samples: list | None = None) -> Tensor:
         return self.question_states(inputs)[0]
 
-    def loss(self, inputs: dict[str, Tensor],
-             data_samples: list | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, inputs: dict[str, Tensor], data_samples: list | None = None
+    ) -> dict[str, Tensor]:
         if not data_samples:
             raise ValueError('VQA training needs data samples carrying the answers')
         self.answers  # noqa: B018 - the classifier maps the annotations onto the list

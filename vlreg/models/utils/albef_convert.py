@@ -5,6 +5,7 @@ ALBEF (salesforce/ALBEF) stores one BERT (``text_encoder.bert.*``, layers ``>= f
 and keeps the MLM head and the queues (which live in the ITC loss) under their own names. Fine-tuning
 checkpoints (``text_encoder.embeddings.*`` without ``bert.``) are read too.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,14 +14,18 @@ from collections.abc import Mapping
 from torch import Tensor
 
 _DIRECT = {
-    'temp': 'temp', 'vision_proj.': 'vision_proj.', 'text_proj.': 'text_proj.',
-    'vision_proj_m.': 'vision_proj_m.', 'text_proj_m.': 'text_proj_m.', 'itm_head.': 'itm_head.fc.',
+    'temp': 'temp',
+    'vision_proj.': 'vision_proj.',
+    'text_proj.': 'text_proj.',
+    'vision_proj_m.': 'vision_proj_m.',
+    'text_proj_m.': 'text_proj_m.',
+    'itm_head.': 'itm_head.fc.',
 }
 
 
 def _convert_text(rest: str, suffix: str, fusion_layer: int) -> str | None:
     """``rest`` is a key below ``text_encoder[_m].``; returns the vlreg key or None to drop it."""
-    rest = rest[len('bert.'):] if rest.startswith('bert.') else rest
+    rest = rest[len('bert.') :] if rest.startswith('bert.') else rest
     if rest.startswith('embeddings.'):
         return None if rest.endswith('position_ids') else f'text_backbone{suffix}.{rest}'
     m = re.match(r'encoder\.layer\.(\d+)\.(.*)', rest)
@@ -30,7 +35,7 @@ def _convert_text(rest: str, suffix: str, fusion_layer: int) -> str | None:
             return f'text_backbone{suffix}.encoder.layer.{n}.{tail}'
         return f'fusion{suffix}.layer.{n - fusion_layer}.{tail}'
     if rest.startswith('cls.predictions.'):
-        tail = rest[len('cls.predictions.'):]
+        tail = rest[len('cls.predictions.') :]
         if tail == 'decoder.bias':  # the same tensor as cls.predictions.bias
             return None
         return f'mlm_head{suffix}.{tail}'
@@ -39,8 +44,9 @@ def _convert_text(rest: str, suffix: str, fusion_layer: int) -> str | None:
     raise KeyError(f'unrecognised ALBEF text-encoder key: {rest}')
 
 
-def convert_albef_state_dict(state: Mapping[str, Tensor], fusion_layer: int = 6,
-                             itc_loss_name: str = 'itc') -> dict[str, Tensor]:
+def convert_albef_state_dict(
+    state: Mapping[str, Tensor], fusion_layer: int = 6, itc_loss_name: str = 'itc'
+) -> dict[str, Tensor]:
     """Map an ALBEF ``state_dict`` (the value of its checkpoint's ``'model'``) to vlreg's names.
 
     Args:
@@ -60,7 +66,9 @@ def convert_albef_state_dict(state: Mapping[str, Tensor], fusion_layer: int = 6,
             head, rest = key.split('.', 1)
             new = _convert_text(rest, '_m' if head.endswith('_m') else '', fusion_layer)
         else:
-            new = next((key.replace(a, b, 1) for a, b in _DIRECT.items() if key.startswith(a)), None)
+            new = next(
+                (key.replace(a, b, 1) for a, b in _DIRECT.items() if key.startswith(a)), None
+            )
             if new is None:
                 raise KeyError(f'unrecognised ALBEF checkpoint key: {key}')
         if new is not None:
@@ -79,8 +87,14 @@ LAYOUTS = {
 }
 _ONLINE_TO_MOMENTUM = {
     'retrieval': ('image_backbone', 'text_backbone', 'fusion', 'vision_proj', 'text_proj'),
-    'pretrain': ('image_backbone', 'text_backbone', 'fusion', 'vision_proj', 'text_proj',
-                 'mlm_head'),
+    'pretrain': (
+        'image_backbone',
+        'text_backbone',
+        'fusion',
+        'vision_proj',
+        'text_proj',
+        'mlm_head',
+    ),
     'vqa': ('image_backbone', 'text_backbone', 'fusion', 'head'),
     # the classifiers distil from momentum copies (ALBEF's model_ve.py / model_nlvr.py, distill: True)
     'snli_ve': ('image_backbone', 'text_backbone', 'fusion', 'head'),
@@ -96,35 +110,42 @@ def detect_layout(state: Mapping[str, Tensor]) -> str:
     if heads:
         classes = state[heads[-1]].shape[0]
         if classes not in (2, 3):
-            raise ValueError(f'cls_head has {classes} outputs: neither SNLI-VE (3) nor NLVR2 (2); '
-                             'pass the layout explicitly')
+            raise ValueError(
+                f'cls_head has {classes} outputs: neither SNLI-VE (3) nor NLVR2 (2); '
+                'pass the layout explicitly'
+            )
         return 'snli_ve' if classes == 3 else 'nlvr2'
     if any(k.startswith('text_encoder.bert.') or '.cls.predictions.' in k for k in state):
         return 'pretrain'
     if 'itm_head.weight' in state:
         return 'retrieval'
-    raise ValueError('not an ALBEF checkpoint layout: no text_decoder, cls_head, MLM head or '
-                     f'itm_head among the keys (first keys: {list(state)[:5]})')
+    raise ValueError(
+        'not an ALBEF checkpoint layout: no text_decoder, cls_head, MLM head or '
+        f'itm_head among the keys (first keys: {list(state)[:5]})'
+    )
 
 
 def _convert_decoder(rest: str) -> str | None:
     """A key below ALBEF's ``text_decoder[_m].`` -> below vlreg's answer decoder (``head[_m].``)."""
-    rest = rest[len('bert.'):] if rest.startswith('bert.') else rest
+    rest = rest[len('bert.') :] if rest.startswith('bert.') else rest
     if rest.startswith('embeddings.'):
         return None if rest.endswith('position_ids') else rest
     if rest.startswith('encoder.layer.'):
-        return rest[len('encoder.'):]
+        return rest[len('encoder.') :]
     if rest.startswith('cls.predictions.'):
-        tail = rest[len('cls.predictions.'):]
+        tail = rest[len('cls.predictions.') :]
         return None if tail == 'decoder.bias' else f'lm_head.{tail}'
     if rest.startswith('pooler.'):
         return None
     raise KeyError(f'unrecognised ALBEF text-decoder key: {rest}')
 
 
-def convert_albef_layout(state: Mapping[str, Tensor], layout: str | None = None,
-                         fusion_layer: int = 6,
-                         itc_loss_name: str = 'itc') -> tuple[dict[str, Tensor], dict]:
+def convert_albef_layout(
+    state: Mapping[str, Tensor],
+    layout: str | None = None,
+    fusion_layer: int = 6,
+    itc_loss_name: str = 'itc',
+) -> tuple[dict[str, Tensor], dict]:
     """Convert any released ALBEF layout; returns ``(vlreg state dict, report)``.
 
     The report says the ``layout``, what was ``dropped`` and what was ``created``, each group
@@ -163,10 +184,13 @@ def convert_albef_layout(state: Mapping[str, Tensor], layout: str | None = None,
     for online in _ONLINE_TO_MOMENTUM.get(layout, ()):
         own = {k: v for k, v in out.items() if k.startswith(f'{online}.')}
         if own and not any(k.startswith(f'{online}_m.') for k in out):
-            out.update({f'{online}_m.{k[len(online) + 1:]}': v.clone() for k, v in own.items()})
-            created[f'{online}_m.*'] = ('not in the file (a fine-tuned checkpoint): copied from '
-                                        f'{online}, as ALBEF initialises its momentum model')
+            out.update({f'{online}_m.{k[len(online) + 1 :]}': v.clone() for k, v in own.items()})
+            created[f'{online}_m.*'] = (
+                'not in the file (a fine-tuned checkpoint): copied from '
+                f'{online}, as ALBEF initialises its momentum model'
+            )
     if layout in ('pretrain', 'retrieval') and f'losses.{itc_loss_name}.image_queue' not in out:
         created['queues'] = 'not in the file: the model keeps its own (random unit vectors)'
-    return out, dict(layout=layout, target=LAYOUTS[layout], dropped=dropped, created=created,
-                     tensors=len(out))
+    return out, dict(
+        layout=layout, target=LAYOUTS[layout], dropped=dropped, created=created, tensors=len(out)
+    )

@@ -9,6 +9,7 @@ and, in fusion layers, ``...crossattention.*`` (ALBEF's names).
 Attention runs through ``scaled_dot_product_attention``; a layer asked for its probabilities computes the
 softmax explicitly (pre-dropout, in the autograd graph) so Grad-CAM can differentiate through it.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,16 @@ def additive_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, LayerNorm, dropout (position ids 0..L-1, type 0)."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, max_position_embeddings: int = 512,
-                 type_vocab_size: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
-                 pad_token_id: int = 0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        pad_token_id: int = 0,
+    ) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
         self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
@@ -46,22 +54,30 @@ class BertEmbeddings(nn.Module):
     def forward(self, input_ids: Tensor) -> Tensor:
         length = input_ids.shape[1]
         if length > self.position_embeddings.num_embeddings:
-            raise ValueError(f'text of {length} tokens exceeds max_position_embeddings='
-                             f'{self.position_embeddings.num_embeddings}')
+            raise ValueError(
+                f'text of {length} tokens exceeds max_position_embeddings='
+                f'{self.position_embeddings.num_embeddings}'
+            )
         pos = torch.arange(length, device=input_ids.device)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
-             + self.token_type_embeddings.weight[0])
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(pos)[None]
+            + self.token_type_embeddings.weight[0]
+        )
         return self.dropout(self.LayerNorm(x))
 
 
 class BertSelfAttention(nn.Module):
     """Multi-head attention; keys/values from ``context`` (cross-attention) when given."""
 
-    def __init__(self, hidden_size: int, num_heads: int, kv_width: int | None = None,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, hidden_size: int, num_heads: int, kv_width: int | None = None, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads:
-            raise ValueError(f'hidden_size {hidden_size} is not a multiple of num_heads {num_heads}')
+            raise ValueError(
+                f'hidden_size {hidden_size} is not a multiple of num_heads {num_heads}'
+            )
         kv_width = kv_width or hidden_size
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
@@ -82,9 +98,14 @@ class BertSelfAttention(nn.Module):
         """
         return self._split(self.key(context)), self._split(self.value(context))
 
-    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                return_probs: bool = False,
-                kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        hidden: Tensor,
+        mask: Tensor | None = None,
+        context: Tensor | None = None,
+        return_probs: bool = False,
+        kv: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """``mask`` is additive ``[B, 1, 1, L_k]``; ``kv`` precomputed :meth:`key_value` (then
         ``context`` is unused); returns (output, probs or None)."""
         q = self._split(self.query(hidden))
@@ -98,8 +119,12 @@ class BertSelfAttention(nn.Module):
         else:
             probs = None
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
-                dropout_p=self.dropout.p if self.training else 0.0)
+                q,
+                k,
+                v,
+                attn_mask=None if mask is None else mask.to(q.dtype),
+                dropout_p=self.dropout.p if self.training else 0.0,
+            )
         b, _, n, _ = out.shape
         return out.transpose(1, 2).reshape(b, n, -1), probs
 
@@ -120,15 +145,27 @@ class BertSelfOutput(nn.Module):
 class BertAttention(nn.Module):
     """``self`` attention + ``output`` projection."""
 
-    def __init__(self, hidden_size: int, num_heads: int, layer_norm_eps: float, dropout: float,
-                 attn_dropout: float, kv_width: int | None = None) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        layer_norm_eps: float,
+        dropout: float,
+        attn_dropout: float,
+        kv_width: int | None = None,
+    ) -> None:
         super().__init__()
         self.self = BertSelfAttention(hidden_size, num_heads, kv_width, attn_dropout)
         self.output = BertSelfOutput(hidden_size, layer_norm_eps, dropout)
 
-    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                return_probs: bool = False,
-                kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        hidden: Tensor,
+        mask: Tensor | None = None,
+        context: Tensor | None = None,
+        return_probs: bool = False,
+        kv: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         out, probs = self.self(hidden, mask, context, return_probs, kv)
         return self.output(out, hidden), probs
 
@@ -143,8 +180,9 @@ class BertIntermediate(nn.Module):
 
 
 class BertOutput(nn.Module):
-    def __init__(self, intermediate_size: int, hidden_size: int, layer_norm_eps: float,
-                 dropout: float) -> None:
+    def __init__(
+        self, intermediate_size: int, hidden_size: int, layer_norm_eps: float, dropout: float
+    ) -> None:
         super().__init__()
         self.dense = nn.Linear(intermediate_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
@@ -157,33 +195,56 @@ class BertOutput(nn.Module):
 class BertLayer(nn.Module):
     """Self-attention, then (fusion layers) cross-attention to image tokens, then the FFN."""
 
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
-                 layer_norm_eps: float = 1e-12, dropout: float = 0.1, attn_dropout: float = 0.1,
-                 cross_attention_width: int | None = None) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        cross_attention_width: int | None = None,
+    ) -> None:
         super().__init__()
-        self.attention = BertAttention(hidden_size, num_heads, layer_norm_eps, dropout, attn_dropout)
+        self.attention = BertAttention(
+            hidden_size, num_heads, layer_norm_eps, dropout, attn_dropout
+        )
         self.crossattention = None
         if cross_attention_width is not None:
-            self.crossattention = BertAttention(hidden_size, num_heads, layer_norm_eps, dropout,
-                                                attn_dropout, kv_width=cross_attention_width)
+            self.crossattention = BertAttention(
+                hidden_size,
+                num_heads,
+                layer_norm_eps,
+                dropout,
+                attn_dropout,
+                kv_width=cross_attention_width,
+            )
         self.intermediate = BertIntermediate(hidden_size, intermediate_size)
         self.output = BertOutput(intermediate_size, hidden_size, layer_norm_eps, dropout)
 
-    def forward(self, hidden: Tensor, mask: Tensor | None = None, context: Tensor | None = None,
-                context_mask: Tensor | None = None, return_cross_probs: bool = False,
-                context_kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        hidden: Tensor,
+        mask: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        return_cross_probs: bool = False,
+        context_kv: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         hidden, _ = self.attention(hidden, mask)
         probs = None
         if self.crossattention is not None:
             if context is None and context_kv is None:
                 raise ValueError('a fusion layer needs image tokens (context)')
-            hidden, probs = self.crossattention(hidden, context_mask, context, return_cross_probs,
-                                                context_kv)
+            hidden, probs = self.crossattention(
+                hidden, context_mask, context, return_cross_probs, context_kv
+            )
         return self.output(self.intermediate(hidden), hidden), probs
 
 
-def run_layer(layer: BertLayer, checkpointed: bool, *args: object,
-              **kwargs: object) -> tuple[Tensor, Tensor | None]:
+def run_layer(
+    layer: BertLayer, checkpointed: bool, *args: object, **kwargs: object
+) -> tuple[Tensor, Tensor | None]:
     """``layer(*args, **kwargs)``, under activation checkpointing when ``checkpointed`` and
     gradients are being recorded (its activations are recomputed in the backward pass, with the
     same dropout draws). The module called is the one given, so a deep-copied (momentum) encoder

@@ -6,6 +6,7 @@ that the caller names (each entry says why leaving that key at its initial value
 file that silently half-loads is the worst failure a user can have. :func:`load_checkpoint_into` is the one
 loader of a whole checkpoint file into a model (every ``load_pretrained``), strict or not.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,11 +32,11 @@ LEGACY_SUFFIXES: dict[str, str] = {
 #: entries that apply to it in ``expect_missing``; any other missing key is an error.
 ALLOWED_MISSING: dict[str, str] = {
     'crossattention': 'a plain BERT has no cross-attention: the fusion encoder starts it from random '
-                      'weights, as ALBEF does',
+    'weights, as ALBEF does',
     'decoder.weight': "the MLM head's vocabulary projection is tied to the text backbone's word "
-                      'embeddings, which load with the text backbone',
+    'embeddings, which load with the text backbone',
     'head.': 'a fine-tuning head (classifier, answer decoder) does not exist in a pre-training '
-             'checkpoint: it starts random or is initialised from the fusion layers afterwards',
+    'checkpoint: it starts random or is initialised from the fusion layers afterwards',
     '_m.': 'momentum copies (ALBEF distillation) are copied from the online model after loading',
 }
 
@@ -52,7 +53,9 @@ BERT_UNUSED: dict[str, str] = {
 _BERT_KEY = re.compile(r'^(embeddings\.|encoder\.layer\.\d+\.|cls\.predictions\.)')
 
 
-def rename_legacy_keys(state: Mapping[str, Tensor], source: str = 'state dict') -> dict[str, Tensor]:
+def rename_legacy_keys(
+    state: Mapping[str, Tensor], source: str = 'state dict'
+) -> dict[str, Tensor]:
     """Rename ``*.LayerNorm.gamma`` / ``*.LayerNorm.beta`` to ``weight`` / ``bias`` (:data:`LEGACY_SUFFIXES`).
 
     Raises:
@@ -63,7 +66,7 @@ def rename_legacy_keys(state: Mapping[str, Tensor], source: str = 'state dict') 
         new = key
         for old, repl in LEGACY_SUFFIXES.items():
             if key.endswith(old):
-                new = key[:-len(old)] + repl
+                new = key[: -len(old)] + repl
                 break
         if new in out or (new != key and new in state):
             raise ValueError(f'{source}: {key!r} and {new!r} name the same tensor')
@@ -94,7 +97,9 @@ def load_state_dict_file(path: str) -> dict[str, Tensor]:
         try:
             state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as err:  # noqa: BLE001 - re-raised with the file named
-            raise RuntimeError(f'{path}: cannot be read as a weights-only checkpoint ({err})') from err
+            raise RuntimeError(
+                f'{path}: cannot be read as a weights-only checkpoint ({err})'
+            ) from err
     for key in ('state_dict', 'model'):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]
@@ -125,16 +130,21 @@ def read_bert_state(path: str) -> dict[str, Tensor]:
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Keys that start with ``prefix``, with it removed."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def select_layers(state: Mapping[str, Tensor], first: int, count: int,
-                  prefix: str = 'encoder.layer.') -> dict[str, Tensor]:
+def select_layers(
+    state: Mapping[str, Tensor], first: int, count: int, prefix: str = 'encoder.layer.'
+) -> dict[str, Tensor]:
     """BERT layers ``first .. first+count-1`` of ``state``, renumbered from 0 under ``prefix``."""
     out: dict[str, Tensor] = {}
     for i in range(count):
-        out.update({f'{prefix}{i}.{k}': v
-                    for k, v in strip_prefix(state, f'encoder.layer.{first + i}.').items()})
+        out.update(
+            {
+                f'{prefix}{i}.{k}': v
+                for k, v in strip_prefix(state, f'encoder.layer.{first + i}.').items()
+            }
+        )
     return out
 
 
@@ -142,8 +152,9 @@ def _few(keys: list[str], n: int = 8) -> str:
     return f'{keys[:n]}{f" (and {len(keys) - n} more)" if len(keys) > n else ""}'
 
 
-def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
-              expect_missing: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+def load_into(
+    module: nn.Module, state: Mapping[str, Tensor], source: str, expect_missing: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
     """Load ``state`` into ``module`` by name and return the (allowed) missing keys and ``[]``.
 
     Args:
@@ -162,31 +173,41 @@ def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str,
     expect_missing = tuple(expect_missing)
     unknown = [e for e in expect_missing if e not in ALLOWED_MISSING]
     if unknown:
-        raise ValueError(f'{source}: {unknown} are not on the documented allow-list ALLOWED_MISSING')
+        raise ValueError(
+            f'{source}: {unknown} are not on the documented allow-list ALLOWED_MISSING'
+        )
     own = module.state_dict()
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
-            raise ValueError(f'{source}: {k} has shape {tuple(v.shape)}, the model expects '
-                             f'{tuple(own[k].shape)}')
+            raise ValueError(
+                f'{source}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}'
+            )
     missing = [k for k in own if k not in state]
     bad_missing = [k for k in missing if not any(e in k for e in expect_missing)]
     unexpected = [k for k in state if k not in own]
     if bad_missing or unexpected:
-        raise KeyError(f'{source}: the file does not fit the model; missing from the file: '
-                       f'{_few(bad_missing)}; in the file but not in the model: {_few(unexpected)}')
+        raise KeyError(
+            f'{source}: the file does not fit the model; missing from the file: '
+            f'{_few(bad_missing)}; in the file but not in the model: {_few(unexpected)}'
+        )
     module.load_state_dict(state, strict=False)
-    print_log(f'{source}: {len(state)} tensors loaded'
-              + (f'; left at their initial values (allowed): {_few(missing)}' if missing else ''),
-              logger='current')
+    print_log(
+        f'{source}: {len(state)} tensors loaded'
+        + (f'; left at their initial values (allowed): {_few(missing)}' if missing else ''),
+        logger='current',
+    )
     return missing, []
 
 
-
-def load_checkpoint_into(model: nn.Module, path: str, keep: Iterable[str] | None = None,
-                         skip_suffixes: Iterable[str] = (),
-                         convert: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
-                         strict: bool = True, expect_missing: Iterable[str] = ()
-                         ) -> tuple[list[str], list[str]]:
+def load_checkpoint_into(
+    model: nn.Module,
+    path: str,
+    keep: Iterable[str] | None = None,
+    skip_suffixes: Iterable[str] = (),
+    convert: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+    strict: bool = True,
+    expect_missing: Iterable[str] = (),
+) -> tuple[list[str], list[str]]:
     """Load the checkpoint file ``path`` into ``model`` by name: the one fine-tuning loader of every
     model's ``load_pretrained``.
 
@@ -214,17 +235,25 @@ def load_checkpoint_into(model: nn.Module, path: str, keep: Iterable[str] | None
     own = model.state_dict()
     if not any(k in own for k in state):
         wanted = '' if keep is None else ' ' + ' / '.join(f'{p}*' for p in keep)
-        raise KeyError(f'{path}: no{wanted} tensor of this model in the file (is it a vlreg '
-                       'checkpoint? convert ALBEF checkpoints with tools/convert_albef.py)')
+        raise KeyError(
+            f'{path}: no{wanted} tensor of this model in the file (is it a vlreg '
+            'checkpoint? convert ALBEF checkpoints with tools/convert_albef.py)'
+        )
     source = f'{type(model).__name__} <- {path}'
     if strict:
         return load_into(model, state, source, expect_missing)
     result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith(skip)] if skip else \
-        list(result.missing_keys)
+    missing = (
+        [k for k in result.missing_keys if not k.endswith(skip)]
+        if skip
+        else list(result.missing_keys)
+    )
     unexpected = list(result.unexpected_keys)
     loaded = sum(k in own for k in state)
-    print_log(f'{source}: {loaded} tensors loaded; missing {missing[:8]}'
-              f'{"..." if len(missing) > 8 else ""}; ignored (not in this model) {unexpected[:8]}'
-              f'{"..." if len(unexpected) > 8 else ""}', logger='current')
+    print_log(
+        f'{source}: {loaded} tensors loaded; missing {missing[:8]}'
+        f'{"..." if len(missing) > 8 else ""}; ignored (not in this model) {unexpected[:8]}'
+        f'{"..." if len(unexpected) > 8 else ""}',
+        logger='current',
+    )
     return missing, unexpected

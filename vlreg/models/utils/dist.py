@@ -1,4 +1,5 @@
 """Collectives for losses that see the global batch. Every function is the identity on one process."""
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
 def gather_with_grad(x: Tensor) -> Tensor:

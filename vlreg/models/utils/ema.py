@@ -1,4 +1,5 @@
 """Exponential moving average of parameters (ALBEF's momentum encoders)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

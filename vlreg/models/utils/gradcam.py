@@ -10,6 +10,7 @@ gradient below about 6e-8 is zero, so a small ITM logit gives an all-zero map an
 gradient is therefore taken of ``scale * score`` (``scale`` up to 2**15, backed off as a loss scaler does
 when the gradient overflows) and unscaled in fp32; the map is computed in fp32.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -21,11 +22,12 @@ from torch import Tensor, nn
 # the score's gradient enters the fp16 graph as ``scale`` itself: 2**15 is the largest power of two
 # below fp16's maximum (65504); on overflow the scale is divided by 2**4, as many times as needed
 _LOW_PRECISION = (torch.float16,)
-_INIT_SCALE, _BACKOFF, _MIN_SCALE = 2.0 ** 15, 2.0 ** -4, 1.0
+_INIT_SCALE, _BACKOFF, _MIN_SCALE = 2.0**15, 2.0**-4, 1.0
 
 
-def gradcam_from_attention(probs: Tensor, grad: Tensor, text_mask: Tensor | None = None,
-                           head_reduction: str = 'mean') -> Tensor:
+def gradcam_from_attention(
+    probs: Tensor, grad: Tensor, text_mask: Tensor | None = None, head_reduction: str = 'mean'
+) -> Tensor:
     """Grad-CAM ``[B, L, N]`` from probabilities and their gradient (both ``[B, H, L, 1 + N]``)."""
     if probs.dtype in _LOW_PRECISION or grad.dtype in _LOW_PRECISION:
         probs, grad = probs.float(), grad.float()
@@ -41,9 +43,14 @@ def gradcam_from_attention(probs: Tensor, grad: Tensor, text_mask: Tensor | None
     return cam
 
 
-def cross_attention_gradcam(score: Tensor, probs: Tensor, text_mask: Tensor | None = None,
-                            head_reduction: str = 'mean', retain_graph: bool = True,
-                            create_graph: bool = False) -> tuple[Tensor, Tensor]:
+def cross_attention_gradcam(
+    score: Tensor,
+    probs: Tensor,
+    text_mask: Tensor | None = None,
+    head_reduction: str = 'mean',
+    retain_graph: bool = True,
+    create_graph: bool = False,
+) -> tuple[Tensor, Tensor]:
     """Differentiate ``score.sum()`` w.r.t. ``probs`` only (parameter ``.grad`` are never touched).
 
     When ``probs`` or ``score`` is fp16 (autocast), the gradient is that of a scaled score, unscaled
@@ -55,15 +62,19 @@ def cross_attention_gradcam(score: Tensor, probs: Tensor, text_mask: Tensor | No
     # a backward run in the calling thread (CPU) under autocast would recast an fp32 graph to fp16
     with torch.autocast(device_type=probs.device.type, enabled=False):
         if probs.dtype not in _LOW_PRECISION and score.dtype not in _LOW_PRECISION:
-            (grad,) = torch.autograd.grad(score.sum(), probs, retain_graph=retain_graph,
-                                          create_graph=create_graph)
+            (grad,) = torch.autograd.grad(
+                score.sum(), probs, retain_graph=retain_graph, create_graph=create_graph
+            )
             return gradcam_from_attention(probs, grad, text_mask, head_reduction), grad
         scale = _INIT_SCALE
         while True:
             last = scale <= _MIN_SCALE
-            (grad,) = torch.autograd.grad(score.float().sum() * scale, probs,
-                                          retain_graph=retain_graph or not last,
-                                          create_graph=create_graph)
+            (grad,) = torch.autograd.grad(
+                score.float().sum() * scale,
+                probs,
+                retain_graph=retain_graph or not last,
+                create_graph=create_graph,
+            )
             if last or bool(torch.isfinite(grad).all()):
                 break
             scale = max(scale * _BACKOFF, _MIN_SCALE)

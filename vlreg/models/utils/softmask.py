@@ -12,6 +12,7 @@ With ``G`` the word-level Grad-CAM of one fusion layer (see :mod:`vlreg.models.u
 ``strength = sharpness = 1`` and ``floor = 0`` give the paper's ``m = 1 - g_hat``: the patches the
 word attends to most are damped the most (to 0 at the peak), the others are kept.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['apply_soft_mask', 'content_words', 'minmax_normalise', 'resolve_fusion_layer',
-           'soft_mask_from_cam', 'upsample_map', 'word_rows_mean']
+__all__ = [
+    'apply_soft_mask',
+    'content_words',
+    'minmax_normalise',
+    'resolve_fusion_layer',
+    'soft_mask_from_cam',
+    'upsample_map',
+    'word_rows_mean',
+]
 
 # tokens never offered as "the word": the special tokens of BERT and of the synthetic tokenizer
 SPECIAL_TOKENS = frozenset({'[CLS]', '[SEP]', '[PAD]', '[MASK]', '[UNK]'})
@@ -52,8 +60,9 @@ def minmax_normalise(x: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.where(valid, out, torch.zeros_like(out)).clamp_(0.0, 1.0)
 
 
-def soft_mask_from_cam(cam_word: Tensor, floor: float = 0.0, sharpness: float = 1.0,
-                       strength: float = 1.0) -> Tensor:
+def soft_mask_from_cam(
+    cam_word: Tensor, floor: float = 0.0, sharpness: float = 1.0, strength: float = 1.0
+) -> Tensor:
     """The soft mask of one word per sample from its Grad-CAM row.
 
     ``g_hat = minmax_normalise(cam_word)`` (per sample, over the patches; a constant map gives
@@ -92,8 +101,10 @@ def soft_mask_from_cam(cam_word: Tensor, floor: float = 0.0, sharpness: float = 
 def apply_soft_mask(image_tokens: Tensor, mask: Tensor) -> Tensor:
     """Multiply the patch tokens ``[B, 1 + N, D]`` by the mask ``[B, N]``; [CLS] is kept."""
     if mask.shape != image_tokens.shape[:1] + (image_tokens.shape[1] - 1,):
-        raise ValueError(f'mask {list(mask.shape)} does not fit image tokens '
-                         f'{list(image_tokens.shape)} ([B, 1 + N, D] -> [B, N])')
+        raise ValueError(
+            f'mask {list(mask.shape)} does not fit image tokens '
+            f'{list(image_tokens.shape)} ([B, 1 + N, D] -> [B, N])'
+        )
     scale = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1).to(image_tokens.dtype)
     return image_tokens * scale[..., None]
 
@@ -118,8 +129,9 @@ def upsample_map(map_: Tensor, size: int | Sequence[int], mode: str = 'bilinear'
     return out[0] if squeeze else out
 
 
-def content_words(tokens: Sequence[str],
-                  skip: frozenset[str] | set[str] = SPECIAL_TOKENS) -> list[tuple[str, list[int]]]:
+def content_words(
+    tokens: Sequence[str], skip: frozenset[str] | set[str] = SPECIAL_TOKENS
+) -> list[tuple[str, list[int]]]:
     """Group tokens into words, skipping specials and punctuation; ``##`` pieces join their word.
 
     Args:
@@ -167,15 +179,19 @@ def resolve_fusion_layer(layer: int, num_layers: int) -> tuple[int, str | None]:
     """
     if num_layers < 1:
         raise ValueError('the fusion encoder has no layer')
-    zero_rows = (' its word rows are zero (the ITM head reads only [CLS], which the last layer\'s '
-                 'cross-attention of the other tokens does not reach)')
+    zero_rows = (
+        " its word rows are zero (the ITM head reads only [CLS], which the last layer's "
+        'cross-attention of the other tokens does not reach)'
+    )
     if -num_layers <= layer < num_layers:
         if layer % num_layers == num_layers - 1:
             return layer, f'fusion layer {layer} is the last of {num_layers}:{zero_rows}'
         return layer, None
     fallback = max(num_layers - 2, 0)
-    message = (f'fusion layer {layer} does not exist ({num_layers} fusion layers); '
-               f'using layer {fallback}')
-    message += (f', the only one:{zero_rows}' if num_layers == 1 else
-                ', the deepest one before the last')
+    message = (
+        f'fusion layer {layer} does not exist ({num_layers} fusion layers); using layer {fallback}'
+    )
+    message += (
+        f', the only one:{zero_rows}' if num_layers == 1 else ', the deepest one before the last'
+    )
     return fallback, message

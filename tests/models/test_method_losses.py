@@ -135,7 +135,8 @@ def test_gradcam_equals_explicit_autograd_on_the_true_attention():
     pos, logits = loss.positive_pass(model_context(model, feats))
     handle.remove()
     # the probabilities are softmax(Q K^T / sqrt(d)) of that layer, recomputed here by hand
-    hidden, _, context = captured['args'][:3]
+    # (the keys from the image tokens themselves: the fusion call may pass projected keys instead)
+    hidden, context = captured['args'][0], feats.image_tokens
     q = layer._split(layer.query(hidden))
     k = layer._split(layer.key(context))
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(layer.head_dim), dim=-1)

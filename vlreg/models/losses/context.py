@@ -3,7 +3,7 @@ share, computed once on first request and cached for the rest of the step."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +61,10 @@ class LossContext:
     - :meth:`hard_negatives`: the drawn negatives (drawn once per step and setting);
     - :meth:`positive_fusion` / :meth:`positive_itm_logits`: the positive pairs' fusion pass, with the
       cross-attention probabilities of :attr:`attn_layer` (the Grad-CAM layer losses declared), and
-      its ITM logits.
+      its ITM logits;
+    - :meth:`image_kv` / :meth:`fusion_images`: each image view's cross-attention keys / values,
+      projected once per image and gathered for every fusion row that reads it (the positive pass,
+      the hard negatives, the MLM pass).
 
     Args:
         features: the batch's features.
@@ -70,6 +73,9 @@ class LossContext:
             none, the fused kernel everywhere).
         queues: the ITC loss's ``(image_queue, text_queue)``, extra columns of :meth:`similarities`
             (see :func:`in_batch_similarities`; None: no queue).
+        share_image_kv: fusion calls read each image's keys / values projected once (see
+            :meth:`fusion_images`); False projects them in every call, as ALBEF's code does (the
+            same arithmetic, more work).
     """
 
     def __init__(
@@ -78,11 +84,14 @@ class LossContext:
         model: LossModel | None,
         attn_layer: int | None = None,
         queues: tuple[Tensor, Tensor] | None = None,
+        share_image_kv: bool = True,
     ) -> None:
         self.features = features
         self.model = model
         self.attn_layer = attn_layer
         self.queues = queues
+        self.share_image_kv = share_image_kv
+        self._image_kv: dict[str, list[tuple[Tensor, Tensor]]] = {}
         self._similarities: tuple[Tensor, Tensor] | None = None
         self._negatives: dict[bool, tuple[Tensor, Tensor]] = {}
         self._positive: FusionOutput | None = None
@@ -111,9 +120,45 @@ class LossContext:
         if self._positive is None:
             f = self.features
             self._positive = self.need_model().fuse(
-                f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.attn_layer
+                f.text_tokens,
+                f.text_mask,
+                attn_layer=self.attn_layer,
+                **self.fusion_images([('image', None)]),
             )
         return self._positive
+
+    def image_kv(self, view: str = 'image') -> list[tuple[Tensor, Tensor]]:
+        """Every fusion layer's cross-attention ``(keys, values)`` ``[B, h, N, d]`` of the image
+        ``view``'s tokens, in the autograd graph; projected on the first call, cached."""
+        if view not in self._image_kv:
+            tokens = self.features.image_view(view).tokens
+            self._image_kv[view] = self.need_model().itm_image_cache(tokens)
+        return self._image_kv[view]
+
+    def fusion_images(self, rows: Sequence[tuple[str, Tensor | None]]) -> dict[str, object]:
+        """The image side of one fusion call whose rows are, in order, the images of each
+        ``(view, index)`` (``index`` None: every image of the view in batch order): keyword
+        arguments for :meth:`~.contract.LossModel.fuse`. With :attr:`share_image_kv` they are the
+        rows of :meth:`image_kv` (``image_kv=``), else the concatenated tokens (``image_tokens=``).
+        A linear projection of gathered rows equals the gathered projections, so both give the
+        same numbers up to float summation order."""
+
+        def pick(x: Tensor, index: Tensor | None) -> Tensor:
+            return x if index is None else x[index]
+
+        if not self.share_image_kv:
+            parts = [pick(self.features.image_view(v).tokens, i) for v, i in rows]
+            return {'image_tokens': parts[0] if len(parts) == 1 else torch.cat(parts)}
+        per_view = [(self.image_kv(v), i) for v, i in rows]
+        layers = []
+        for layer in range(len(per_view[0][0])):
+            keys = [pick(kv[layer][0], i) for kv, i in per_view]
+            values = [pick(kv[layer][1], i) for kv, i in per_view]
+            if len(keys) == 1:
+                layers.append((keys[0], values[0]))
+            else:
+                layers.append((torch.cat(keys), torch.cat(values)))
+        return {'image_tokens': None, 'image_kv': layers}
 
     def positive_itm_logits(self) -> Tensor:
         """ITM logits ``[B, 2]`` of :meth:`positive_fusion`; cached."""

@@ -129,10 +129,13 @@ class LossModel(Protocol):
         self,
         text_tokens: Tensor,
         text_mask: Tensor,
-        image_tokens: Tensor,
+        image_tokens: Tensor | None = None,
         image_mask: Tensor | None = None,
         attn_layer: int | None = None,
+        image_kv: list[tuple[Tensor, Tensor]] | None = None,
     ) -> FusionOutput: ...
+
+    def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]: ...
 
     def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor]: ...
 

@@ -111,13 +111,13 @@ class ITMLoss(BaseVLLoss):
         b = img.shape[0]
         pos_logits = ctx.positive_itm_logits()  # first, as ALBEF runs the positive pass first
         neg_txt, neg_mask = [txt, txt[text_neg_idx]], [mask, mask[text_neg_idx]]
-        neg_img = [img[image_neg_idx], img]
+        image_rows: list[tuple[str, Tensor | None]] = [('image', image_neg_idx), ('image', None)]
         extra = [v for v in self.views if v != ('image', 'text')]
         for image_view, text_view in extra:  # extra positives ride in the same fusion call
             neg_txt.append(features.text_view(text_view).tokens)
             neg_mask.append(mask)
-            neg_img.append(features.image_view(image_view).tokens)
-        rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), torch.cat(neg_img))
+            image_rows.append((image_view, None))
+        rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), **ctx.fusion_images(image_rows))
         n_pos = b * (1 + len(extra))
         rest_logits = model.itm_head(torch.cat([rest.cls[2 * b :], rest.cls[: 2 * b]]))
         logits = torch.cat([pos_logits, rest_logits])

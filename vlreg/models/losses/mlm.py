@@ -51,7 +51,7 @@ class MLMLoss(BaseVLLoss):
             text = features.views['text_masked'].tokens
         else:
             text = model.text_backbone(ids, mask)
-        hidden = model.fuse(text, mask, features.image_tokens).hidden
+        hidden = model.fuse(text, mask, **ctx.fusion_images([('image', None)])).hidden
         logits = model.mlm_head(hidden[masked])
         target = labels[masked]
         ce = F.cross_entropy(logits.float(), target, reduction='none')

@@ -82,6 +82,11 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             sentence summary: after its first 3 layers it is nearly the same for every caption,
             cosine 0.996, and ITC on it stays at chance on real photos). The fusion encoder always
             reads every token; only the contrastive embedding changes.
+        share_image_kv: True (default) projects each image's cross-attention keys / values once
+            per step and fusion layer and reuses them for every fusion row that reads the image
+            (positive pairs, hard negatives, MLM); False projects them per row, as ALBEF's code
+            does. The same arithmetic up to float summation order; True saves those projections
+            (most of the fusion encoder's work on a 197-token image) in the forward and backward.
         pretrained: a local vlreg checkpoint (e.g. a pre-training run's ``epoch_30.pth``) loaded by
             name in ``init_weights``, after the parts' own ``pretrained`` weights, for fine-tuning
             (retrieval: ALBEF's Retrieval.py loads the whole pre-training state dict non-strictly).
@@ -125,6 +130,7 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
         text_pool: str = 'cls',
+        share_image_kv: bool = True,
     ) -> None:
         if text_pool not in TEXT_POOLS:
             raise ValueError(f'text_pool must be one of {TEXT_POOLS}, got {text_pool!r}')
@@ -155,6 +161,7 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         self.temp = nn.Parameter(torch.tensor(float(temp)))
         self.temp_range = tuple(temp_range)
         self.text_pool = text_pool
+        self.share_image_kv = bool(share_image_kv)
         self.embed_dim = embed_dim
         self.alpha = float(alpha)
         self.pretrained_queues = pretrained_queues
@@ -294,11 +301,16 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         self,
         text_tokens: Tensor,
         text_mask: Tensor,
-        image_tokens: Tensor,
+        image_tokens: Tensor | None = None,
         image_mask: Tensor | None = None,
         attn_layer: int | None = None,
+        image_kv: list[tuple[Tensor, Tensor]] | None = None,
     ) -> FusionOutput:
-        return self.fusion(text_tokens, text_mask, image_tokens, image_mask, attn_layer)
+        """The fusion encoder on text tokens and image tokens, or the images' projected
+        cross-attention keys / values (``image_kv``, rows of :meth:`itm_image_cache`)."""
+        return self.fusion(
+            text_tokens, text_mask, image_tokens, image_mask, attn_layer, image_kv=image_kv
+        )
 
     def itm_logits(
         self,
@@ -461,6 +473,7 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             self,
             self.itm_attn_layer,
             queue_columns(self.losses),
+            self.share_image_kv,
         )
         if any(getattr(self.losses[n], 'uses_similarities', False) for n in names):
             ctx.similarities()  # before a loss moves the queues (the batch columns do not change)

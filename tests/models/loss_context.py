@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vlreg.models.losses import LossContext, MomentumFeatures, VLFeatures, queue_columns
+from vlreg.models.losses import LossContext, MomentumFeatures, VLFeatures
 
 _CORE = (
     'image',
@@ -47,6 +47,5 @@ def stub_context(model: Any = None, attn_layer: int | None = None, **fields: Any
 
 
 def model_context(model: Any, features: VLFeatures) -> LossContext:
-    """The context the pretrainer's ``loss`` makes for ``features`` (the queues of its ITC loss as
-    similarity columns)."""
-    return LossContext(features, model, model.itm_attn_layer, queue_columns(model.losses))
+    """The context the pretrainer's ``loss`` makes for ``features``."""
+    return LossContext(features, model, model.itm_attn_layer)

@@ -84,9 +84,9 @@ def test_features_are_read_only_and_losses_write_nothing():
     assert set(batch) == keys
 
 
-def test_context_similarities_are_itc_s_batch_columns_bit_for_bit():
-    """ITM mines its negatives from the same numbers as before the context: the batch columns of
-    ITC's [momentum batch ; queue] similarities."""
+def test_context_similarities_are_itc_s_batch_columns():
+    """ITM mines its negatives from the batch columns of ITC's [momentum batch ; queue]
+    similarities (ALBEF), computed without the queue: equal up to float summation order."""
     model = tiny_model(losses=LOSSES).eval()
     with torch.no_grad():
         ctx = model_context(model, model.extract_features(tiny_batch(4, seed=5)))
@@ -98,7 +98,8 @@ def test_context_similarities_are_itc_s_batch_columns_bit_for_bit():
         full_t2i = (
             f.text_embed @ torch.cat([f.momentum.image_embed, itc.image_queue.t()]).t() / f.temp
         )
-    assert torch.equal(sim_i2t, full_i2t[:, :4]) and torch.equal(sim_t2i, full_t2i[:, :4])
+    torch.testing.assert_close(sim_i2t, full_i2t[:, :4], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(sim_t2i, full_t2i[:, :4], rtol=1e-6, atol=1e-6)
     assert ctx.hard_negatives() is ctx.hard_negatives()  # drawn once per step
 
 

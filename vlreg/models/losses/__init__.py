@@ -1,5 +1,5 @@
 from .base import BaseVLLoss, check_views
-from .context import LossContext, in_batch_similarities, queue_columns
+from .context import LossContext, in_batch_similarities
 from .contract import EncodedView, LossModel, MomentumFeatures, VLFeatures
 from .focal_itc import FocalITCLoss
 from .itc import ITCLoss, soft_cross_entropy
@@ -25,7 +25,6 @@ __all__ = [
     'declared_attn_layer',
     'in_batch_similarities',
     'pick_random_words',
-    'queue_columns',
     'sample_hard_negatives',
     'soft_cross_entropy',
     'word_map',

@@ -30,8 +30,6 @@ class BaseVLLoss(nn.Module):
     - ``views``: ``(image view, text view)`` pairs to encode (multi-modal augmentation).
     - ``cross_attn_layer``: the fusion layer whose cross-attention probabilities the loss explains
       (None: none); ``reuses_itm_pass``: whether it reads them from the shared positive pass.
-    - ``uses_similarities``: it reads :meth:`LossContext.similarities` (computed before any loss runs,
-      so that they do not depend on whether ITC has moved its queues yet).
 
     Args:
         loss_weight: multiplies the returned loss.
@@ -43,7 +41,6 @@ class BaseVLLoss(nn.Module):
     views: tuple[tuple[str, str], ...] = ()
     cross_attn_layer: int | None = None
     reuses_itm_pass: bool = True
-    uses_similarities: bool = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()

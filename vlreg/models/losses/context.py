@@ -3,10 +3,10 @@ share, computed once on first request and cached for the rest of the step."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..fusion.bert_fusion import FusionOutput
 from ..utils.dist import gather_no_grad, rank_and_world
@@ -14,15 +14,14 @@ from .contract import LossModel, VLFeatures
 
 
 @torch.no_grad()
-def in_batch_similarities(
-    features: VLFeatures, queues: tuple[Tensor, Tensor] | None = None
-) -> tuple[Tensor, Tensor]:
+def in_batch_similarities(features: VLFeatures) -> tuple[Tensor, Tensor]:
     """``(sim_i2t, sim_t2i)`` ``[B, B]``, detached: this process's rows against this process's batch
     columns, as ITC scores them: online image x momentum text / temp and online text x momentum image /
     temp (online x online without momentum encoders). ITM mines its hard negatives from them (ALBEF).
 
-    ``queues`` (ITC's ``(image_queue, text_queue)``, ``[E, Q]``) are appended to the columns as ITC
-    does before the batch columns are cut out: the same matrix product, so the same bits.
+    ALBEF cuts these columns out of ITC's ``[B, B + Q]`` matrix with the queue; only the batch
+    columns are computed here (same dot products: equal up to float summation order, and with a
+    65,536 queue two ``[B, E] x [E, Q]`` products and two queue copies less per step).
     """
     rank, _ = rank_and_world()
     n = features.image_embed.shape[0]
@@ -30,24 +29,12 @@ def in_batch_similarities(
         col_t, col_v = features.momentum.text_embed, features.momentum.image_embed
     else:
         col_t, col_v = features.text_embed, features.image_embed
-        queues = None  # ITC without momentum encoders has no queue columns
-    cols_t, cols_v = gather_no_grad(col_t.detach()), gather_no_grad(col_v.detach())
-    if queues is not None:
-        cols_t = torch.cat([cols_t, queues[1].t().clone().detach()])
-        cols_v = torch.cat([cols_v, queues[0].t().clone().detach()])
     local = slice(rank * n, (rank + 1) * n)
+    cols_t = gather_no_grad(col_t.detach())[local]
+    cols_v = gather_no_grad(col_v.detach())[local]
     sim_i2t = features.image_embed @ cols_t.t() / features.temp
     sim_t2i = features.text_embed @ cols_v.t() / features.temp
-    return sim_i2t[:, local].detach(), sim_t2i[:, local].detach()
-
-
-def queue_columns(losses: Mapping[str, nn.Module]) -> tuple[Tensor, Tensor] | None:
-    """``(image_queue, text_queue)`` of the first loss by name that queues features (ITC), or None."""
-    for name in sorted(losses):
-        loss = losses[name]
-        if getattr(loss, 'queue_size', 0) and hasattr(loss, 'text_queue'):
-            return loss.image_queue, loss.text_queue
-    return None
+    return sim_i2t.detach(), sim_t2i.detach()
 
 
 class LossContext:
@@ -71,8 +58,6 @@ class LossContext:
         model: the pretrainer (or any :class:`~.contract.LossModel`).
         attn_layer: fusion layer whose cross-attention probabilities the positive pass keeps (None:
             none, the fused kernel everywhere).
-        queues: the ITC loss's ``(image_queue, text_queue)``, extra columns of :meth:`similarities`
-            (see :func:`in_batch_similarities`; None: no queue).
         share_image_kv: fusion calls read each image's keys / values projected once (see
             :meth:`fusion_images`); False projects them in every call, as ALBEF's code does (the
             same arithmetic, more work).
@@ -83,13 +68,11 @@ class LossContext:
         features: VLFeatures,
         model: LossModel | None,
         attn_layer: int | None = None,
-        queues: tuple[Tensor, Tensor] | None = None,
         share_image_kv: bool = True,
     ) -> None:
         self.features = features
         self.model = model
         self.attn_layer = attn_layer
-        self.queues = queues
         self.share_image_kv = share_image_kv
         self._image_kv: dict[str, list[tuple[Tensor, Tensor]]] = {}
         self._similarities: tuple[Tensor, Tensor] | None = None
@@ -100,7 +83,7 @@ class LossContext:
     def similarities(self) -> tuple[Tensor, Tensor]:
         """See :func:`in_batch_similarities`; cached."""
         if self._similarities is None:
-            self._similarities = in_batch_similarities(self.features, self.queues)
+            self._similarities = in_batch_similarities(self.features)
         return self._similarities
 
     def hard_negatives(self, use_image_ids: bool = False) -> tuple[Tensor, Tensor]:

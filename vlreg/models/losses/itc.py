@@ -20,6 +20,14 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
 
 
+def _scores(rows: Tensor, cols: tuple[Tensor, Tensor | None]) -> Tensor:
+    """``rows @ [batch ; queue^T]^T`` ``[n, n_all + Q]``: the batch columns first, then the queue's
+    (stored ``[E, Q]``, multiplied in place)."""
+    batch, queue = cols
+    sim = rows @ batch.t()
+    return sim if queue is None else torch.cat([sim, rows @ queue.to(rows.dtype)], dim=1)
+
+
 @LOSSES.register_module()
 class ITCLoss(BaseVLLoss):
     """ALBEF's ITC: ``(CE(s_i2t, y_i2t) + CE(s_t2i, y_t2i)) / 2`` against [batch ; queue] features.
@@ -102,31 +110,30 @@ class ITCLoss(BaseVLLoss):
         rank, _ = rank_and_world()
         n = v.shape[0]
         momentum = features.momentum is not None
+        # columns: (batch features [n_all, E], queue [E, Q] or None), scored by `_scores` without
+        # concatenating the queue into a [n_all + Q, E] matrix (ALBEF's transposed copy and cat);
+        # the queue is copied once (a plain memcpy) because backward reads it after the enqueue
         if features.momentum is not None:
             v_m, t_m = features.momentum.image_embed.detach(), features.momentum.text_embed.detach()
             v_all, t_all = gather_no_grad(v_m), gather_no_grad(t_m)
-            cols_t = (
-                torch.cat([t_all, self.text_queue.t().clone().detach()])
-                if self.queue_size
-                else t_all
-            )
-            cols_v = (
-                torch.cat([v_all, self.image_queue.t().clone().detach()])
-                if self.queue_size
-                else v_all
-            )
+            cols_t = (t_all, self.text_queue.clone() if self.queue_size else None)
+            cols_v = (v_all, self.image_queue.clone() if self.queue_size else None)
         else:
-            cols_t, cols_v = gather_with_grad(t), gather_with_grad(v)
+            cols_t = (gather_with_grad(t), None)
+            cols_v = (gather_with_grad(v), None)
             v_all = t_all = None
-        positives = self._positives(features, n, rank, cols_t.shape[0])
+        num_cols = cols_t[0].shape[0] + (0 if cols_t[1] is None else cols_t[1].shape[1])
+        positives = self._positives(features, n, rank, num_cols)
         pos_targets = positives / positives.sum(dim=1, keepdim=True)
         if momentum and alpha > 0:
             with torch.no_grad():
                 tgt_i2t = (
-                    alpha * F.softmax(v_m @ cols_t.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                    alpha * F.softmax(_scores(v_m, cols_t) / temp, dim=1)
+                    + (1 - alpha) * pos_targets
                 )
                 tgt_t2i = (
-                    alpha * F.softmax(t_m @ cols_v.t() / temp, dim=1) + (1 - alpha) * pos_targets
+                    alpha * F.softmax(_scores(t_m, cols_v) / temp, dim=1)
+                    + (1 - alpha) * pos_targets
                 )
         else:
             tgt_i2t = tgt_t2i = pos_targets
@@ -135,8 +142,8 @@ class ITCLoss(BaseVLLoss):
         for image_view, text_view in self.views:
             rows_v = features.image_view(image_view).embed
             rows_t = features.text_view(text_view).embed
-            sim_i2t = rows_v @ cols_t.t() / temp
-            sim_t2i = rows_t @ cols_v.t() / temp
+            sim_i2t = _scores(rows_v, cols_t) / temp
+            sim_t2i = _scores(rows_t, cols_v) / temp
             losses.append(
                 (
                     self.direction_loss(sim_i2t, tgt_i2t, pos_targets, alpha)

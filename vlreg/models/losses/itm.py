@@ -79,7 +79,6 @@ class ITMLoss(BaseVLLoss):
 
     requires = ('image_tokens', 'text_tokens', 'text_mask', 'image_embed', 'text_embed', 'temp')
     needs_heads = ('itm_head',)
-    uses_similarities = True  # the pretrainer computes them before any loss moves ITC's queues
 
     def __init__(
         self,

@@ -28,7 +28,6 @@ from ..losses import (
     VLFeatures,
     check_loss,
     declared_attn_layer,
-    queue_columns,
 )
 from ..utils.checkpoint import load_checkpoint_into
 from ..utils.gradcam import cross_attention_gradcam
@@ -472,11 +471,8 @@ class ALBEFPretrainer(ALBEFEncoderModel):
             self.extract_features(inputs, data_samples),
             self,
             self.itm_attn_layer,
-            queue_columns(self.losses),
-            self.share_image_kv,
+            share_image_kv=self.share_image_kv,
         )
-        if any(getattr(self.losses[n], 'uses_similarities', False) for n in names):
-            ctx.similarities()  # before a loss moves the queues (the batch columns do not change)
         out: dict[str, Tensor] = {}
         for name in names:
             with record_function(f'loss/{name}'):

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     if caption is None:
         raise ValueError('--caption is required for an image file')
     image = _fit_to_model(image, scorer)
-    shown = scorer.pipeline(
+    shown = scorer.array_pipeline(
         dict(
             img=image,
             img_shape=image.shape[:2],

@@ -180,3 +180,26 @@ def test_docstring_examples_run(name, monkeypatch):
     module = importlib.import_module(f'vlreg.apis.{name}')
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_pair_scorer_takes_arrays_through_a_file_reading_pipeline(model, tmp_path):
+    """A config whose test pipeline starts with LoadImage (every real-photo config) still scores images
+    given as arrays, and an array scores as its file does."""
+    import cv2
+
+    from vlreg.apis.inference import PairScorer
+
+    image = load_image(IMAGES[0], (64, 64))
+    path = tmp_path / 'scene.png'
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # PNG: lossless
+    steps = [
+        dict(type='LoadImage'),
+        dict(type='Tokenize', tokenizer=dict(type='SyntheticTokenizer'), max_length=30),
+        dict(type='PackInputs'),
+    ]
+    scorer = PairScorer(model, pipeline=steps)
+    from_array = scorer.itm_scores([image], [TEXTS[0]])
+    from_file = scorer.itm_scores([str(path)], [TEXTS[0]])
+    torch.testing.assert_close(from_array, from_file, rtol=0, atol=1e-6)
+    cam, tokens = scorer.gradcam(image, TEXTS[0], layer=0)
+    assert cam.shape[0] == len(tokens)

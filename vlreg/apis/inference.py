@@ -65,7 +65,8 @@ class PairScorer:
     """Score and explain (image, caption) pairs with a model and its config's test pipeline.
 
     The pipeline is the config's ``test_dataloader.dataset.pipeline``; images may be paths (``LoadImage``
-    in the pipeline reads them) or RGB ``uint8`` arrays.
+    in the pipeline reads them) or RGB ``uint8`` arrays (run through the pipeline without its
+    ``LoadImage`` steps, :attr:`array_pipeline`).
 
     Example:
         >>> scorer = PairScorer(init_model(cfg_path, ckpt))
@@ -78,6 +79,10 @@ class PairScorer:
         cfg = model.cfg
         steps = pipeline if pipeline is not None else cfg.test_dataloader.dataset.pipeline
         self.pipeline = Compose(list(steps))
+        #: the same steps for an image given as an array: nothing to load
+        self.array_pipeline = Compose(
+            [t for t in self.pipeline.transforms if type(t).__name__ != 'LoadImage']
+        )
 
     def _batch(self, images: list[Any], captions: list[str]) -> dict[str, Tensor]:
         samples = []
@@ -85,9 +90,10 @@ class PairScorer:
             results: dict[str, Any] = dict(caption=caption, sample_idx=i, image_id=i)
             if isinstance(image, np.ndarray):
                 results.update(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
+                samples.append(self.array_pipeline(results))
             else:
                 results['img_path'] = str(image)
-            samples.append(self.pipeline(results))
+                samples.append(self.pipeline(results))
         return self.model.data_preprocessor(pseudo_collate(samples), False)['inputs']
 
     @torch.no_grad()

@@ -7,16 +7,11 @@
 # run for every image of every step; the soft mask is applied to the fusion tokens (the paper's setting),
 # which the cache leaves untouched. Same-image captions stay positives (use_image_ids).
 _base_ = ['../albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py', './_base_/method.py']
-# focal ITC (method.py's focal_method) with the masked caption as an extra positive; the base config's
-# embed_dim, queue_size and use_image_ids carry over
+# focal ITC (method.py's focal_method) with the masked caption as an extra positive (its
+# itc_method_caption); the base config's embed_dim, queue_size and use_image_ids carry over
 model = dict(
     losses=dict(
-        itc=dict(
-            type='FocalITCLoss',
-            gamma=2.0,
-            modulate='all',
-            views=[('image', 'text'), ('image', 'text_masked')],
-        ),
+        itc={{_base_.itc_method_caption}},
         itm_softmask=dict(
             type='SoftMaskITMLoss',
             layer={{_base_.gradcam_layer}},

@@ -29,3 +29,8 @@ itm_views = [('image', 'text'), ('image_aug', 'text'), ('image', 'text_masked')]
 itm_view_weights = [1.0, 1.0, 1.0]
 itc_method = dict(focal_method, views=itc_views, view_weights=itc_view_weights)
 itm_method = dict(views=itm_views, view_weights=itm_view_weights)
+# 3'. the caption half of (3), for models whose image pixels must stay the same between epochs (the
+#    real-photo model caches its frozen CNN stages, configs/softmask/softmask_effnet-lite0-*.py): the
+#    masked caption as the one extra ITC positive (ITC: the two views' losses averaged; ITM unchanged).
+itc_views_caption = [('image', 'text'), ('image', 'text_masked')]
+itc_method_caption = dict(focal_method, views=itc_views_caption)

@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.models.loss_context import model_context
 from tests.models.tiny import tiny_batch, tiny_model
@@ -86,10 +87,22 @@ def test_features_are_read_only_and_losses_write_nothing():
 
 def test_context_similarities_are_itc_s_batch_columns():
     """ITM mines its negatives from the batch columns of ITC's [momentum batch ; queue]
-    similarities (ALBEF), computed without the queue: equal up to float summation order."""
+    similarities (ALBEF), computed without the queue: equal up to float summation order. The
+    momentum embeddings are moved off the online ones (a fresh model's are equal), so that reading the
+    online features instead would fail."""
     model = tiny_model(losses=LOSSES).eval()
     with torch.no_grad():
-        ctx = model_context(model, model.extract_features(tiny_batch(4, seed=5)))
+        f = model.extract_features(tiny_batch(4, seed=5))
+        g = torch.Generator().manual_seed(0)
+        moved = {
+            k: F.normalize(
+                getattr(f.momentum, k) + torch.randn(getattr(f.momentum, k).shape, generator=g),
+                dim=-1,
+            )
+            for k in ('image_embed', 'text_embed')
+        }
+        f = dataclasses.replace(f, momentum=dataclasses.replace(f.momentum, **moved))
+        ctx = model_context(model, f)
         sim_i2t, sim_t2i = ctx.similarities()
         f, itc = ctx.features, model.losses['itc']
         full_i2t = (

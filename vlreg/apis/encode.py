@@ -31,6 +31,11 @@ ImageLike = Union[str, np.ndarray]
 _RESIZES = ('resize', 'crop')
 
 
+def without_loading(steps: Sequence[Callable]) -> list[Callable]:
+    """The pipeline steps without its ``LoadImage`` steps: for images given as arrays."""
+    return [t for t in steps if type(t).__name__ != 'LoadImage']
+
+
 @dataclass
 class _Prep:
     """The image steps, the tokenizer step and the image size of a model's test pipeline."""
@@ -62,7 +67,7 @@ def _prep(model: nn.Module) -> _Prep:
     if 'Tokenize' not in names:
         raise ValueError(f'the test pipeline {names} has no Tokenize step')
     cut = names.index('Tokenize')
-    image_steps = [t for t in steps[:cut] if type(t).__name__ != 'LoadImage']
+    image_steps = without_loading(steps[:cut])
     prep = _Prep(image_steps, steps[cut], steps[-1], None)
     if not any(k in type(t).__name__.lower() for t in image_steps for k in _RESIZES):
         prep.size = _image_size(model)

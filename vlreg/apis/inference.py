@@ -19,6 +19,8 @@ from vlreg.models.utils.checkpoint import load_state_dict_file
 from vlreg.registry import MODELS
 from vlreg.utils.compat import setup_env
 
+from .encode import without_loading
+
 #: Missing keys :func:`init_model` accepts besides the Runner's: the MLM decoder, tied to the word
 #: embeddings (files converted from other code bases may store only one of the two names).
 API_ALLOWED_MISSING = (*ALLOWED_MISSING, '*decoder.weight')
@@ -80,9 +82,7 @@ class PairScorer:
         steps = pipeline if pipeline is not None else cfg.test_dataloader.dataset.pipeline
         self.pipeline = Compose(list(steps))
         #: the same steps for an image given as an array: nothing to load
-        self.array_pipeline = Compose(
-            [t for t in self.pipeline.transforms if type(t).__name__ != 'LoadImage']
-        )
+        self.array_pipeline = Compose(without_loading(self.pipeline.transforms))
 
     def _batch(self, images: list[Any], captions: list[str]) -> dict[str, Tensor]:
         samples = []

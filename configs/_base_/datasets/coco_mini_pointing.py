@@ -7,23 +7,8 @@
 # flickr8k-real puts pointing_dataloader / pointing_cfg / pointing_evaluator into a variant's config as
 # its test_dataloader / test_cfg / test_evaluator (the loop's layer is set there). Not in the training
 # data: COCO is disjoint from Flickr8k.
-_base_ = ['./flickr8k.py']
+_base_ = ['./flickr8k.py', './coco_pointing.py']
 pointing_root = '../shared/data/coco_mini_train2017'
-pointing_meta_keys = (
-    'sample_idx',
-    'image_id',
-    'ori_image_id',
-    'img_path',
-    'caption',
-    'ann_index',
-    'ori_shape',
-    'img_shape',
-    'categories',
-    'gt_word_indices',
-    'gt_box_groups',
-    'gt_object_names',
-    'num_unboxed_mentions',
-)
 pointing_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size={{_base_.real_image_size}}),
@@ -31,7 +16,7 @@ pointing_pipeline = [
     dict(type='Tokenize', tokenizer={{_base_.tokenizer}}, max_length=40),
     dict(type='AnnotateWords', tokenizer={{_base_.tokenizer}}, stopwords=None),
     dict(type='LinkCategoryWords'),
-    dict(type='PackInputs', meta_keys=pointing_meta_keys),
+    dict(type='PackInputs', meta_keys={{_base_.pointing_meta_keys}}),
 ]
 pointing_dataloader = dict(
     batch_size=16,

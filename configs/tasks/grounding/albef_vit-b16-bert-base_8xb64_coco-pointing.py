@@ -14,28 +14,16 @@
 #       --name val2017 --image-prefix val2017
 # with the images in data/coco/images/val2017/. A pre-training checkpoint (256 px) needs
 # image_size=256 in a copy of this config.
-_base_ = ['./albef_vit-b16-bert-base_8xb32_refcoco+-5e.py']
+_base_ = [
+    './albef_vit-b16-bert-base_8xb32_refcoco+-5e.py',
+    '../../_base_/datasets/coco_pointing.py',
+]
 
 model = dict(pretrained=None)  # the weights come from the checkpoint given to tools/test.py
 pointing_root = 'data/coco_pointing'
 pointing_ann = 'val2017.json'
 image_size = 384
 tokenizer = {{_base_.tokenizer}}
-pointing_meta_keys = (
-    'sample_idx',
-    'image_id',
-    'ori_image_id',
-    'img_path',
-    'caption',
-    'ann_index',
-    'ori_shape',
-    'img_shape',
-    'categories',
-    'gt_word_indices',
-    'gt_box_groups',
-    'gt_object_names',
-    'num_unboxed_mentions',
-)
 pointing_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=image_size),
@@ -43,7 +31,7 @@ pointing_pipeline = [
     dict(type='Tokenize', tokenizer=tokenizer, max_length=40),
     dict(type='AnnotateWords', tokenizer=tokenizer, stopwords=None),
     dict(type='LinkCategoryWords'),
-    dict(type='PackInputs', meta_keys=pointing_meta_keys),
+    dict(type='PackInputs', meta_keys={{_base_.pointing_meta_keys}}),
 ]
 test_dataloader = dict(
     _delete_=True,

@@ -4,25 +4,13 @@
 # (caption nouns -> categories -> boxes -> word Grad-CAM peaks -> hit rate and chance level).
 #   python tools/test.py configs/tasks/grounding/albef_vit-t-bert-t_1xb8_coco-mini-pointing.py \
 #       work_dirs/albef_vit-t-bert-t_1xb8_coco-mini-grounding/epoch_1.pth
-_base_ = ['./albef_vit-t-bert-t_1xb8_coco-mini-grounding.py']
+_base_ = [
+    './albef_vit-t-bert-t_1xb8_coco-mini-grounding.py',
+    '../../_base_/datasets/coco_pointing.py',
+]
 
 image_size = {{_base_.tiny_image_size}}
 tokenizer = {{_base_.tokenizer}}
-pointing_meta_keys = (
-    'sample_idx',
-    'image_id',
-    'ori_image_id',
-    'img_path',
-    'caption',
-    'ann_index',
-    'ori_shape',
-    'img_shape',
-    'categories',
-    'gt_word_indices',
-    'gt_box_groups',
-    'gt_object_names',
-    'num_unboxed_mentions',
-)
 pointing_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=image_size),
@@ -30,7 +18,7 @@ pointing_pipeline = [
     dict(type='Tokenize', tokenizer=tokenizer, max_length=40),
     dict(type='AnnotateWords', tokenizer=tokenizer, stopwords=None),
     dict(type='LinkCategoryWords'),
-    dict(type='PackInputs', meta_keys=pointing_meta_keys),
+    dict(type='PackInputs', meta_keys={{_base_.pointing_meta_keys}}),
 ]
 test_dataloader = dict(
     _delete_=True,

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from ..fusion.bert_fusion import FusionOutput
-from ..utils.dist import gather_no_grad, rank_and_world
 from .contract import LossModel, VLFeatures
 
 
@@ -23,15 +22,11 @@ def in_batch_similarities(features: VLFeatures) -> tuple[Tensor, Tensor]:
     columns are computed here (same dot products: equal up to float summation order, and with a
     65,536 queue two ``[B, E] x [E, Q]`` products and two queue copies less per step).
     """
-    rank, _ = rank_and_world()
-    n = features.image_embed.shape[0]
     if features.momentum is not None:
         col_t, col_v = features.momentum.text_embed, features.momentum.image_embed
     else:
         col_t, col_v = features.text_embed, features.image_embed
-    local = slice(rank * n, (rank + 1) * n)
-    cols_t = gather_no_grad(col_t.detach())[local]
-    cols_v = gather_no_grad(col_v.detach())[local]
+    cols_t, cols_v = col_t.detach(), col_v.detach()  # this process's own batch: no gather needed
     sim_i2t = features.image_embed @ cols_t.t() / features.temp
     sim_t2i = features.text_embed @ cols_v.t() / features.temp
     return sim_i2t.detach(), sim_t2i.detach()

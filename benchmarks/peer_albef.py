@@ -36,7 +36,8 @@ counter does not know, with torch's own SDPA formulas; element-wise work is not 
 step's achieved FLOP/s = counted FLOPs / median step time, reported as a fraction of the matmul
 rate.
 
-Writes ``results.json`` (every process's record) and ``results.md`` (the tables) under ``--out``.
+Writes ``results.json`` (every process's record), ``results.md`` (the tables) and ``steps.png`` (step time
+and peak memory against the batch size, ``tools/plot_results.py``) under ``--out``.
 Never time anything while another heavy job runs: two CPU-heavy processes at once slow both by far
 more than 2x. Smoke run: ``--rounds 1 --steps 1 --warmup 0 --batches 4 --retrieval-n 8 --k 4``.
 """
@@ -508,6 +509,14 @@ def main() -> None:
     table = report(records, batches, sides)
     (out_dir / 'results.md').write_text(table)
     print(table)
+    if any(r['kind'] == 'train' for r in records):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+        from plot_results import plot_steps  # tools/plot_results.py
+
+        plot_steps(
+            records, str(out_dir / 'steps.png'), title=f'tiny preset, {args.threads} threads'
+        )
+        print(f'plot written to {out_dir / "steps.png"}')
 
 
 def report(records: list[dict], batches: list[int], sides: list[str]) -> str:

@@ -48,3 +48,47 @@ def test_cli_writes_next_to_the_json(tmp_path):
     assert (tmp_path / 'flickr8k.png').stat().st_size > 1000
     with pytest.raises(KeyError, match="no 'txt_r1'"):
         _tool().main([str(src), '--metric', 'txt_r1'])
+
+
+# two sides, two batches, two rounds each (a matmul record in between, as the benchmark writes it)
+STEPS = [
+    dict(kind='matmul', flops_per_s=1e11, round=0),
+    dict(kind='train', side='albef', batch=16, round=0, median_step_s=2.0, peak_rss_mb=1900.0),
+    dict(kind='train', side='albef', batch=16, round=1, median_step_s=1.6, peak_rss_mb=1950.0),
+    dict(kind='train', side='vlreg', batch=16, round=0, median_step_s=1.5, peak_rss_mb=1800.0),
+    dict(kind='train', side='vlreg', batch=16, round=1, median_step_s=1.3, peak_rss_mb=1700.0),
+    dict(kind='train', side='albef', batch=32, round=0, median_step_s=3.0, peak_rss_mb=2800.0),
+    dict(kind='train', side='albef', batch=32, round=1, median_step_s=3.4, peak_rss_mb=2700.0),
+    dict(kind='train', side='vlreg', batch=32, round=0, median_step_s=2.9, peak_rss_mb=2500.0),
+    dict(kind='train', side='vlreg', batch=32, round=1, median_step_s=2.7, peak_rss_mb=2600.0),
+]
+
+
+def test_step_plot_medians_ranges_and_peaks(tmp_path):
+    tool = _tool()
+    summary = tool.summarise_steps(STEPS)
+    assert summary['albef'][16] == dict(
+        step_s=pytest.approx(1.8), step_min=1.6, step_max=2.0, peak_mb=1950.0, rounds=2
+    )
+    assert summary['vlreg'][32]['step_s'] == pytest.approx(2.8)
+    fig = tool.plot_steps(STEPS, str(tmp_path / 's.png'))
+    ax_t, ax_m = fig.axes
+    times = {line.get_label(): list(line.get_ydata()) for line in ax_t.lines}
+    assert times['albef'] == pytest.approx([1.8, 3.2]) and times['vlreg'] == pytest.approx(
+        [1.4, 2.8]
+    )
+    assert [list(line.get_xdata()) for line in ax_t.lines] == [[16, 32], [16, 32]]
+    peaks = {line.get_label(): list(line.get_ydata()) for line in ax_m.lines}
+    assert peaks == {'albef': [1950.0, 2800.0], 'vlreg': [1800.0, 2600.0]}
+    band = ax_t.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(1.6) and band.max() == pytest.approx(3.4)
+    assert (tmp_path / 's.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_cli_picks_the_step_plot_and_refuses_empty_results(tmp_path):
+    src = tmp_path / 'results.json'
+    src.write_text(json.dumps(STEPS))
+    out = _tool().main([str(src), '--out', str(tmp_path / 'steps.png')])
+    assert out == str(tmp_path / 'steps.png') and (tmp_path / 'steps.png').stat().st_size > 1000
+    with pytest.raises(ValueError, match='no step records'):
+        _tool().summarise_steps(STEPS[:1])

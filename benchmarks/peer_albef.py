@@ -510,10 +510,10 @@ def main() -> None:
     (out_dir / 'results.md').write_text(table)
     print(table)
     if any(r['kind'] == 'train' for r in records):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-        from plot_results import plot_steps  # tools/plot_results.py
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from vlreg.cli import load_tool
 
-        plot_steps(
+        load_tool('plot_results').plot_steps(
             records, str(out_dir / 'steps.png'), title=f'tiny preset, {args.threads} threads'
         )
         print(f'plot written to {out_dir / "steps.png"}')

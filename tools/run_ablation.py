@@ -183,12 +183,17 @@ def pointing_config(config: str, work: Path, dataset: str = 'synthetic') -> str:
     return str(path)
 
 
-def last_checkpoint(work: Path) -> Path:
-    """The run's latest ``epoch_N.pth`` / ``iter_N.pth``."""
-    ckpts = [*work.glob('epoch_*.pth'), *work.glob('iter_*.pth')]
-    if not ckpts:
-        raise RuntimeError(f'no checkpoint in {work}')
-    return max(ckpts, key=lambda p: int(p.stem.split('_')[1]))
+def last_checkpoint(work: Path) -> str:
+    """The run's latest complete checkpoint (the one auto-resume would take)."""
+    sys.path.insert(0, str(ROOT))
+    import vlreg
+    from vlreg.utils.checkpoint_io import find_resumable
+
+    vlreg.setup_env()  # the checkpoints' weights-only load needs the stack's allowed types
+    ckpt = find_resumable(str(work))
+    if ckpt is None:
+        raise RuntimeError(f'no complete checkpoint in {work}')
+    return ckpt
 
 
 def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
@@ -223,7 +228,7 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
                 sys.executable,
                 'tools/test.py',
                 pointing_config(config, work, args.dataset),
-                str(last_checkpoint(work)),
+                last_checkpoint(work),
                 '--out',
                 str(out),
                 '--work-dir',
@@ -363,10 +368,12 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(results, args.dataset) + '\n')
     out.with_suffix('.json').write_text(json.dumps(results, indent=2))
-    sys.path.insert(0, str(ROOT / 'tools'))
-    from plot_results import plot_recall  # tools/plot_results.py
+    sys.path.insert(0, str(ROOT))
+    from vlreg.cli import load_tool
 
-    plot_recall(results, str(out.with_suffix('.png')), title=f'{args.dataset}: r_mean per variant')
+    load_tool('plot_results').plot_recall(
+        results, str(out.with_suffix('.png')), title=f'{args.dataset}: r_mean per variant'
+    )
     print(table(results, args.dataset))
 
 

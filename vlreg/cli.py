@@ -15,8 +15,8 @@ from typing import Any
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 
 
-def run_tool(name: str, argv: list[str] | None = None) -> Any:
-    """Import ``tools/<name>.py`` and return ``main(argv)`` (default: ``sys.argv[1:]``)."""
+def load_tool(name: str) -> Any:
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
     path = TOOLS / f'{name}.py'
     if not path.is_file():
         raise FileNotFoundError(
@@ -27,6 +27,12 @@ def run_tool(name: str, argv: list[str] | None = None) -> Any:
     spec = importlib.util.spec_from_file_location(f'vlreg_tools_{name}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name: str, argv: list[str] | None = None) -> Any:
+    """Import ``tools/<name>.py`` and return ``main(argv)`` (default: ``sys.argv[1:]``)."""
+    module = load_tool(name)
     sys.argv[0] = f'vlreg-{name.split("_")[0]}'
     return module.main(sys.argv[1:] if argv is None else argv)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT
+from vlreg.cli import load_tool
+
 
 RESULTS = [
     dict(variant='baseline', seed=0, r_mean=10.0),
@@ -19,12 +19,7 @@ RESULTS = [
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'plot_results', ROOT / 'tools' / 'plot_results.py'
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('plot_results')
 
 
 def test_summary_and_bars(tmp_path):

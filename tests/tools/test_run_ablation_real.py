@@ -3,7 +3,6 @@ ablation configs, the COCO pointing fragment, and a two-iteration smoke run of o
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -11,6 +10,8 @@ import sys
 
 import pytest
 from mmengine.config import Config
+
+from vlreg.cli import load_tool
 
 from tests.conftest import ROOT, shared_path
 
@@ -20,12 +21,7 @@ BASE = 'configs/albef/albef_effnet-lite0-minilm_1xb64_flickr8k-real-1e.py'
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'run_ablation', ROOT / 'tools' / 'run_ablation.py'
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('run_ablation')
 
 
 def _cfg(variant: str) -> Config:

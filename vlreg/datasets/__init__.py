@@ -10,6 +10,7 @@ from .grounding import GroundingDataset
 from .karpathy import KarpathyEntries, is_karpathy_file, load_karpathy, read_karpathy
 from .nlvr2 import NLVR2Dataset
 from .reader import read_annotation_file, read_json, read_records
+from .shards import ShardedCaptionDataset
 from .snli_ve import SNLIVEDataset
 from .synthetic import SyntheticShapesDataset
 from .synthetic_grammar import synthetic_vocabulary
@@ -28,6 +29,7 @@ __all__ = [
     'find_category_mentions',
     'NLVR2Dataset',
     'SNLIVEDataset',
+    'ShardedCaptionDataset',
     'VQADataset',
     'RetrievalDataset',
     'KarpathyEntries',

@@ -32,6 +32,7 @@ __all__ = [
     'VLBaseDataset',
     'build_pipeline',
     'parse_annotation_text',
+    'parse_caption_entry',
     'read_annotation_file',
 ]
 
@@ -129,42 +130,16 @@ class CaptionDataset(VLBaseDataset):
     def _parse_entry(self, index: int, entry: Any) -> tuple[str, list[str], Any]:
         """``(image, captions, id_key)`` of one entry; raises ValueError for a bad entry."""
         where = f'{self.ann_file!r}: entry {index}'
-        if not isinstance(entry, dict):
-            raise ValueError(f'{where}: expected an object, got {type(entry).__name__}')
-        for key in ('image', 'caption'):
-            if key not in entry:
-                raise ValueError(f'{where}: missing key {key!r} (keys: {sorted(entry)})')
-        image = entry['image']
-        if not isinstance(image, str) or not image.strip():
-            raise ValueError(f'{where}: "image" must be a non-empty string, got {image!r}')
-        self.image_path(image, where)  # the path policy (vlreg.datasets.base)
-        raw = entry['caption']
-        raw_list = [raw] if isinstance(raw, str) else raw
-        if not isinstance(raw_list, list) or not raw_list:
-            raise ValueError(
-                f'{where}: "caption" must be a string or a non-empty list of strings, got {raw!r}'
-            )
-        id_key = entry.get('image_id', image)
-        if not isinstance(id_key, (str, int)) or isinstance(id_key, bool):
-            raise ValueError(f'{where}: "image_id" must be a string or an integer, got {id_key!r}')
-        captions = []
-        for j, caption in enumerate(raw_list):
-            msg = None
-            if not isinstance(caption, str):
-                msg = f'{where}: caption {j} is not a string: {caption!r}'
-            elif not caption.strip():
-                msg = f'{where}: caption {j} is empty: {caption!r}'
-            else:
-                text = caption if self.max_words is None else clean_caption(caption, self.max_words)
-                if not text:
-                    msg = f'{where}: caption {j} is empty after cleaning: {caption!r}'
-            if msg is not None:
-                if not self.skip_bad_samples:
-                    raise ValueError(msg)
-                self._problems.append(msg)
-                self.num_bad_captions += 1
-                continue
-            captions.append(text)
+        max_words = self.max_words
+        image, captions, id_key, problems = parse_caption_entry(
+            where,
+            entry,
+            clean=(lambda c: c) if max_words is None else (lambda c: clean_caption(c, max_words)),
+            strict=not self.skip_bad_samples,
+            check_image=lambda image: self.image_path(image, where),  # vlreg.datasets.base
+        )
+        self._problems.extend(problems)
+        self.num_bad_captions += len(problems)
         if not captions:
             raise ValueError(f'{where}: no usable caption')
         return image, captions, id_key
@@ -322,3 +297,61 @@ class RetrievalDataset(CaptionDataset):
                     level=logging.WARNING,
                 )
         return kept
+
+
+def parse_caption_entry(
+    where: str,
+    entry: Any,
+    clean: Callable[[str], str],
+    strict: bool = False,
+    check_image: Callable[[str], Any] | None = None,
+) -> tuple[str, list[str], Any, list[str]]:
+    """Check one entry of an ALBEF caption file (``{"image": str, "caption": str | [str, ...],
+    "image_id"?: str | int}``): ``(image, captions, id_key, problems)``.
+
+    ``captions`` are the usable captions after ``clean`` (a caption it makes empty is a problem);
+    ``problems`` say, naming ``where``, which captions were dropped and why (``strict``: the first
+    one raises instead). ``check_image(image)`` runs on the image path before the captions.
+
+    Raises:
+        ValueError: an entry that is not an object, lacks ``image`` or ``caption``, has an empty
+            image path, a caption that is neither a string nor a non-empty list, or a bad
+            ``image_id``; with ``strict``, also a bad caption.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(f'{where}: expected an object, got {type(entry).__name__}')
+    for key in ('image', 'caption'):
+        if key not in entry:
+            raise ValueError(f'{where}: missing key {key!r} (keys: {sorted(entry)})')
+    image = entry['image']
+    if not isinstance(image, str) or not image.strip():
+        raise ValueError(f'{where}: "image" must be a non-empty string, got {image!r}')
+    if check_image is not None:
+        check_image(image)
+    raw = entry['caption']
+    raw_list = [raw] if isinstance(raw, str) else raw
+    if not isinstance(raw_list, list) or not raw_list:
+        raise ValueError(
+            f'{where}: "caption" must be a string or a non-empty list of strings, got {raw!r}'
+        )
+    id_key = entry.get('image_id', image)
+    if not isinstance(id_key, (str, int)) or isinstance(id_key, bool):
+        raise ValueError(f'{where}: "image_id" must be a string or an integer, got {id_key!r}')
+    captions, problems = [], []
+    for j, caption in enumerate(raw_list):
+        text, msg = '', None
+        if not isinstance(caption, str):
+            msg = f'{where}: caption {j} is not a string: {caption!r}'
+        elif not caption.strip():
+            msg = f'{where}: caption {j} is empty: {caption!r}'
+        else:
+            text = clean(caption)
+            if not text:
+                msg = f'{where}: caption {j} is empty after cleaning: {caption!r}'
+        if msg is None:
+            captions.append(text)
+        elif strict:
+            raise ValueError(msg)
+        else:
+            problems.append(msg)
+    return image, captions, id_key, problems

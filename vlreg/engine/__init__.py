@@ -6,6 +6,7 @@ from .optim import VLOptimWrapperConstructor
 from .pointing_loop import GradCAMPointingLoop, GradCAMPointingValLoop
 from .retrieval_grid_hook import RetrievalGridHook
 from .runner import CheckpointFitError, VLRunner, build_runner
+from .shard_stream import ShardStream, ShardStreamHook
 from .train_loop import ResumableEpochBasedTrainLoop, ResumableSampler, SeededDataset
 from .visualization_hook import SoftMaskVisualizationHook
 
@@ -25,6 +26,8 @@ __all__ = [
     'RetrievalTestLoop',
     'RetrievalValLoop',
     'SeededDataset',
+    'ShardStream',
+    'ShardStreamHook',
     'SoftMaskVisualizationHook',
     'SoftMaskWarmupHook',
     'VLCheckpointHook',

@@ -24,7 +24,9 @@ from vlreg.evaluation.retrieval import topk_rerank
 from vlreg.registry import HOOKS
 
 from .hooks import unwrap
-from .visualization_hook import eval_mode, preserved_rng
+from vlreg.utils.rng import preserved_rng
+
+from .visualization_hook import eval_mode
 
 __all__ = ['RetrievalGridHook', 'render_retrieval_grid']
 

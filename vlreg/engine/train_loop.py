@@ -20,7 +20,6 @@ checkpoint itself. Each step runs under :class:`~vlreg.engine.nonfinite.NonFinit
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from mmengine.dataset import DefaultSampler
 from mmengine.runner import EpochBasedTrainLoop
 
 from vlreg.registry import DATA_SAMPLERS, DATASETS, LOOPS
+from vlreg.utils.rng import seeded_rng
 
 from .hooks import RNGStateHook
 from .nonfinite import NonFiniteGuard
@@ -99,16 +99,8 @@ class SeededDataset:
         seed = getattr(key, 'seed', None)
         if seed is None:
             return self.dataset[key]
-        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        try:
+        with seeded_rng(seed):
             return self.dataset[int(key)]
-        finally:
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
-            torch.set_rng_state(saved[2])
 
 
 def seeded_dataloader_cfg(cfg: dict) -> dict:

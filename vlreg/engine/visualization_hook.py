@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import textwrap
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from vlreg.models.utils.softmask import (
     word_rows_mean,
 )
 from vlreg.registry import HOOKS
+from vlreg.utils.rng import preserved_rng
 
 from .hooks import unwrap
 from .model_defaults import gradcam_layer_of
@@ -147,21 +147,6 @@ def find_tokenizer(pipeline: Any) -> Any:
     """The first ``tokenizer`` attribute among a pipeline's transforms (a ``Compose`` or a list)."""
     steps = getattr(pipeline, 'transforms', pipeline) or []
     return next((t.tokenizer for t in steps if hasattr(t, 'tokenizer')), None)
-
-
-@contextlib.contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Restore the Python, NumPy and torch (CPU and CUDA) random states on exit."""
-    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 @contextlib.contextmanager

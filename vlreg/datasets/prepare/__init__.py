@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar('T')
 
-DATASETS = ('retrieval', 'vqa', 'nlvr2', 'snli_ve', 'refcoco')
+DATASETS = ('retrieval', 'vqa', 'nlvr2', 'snli_ve', 'refcoco', 'shards')
 
 
 def progress(

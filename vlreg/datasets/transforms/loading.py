@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -46,7 +47,9 @@ class LoadImage:
     palette and RGBA files come out as 3-channel RGB and a truncated file is an error rather than
     a grey patch.
 
-    Required keys: ``img_path``.
+    Required keys: ``img_path``, or ``img_bytes`` (the encoded file's bytes, e.g. a tar shard's
+    member: :class:`~vlreg.datasets.shards.ShardedCaptionDataset`); with ``img_bytes`` the bytes
+    are decoded (and removed from the results) and ``img_path`` only names the image in messages.
     Added keys: ``img`` (``uint8 [H, W, 3]`` RGB), ``img_shape`` and ``ori_shape`` (``(H, W)``).
 
     Raises:
@@ -58,10 +61,14 @@ class LoadImage:
     """
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        data = results.pop('img_bytes', None)
         path = results.get('img_path')
-        if not path:
+        if data is not None:
+            img = self._decode(data, str(path or '<bytes>'), results)
+        elif not path:
             raise BadSampleError(f'LoadImage: {describe_sample(results)} has no "img_path"')
-        img = self._read(str(path), results)
+        else:
+            img = self._read(str(path), results)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
@@ -69,14 +76,20 @@ class LoadImage:
 
     @staticmethod
     def _read(path: str, results: dict[str, Any]) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
         if not os.path.isfile(path):
             raise BadSampleError(
                 f'LoadImage: image file {path!r} not found, for {describe_sample(results)}'
             )
+        return LoadImage._decode(path, path, results)
+
+    @staticmethod
+    def _decode(source: str | bytes, path: str, results: dict[str, Any]) -> np.ndarray:
+        """Decode a file (``source`` a path) or its bytes; ``path`` names it in messages."""
+        from PIL import Image, UnidentifiedImageError
+
+        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
         try:
-            with Image.open(path) as image:
+            with Image.open(fp) as image:
                 img = np.asarray(image.convert('RGB'), dtype=np.uint8)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
             raise BadSampleError(

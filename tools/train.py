@@ -4,6 +4,7 @@ Examples:
     python tools/train.py configs/albef/albef_vit-t-bert-t_1xb32_synthetic-demo.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume            # latest checkpoint
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch     # gloo on CPU, nccl on GPUs
+    torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch --fsdp   # sharded (FSDP)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ vlreg.setup_env()
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-from vlreg.engine.launch import enable_amp, load_config  # noqa: E402
+from vlreg.engine.launch import enable_amp, enable_fsdp, load_config  # noqa: E402
 from vlreg.engine.runner import build_runner  # noqa: E402
 from vlreg.utils.checkpoint_io import find_resumable  # noqa: E402
 
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
     parser.add_argument(
+        '--fsdp',
+        action='store_true',
+        help='sharded training: FlexibleRunner + FSDP (vlreg.engine.launch.enable_fsdp says what '
+        'it changes); with --launcher pytorch',
+    )
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -61,10 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    if args.amp:
-        enable_amp(cfg)
     if args.partial_load:
         cfg.load_partial = True
+    if args.fsdp:
+        for change in enable_fsdp(cfg):
+            if int(os.environ.get('RANK', 0)) == 0:
+                print_log(f'--fsdp: {change}', logger='current')
+    if args.amp:
+        enable_amp(cfg)
     if args.resume == 'auto':
         found = find_resumable(cfg.work_dir)
         if found is None:

@@ -1,3 +1,4 @@
+from .fsdp import VLFSDPStrategy, VLFullyShardedDataParallel
 from .grounding_loop import GradCAMGroundingLoop, GradCAMGroundingValLoop
 from .hooks import AlphaWarmupHook, RNGStateHook, SoftMaskWarmupHook, VLCheckpointHook, unwrap
 from .loops import RetrievalTestLoop, RetrievalValLoop
@@ -31,6 +32,8 @@ __all__ = [
     'SoftMaskVisualizationHook',
     'SoftMaskWarmupHook',
     'VLCheckpointHook',
+    'VLFSDPStrategy',
+    'VLFullyShardedDataParallel',
     'VLOptimWrapperConstructor',
     'VLRunner',
     'build_runner',

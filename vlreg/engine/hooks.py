@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import all_gather_object, get_dist_info, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
@@ -138,12 +138,19 @@ class RNGStateHook(Hook):
     augmentations are seeded per sample, its worker seeds come from a generator of their own): resuming is
     exact from epoch and from mid-epoch (``VLCheckpointHook(iter_interval=...)``) checkpoints alike. NumPy's
     state is stored as plain lists so the checkpoint loads with ``weights_only=True``.
+
+    With several ranks every rank's states are kept (``checkpoint['rng_states']``, one per rank; the ranks'
+    generators differ: their dropout and negatives are their own): after each iteration the ranks
+    all-gather them (one small object), at a priority above the checkpoint hook's so that a checkpoint
+    saved in that iteration holds them; on resume each rank restores its own. A checkpoint of another
+    number of ranks restores rank 0's states everywhere, with a warning (the run is then not exact).
     """
 
-    priority = 'VERY_LOW'
+    priority = 'LOW'  # after_train_iter before CheckpointHook's (VERY_LOW) saves
 
     def __init__(self) -> None:
         self._pending: dict | None = None
+        self._ranks: list | None = None
 
     @staticmethod
     def capture() -> dict:
@@ -167,11 +174,29 @@ class RNGStateHook(Hook):
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        if get_dist_info()[1] > 1:
+            self._ranks = all_gather_object(self.capture())
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_state'] = self.capture()
+        if self._ranks is not None:
+            checkpoint['rng_states'] = list(self._ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        rank, world = get_dist_info()
+        ranks = checkpoint.get('rng_states')
         self._pending = checkpoint.get('rng_state')
+        if ranks is not None and len(ranks) == world:
+            self._pending = ranks[rank]
+        elif world > 1 and self._pending is not None:
+            saved = len(ranks) if ranks is not None else 1
+            runner.logger.warning(
+                f'RNGStateHook: the checkpoint holds the random states of {saved} rank(s), this run '
+                f"has {world}: every rank restores rank 0's, so the resumed run is not exact"
+            )
 
     def before_train(self, runner) -> None:
         if self._pending is not None:

@@ -79,3 +79,53 @@ def enable_amp(cfg: Config) -> None:
         return
     optim.type = 'AmpOptimWrapper'
     optim.setdefault('loss_scale', 'dynamic')
+
+
+#: hooks that run a forward on rank 0 alone: under FSDP the other ranks never join it (a hang)
+RANK0_FORWARD_HOOKS = ('SoftMaskVisualizationHook', 'RetrievalGridHook')
+
+
+def enable_fsdp(cfg: Config) -> list[str]:
+    """Make a training config sharded: MMEngine's ``FlexibleRunner`` with :class:`VLFSDPStrategy`
+    (vlreg/engine/fsdp.py: the transformer layers sharded, the rest replicated, checkpoints in the
+    ordinary unsharded layout). A ``strategy`` the config already sets is kept. Also, because under
+    FSDP a layer's weights exist whole only inside its own forward:
+
+    * ``model.share_image_kv = False`` (the same arithmetic; the shared keys / values call the
+      fusion layers' projections outside their forward);
+    * validation ranks by ITC only (``val_cfg.k = 0``): the ITM re-rank projects the images' keys /
+      values outside the fusion layers' forward; ``tools/test.py`` on a saved checkpoint runs the
+      full protocol;
+    * the hooks of :data:`RANK0_FORWARD_HOOKS` are removed (a forward on one rank alone waits for
+      the other ranks forever).
+
+    ``load_partial`` (``--partial-load``) is passed on to the strategy, which loads checkpoints
+    under FlexibleRunner. Returns what was changed, one line each (tools/train.py prints them).
+    """
+    changes = []
+    if cfg.get('runner_type') not in (None, 'VLRunner', 'FlexibleRunner'):
+        raise ValueError(
+            f'--fsdp needs FlexibleRunner; the config sets runner_type={cfg.runner_type!r}'
+        )
+    cfg.runner_type = 'FlexibleRunner'
+    if cfg.get('strategy') is None:
+        # 'vlreg.': FlexibleRunner builds the strategy before it sets the default scope
+        cfg.strategy = dict(type='vlreg.VLFSDPStrategy', state_dict_cfg='full')
+        changes.append('runner: FlexibleRunner with VLFSDPStrategy (transformer layers sharded)')
+    if cfg.get('load_partial'):  # VLRunner's key (--partial-load): the strategy loads under FSDP
+        cfg.strategy.load_partial = True
+    cfg.pop('model_wrapper_cfg', None)  # FlexibleRunner's wrapper is the strategy's
+    if cfg.model.get('share_image_kv', True):
+        cfg.model.share_image_kv = False
+        changes.append('model.share_image_kv=False (same arithmetic)')
+    val_cfg = cfg.get('val_cfg')
+    if val_cfg and val_cfg.get('k', 0) != 0:
+        changes.append(f'val_cfg.k: {val_cfg.k} -> 0 (validation ranks by ITC only)')
+        val_cfg.k = 0
+    hooks = list(cfg.get('custom_hooks') or [])
+    kept = [h for h in hooks if h.get('type') not in RANK0_FORWARD_HOOKS]
+    if len(kept) != len(hooks):
+        dropped = sorted({h['type'] for h in hooks} - {h['type'] for h in kept})
+        changes.append(f'custom_hooks: removed {dropped} (rank-0-only forwards)')
+        cfg.custom_hooks = kept
+    return changes

@@ -54,6 +54,14 @@ def pool_text(tokens: Tensor, attention_mask: Tensor, mode: str = 'cls') -> Tens
     return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
+def starts_optimizer_step(optim_wrapper: Any) -> bool:
+    """Whether the coming micro-batch is the first of an optimizer step (MMEngine's gradient
+    accumulation: ``accumulative_counts`` micro-batches per step); the EMA runs at that one."""
+    counts = int(getattr(optim_wrapper, '_accumulative_counts', 1))
+    inner = int(getattr(optim_wrapper, '_inner_count', 0))
+    return inner % counts == 0
+
+
 @MODELS.register_module()
 class ALBEFPretrainer(ALBEFEncoderModel):
     """ALBEF: ViT image encoder, BERT text encoder, BERT fusion encoder, projections, ITM / MLM heads,
@@ -445,9 +453,7 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         ``n`` times the batch does); the queues take every micro-batch in order, so after the
         ``n`` micro-batches they hold what one ``n``-times-larger batch would have put there.
         """
-        counts = int(getattr(optim_wrapper, '_accumulative_counts', 1))
-        inner = int(getattr(optim_wrapper, '_inner_count', 0))
-        self._ema_now = inner % counts == 0
+        self._ema_now = starts_optimizer_step(optim_wrapper)
         try:
             return super().train_step(data, optim_wrapper)
         finally:

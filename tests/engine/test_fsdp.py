@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.models.test_distributed import free_port
 from tests.models.test_softmask_options import softmask_batch
 from tests.models.tiny import tiny_model
 
@@ -184,12 +184,6 @@ def _sharded_run(rank: int, world: int, out_dir: str) -> None:
             ),
             osp.join(out_dir, 'result.pt'),
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _worst(a: dict, b: dict, keys) -> tuple[float, str]:

@@ -5,7 +5,6 @@ checkpoint that does not fit (the sharded step's numbers against one process: te
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tests.models.test_distributed import free_port
 from vlreg.engine.launch import RANK0_FORWARD_HOOKS, enable_fsdp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,11 +63,8 @@ def _train(
     work: Path, *extra: str, epochs: int = 2, fsdp: bool = True
 ) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2']
-    cmd += [f'--master_port={port}', str(ROOT / 'tools' / 'train.py'), TINY]
+    cmd += [f'--master_port={free_port()}', str(ROOT / 'tools' / 'train.py'), TINY]
     cmd += ['--launcher', 'pytorch', *(['--fsdp'] if fsdp else []), '--work-dir', str(work), *extra]
     cmd += ['--cfg-options', f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=2']
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

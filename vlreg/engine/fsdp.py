@@ -59,7 +59,7 @@ from vlreg.models.pretrainers.albef import starts_optimizer_step
 from vlreg.registry import MODEL_WRAPPERS, STRATEGIES
 from vlreg.utils.checkpoint_io import atomic_replace, temp_path
 
-from .runner import ALLOWED_MISSING, ALLOWED_UNEXPECTED, load_checked
+from .runner import ALLOWED_MISSING, ALLOWED_UNEXPECTED, load_checked, strip_module_prefix
 
 __all__ = [
     'LAYER_CLASSES',
@@ -302,7 +302,7 @@ class VLFSDPStrategy(FSDPStrategy):
         (sharded) state dict is loaded as MMEngine loads it."""
         if not self._is_full_state_dict():
             return super().load_model_state_dict(state_dict, strict=strict, **kwargs)
-        state = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+        state = strip_module_prefix(state_dict)
         source = getattr(self, '_loading', None) or 'the checkpoint'
         missing, unexpected = load_checked(
             self.model,

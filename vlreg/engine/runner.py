@@ -159,7 +159,8 @@ def load_checked(
         raise CheckpointFitError(f'{source} does not fit the model: {err}') from err
     missing = sorted(k for k in result.missing_keys if not _matches(k, allow_missing))
     unexpected = sorted(k for k in result.unexpected_keys if not _matches(k, allow_unexpected))
-    _raise_if_poor_fit(source, len(model.state_dict()), missing, unexpected, [], partial)
+    if missing or unexpected:  # counting the model's tensors gathers them all under FSDP
+        _raise_if_poor_fit(source, len(model.state_dict()), missing, unexpected, [], partial)
     restart = getattr(
         model, 'restart_momentum', None
     )  # ALBEFEncoderModel's, shared with load_pretrained
@@ -168,7 +169,8 @@ def load_checked(
     return missing, unexpected
 
 
-def _strip_module(state: Mapping) -> dict:
+def strip_module_prefix(state: Mapping) -> dict:
+    """``state`` with a DDP / MMEngine-wrapper ``module.`` prefix removed from its keys."""
     return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
@@ -202,7 +204,7 @@ class VLRunner(Runner):
         cfg = self.cfg
         missing, unexpected = load_checked(
             model,
-            _strip_module(state),
+            strip_module_prefix(state),
             filename,
             partial=bool(cfg.get('load_partial', False)),
             allow_missing=cfg.get('load_allow_missing', ALLOWED_MISSING),

@@ -19,6 +19,7 @@ import vlreg  # noqa: E402
 
 vlreg.setup_env()
 
+import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
@@ -87,7 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = build_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        # a process group left to interpreter shutdown can abort a finished run (gloo's threads:
+        # "terminate called without an active exception", exit code -6, seen once under torchrun)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':

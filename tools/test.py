@@ -22,7 +22,7 @@ vlreg.setup_env()
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
-from vlreg.engine.launch import load_config  # noqa: E402
+from vlreg.engine.launch import finish_distributed, load_config  # noqa: E402
 from vlreg.engine.runner import build_runner  # noqa: E402
 
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
                 indent=2,
             )
         print(f'metrics written to {args.out}')
+    finish_distributed()
     return metrics
 
 

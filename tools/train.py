@@ -19,11 +19,15 @@ import vlreg  # noqa: E402
 
 vlreg.setup_env()
 
-import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-from vlreg.engine.launch import enable_amp, enable_fsdp, load_config  # noqa: E402
+from vlreg.engine.launch import (  # noqa: E402
+    enable_amp,
+    enable_fsdp,
+    finish_distributed,
+    load_config,
+)
 from vlreg.engine.runner import build_runner  # noqa: E402
 from vlreg.utils.checkpoint_io import find_resumable  # noqa: E402
 
@@ -88,13 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = build_runner(cfg)
-    try:
-        runner.train()
-    finally:
-        # a process group left to interpreter shutdown can abort a finished run (gloo's threads:
-        # "terminate called without an active exception", exit code -6, seen once under torchrun)
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

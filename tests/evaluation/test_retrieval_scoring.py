@@ -113,6 +113,7 @@ def test_same_rankings_as_one_query_at_a_time(setup, score: str, batch: int) -> 
     assert loop.work.calls == -(-len(pairs) // batch)
     images = {i for i, _ in pairs}
     assert loop.work.image_kv_rows == len(images)
+    assert loop.work.text_cache_rows == len({t for _, t in pairs})  # text-only part once per text
     assert seen[0] == len(images)  # key projection rows: one per image (its tokens ride in dim 1)
 
 

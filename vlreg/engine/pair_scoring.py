@@ -7,6 +7,12 @@ batch's longest. When the model offers ``itm_image_cache`` (the ALBEF pretrainer
 image's per-layer keys / values are computed the first time one of its pairs is met and reused
 for all its other pairs (an image's pairs are contiguous, so only the image straddling two
 batches is carried over); otherwise the image tokens go to ``itm_logits`` as they are.
+
+When the model also offers ``itm_text_cache`` and ``itm_pair_logits`` (the ALBEF pretrainer
+does), the part of the fusion that sees the text alone (the first layer's self-attention) runs
+once per distinct text before the batches, and each batch goes through ``itm_pair_logits``: the
+pairs of one image attend to its keys / values in one call (no per-pair copy of them) and the
+last fusion layer computes the [CLS] row only. Same scores as ``itm_logits`` (tested).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class PairWork:
     pairs: int = 0
     calls: int = 0
     image_kv_rows: int = 0
+    text_cache_rows: int = 0
 
 
 class IndexedKV(Sequence):
@@ -94,7 +101,8 @@ def score_pairs(
 
     Args:
         model: offers ``itm_logits(text_tokens, text_mask, image_tokens, image_cache=None)`` and
-            optionally ``itm_image_cache(image_tokens)``.
+            optionally ``itm_image_cache(image_tokens)``, ``itm_text_cache(text_tokens,
+            text_mask)`` and ``itm_pair_logits(text_cache, text_mask, image_cache, image_index)``.
         img_pos, txt_pos: ``[P]`` image / text positions (``img_pos`` ascending).
         batch_size: pairs per fusion call.
         image_tokens, text_tokens, text_mask: positions -> rows on the model's device.
@@ -110,18 +118,37 @@ def score_pairs(
         raise ValueError('score_pairs needs the pairs sorted by image')
     out = torch.empty(total, dtype=torch.float32, device=img_pos.device)
     cache = _KVCache(model, image_tokens, work) if hasattr(model, 'itm_image_cache') else None
+    pair_path = cache is not None and all(
+        hasattr(model, name) for name in ('itm_text_cache', 'itm_pair_logits')
+    )
+    if pair_path:  # the text-only part of the fusion, once per distinct text
+        texts, text_row = torch.unique(txt_pos, return_inverse=True)
+        with autocast_ctx():
+            parts = [
+                model.itm_text_cache(text_tokens(chunk), text_mask(chunk))
+                for chunk in texts.split(batch_size)
+            ]
+        text_cache = torch.cat(parts) if parts else None
+        work.text_cache_rows += texts.numel()
     for start in range(0, total, batch_size):
         img, txt = img_pos[start : start + batch_size], txt_pos[start : start + batch_size]
         mask = text_mask(txt)
         length = int(mask.any(0).nonzero().max()) + 1  # the batch's longest text
-        tokens, mask = text_tokens(txt)[:, :length], mask[:, :length]
+        mask = mask[:, :length]
         with autocast_ctx():
             if cache is None:
-                logits = model.itm_logits(tokens, mask, image_tokens(img))
+                logits = model.itm_logits(text_tokens(txt)[:, :length], mask, image_tokens(img))
             else:
                 images, inverse = torch.unique(img, sorted=True, return_inverse=True)
-                kv = IndexedKV(cache.rows(images), inverse.to(mask.device))
-                logits = model.itm_logits(tokens, mask, None, image_cache=kv)
+                kv, inverse = cache.rows(images), inverse.to(mask.device)
+                if pair_path:
+                    rows = text_row[start : start + batch_size].to(text_cache.device)
+                    logits = model.itm_pair_logits(text_cache[rows, :length], mask, kv, inverse)
+                else:
+                    tokens = text_tokens(txt)[:, :length]
+                    logits = model.itm_logits(
+                        tokens, mask, None, image_cache=IndexedKV(kv, inverse)
+                    )
         out[start : start + img.numel()] = logits[:, 1].float().to(out.device)
         work.pairs += img.numel()
         work.calls += 1

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from vlreg.registry import FUSION_HEADS
 
-from ..utils.bert_layers import BertLayer, additive_mask, init_bert_weights, run_layer
+from ..utils.bert_layers import (
+    BertLayer,
+    additive_mask,
+    grouped_cross_attention,
+    init_bert_weights,
+    packed_self_attention,
+    run_layer,
+)
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
 
@@ -114,6 +122,81 @@ class BertFusion(BaseModule):
             ``image_kv`` to :meth:`forward`, so an image's projections are computed once.
         """
         return [layer.crossattention.self.key_value(image_tokens) for layer in self.layer]
+
+    def text_self_attention(self, text_hidden: Tensor, text_mask: Tensor | None) -> Tensor:
+        """The first layer's self-attention block (attention + output LayerNorm) on the texts alone.
+
+        It never sees the image, so a text scored against many images needs it once; pass the
+        result to :meth:`pair_cls` with ``text_attended=True``.
+        """
+        mask = additive_mask(text_mask, text_hidden.dtype)
+        return self.layer[0].attention(text_hidden, mask)[0]
+
+    def pair_cls(
+        self,
+        text_hidden: Tensor,
+        text_mask: Tensor,
+        image_kv: list[tuple[Tensor, Tensor]],
+        image_index: Tensor,
+        text_attended: bool = False,
+    ) -> Tensor:
+        """The fused [CLS] ``[P, D]`` of P (text, image) pairs, for scoring many pairs (ITM re-rank,
+        eval mode: no dropout, no image mask).
+
+        Equal to ``forward(text_hidden, text_mask, None, image_kv=<image_kv rows image_index>).cls``
+        but cheaper:
+
+        * every projection, LayerNorm and FFN runs on the real tokens only (packed, no padding:
+          only the self-attention itself sees the padded layout);
+        * the images' keys / values are never copied per pair: the queries of consecutive pairs
+          on one image attend to its keys in one call (pairs sorted by image: one call per image);
+        * the last layer computes the [CLS] row only (the one read; its self-attention still takes
+          keys / values from every token).
+
+        Args:
+            text_hidden: ``[P, L, D]`` text tokens of each pair, or with ``text_attended`` the
+                output of :meth:`text_self_attention` on them.
+            text_mask: ``[P, L]`` 1 for real tokens (position 0, the [CLS], always real).
+            image_kv: :meth:`image_key_values` of G distinct images (``[G, h, N, d]`` per layer).
+            image_index: ``[P]`` the image (0 .. G-1) of each pair.
+        """
+        if len(image_kv) != len(self.layer):
+            raise ValueError(
+                f'image_kv holds {len(image_kv)} layers, the fusion has {len(self.layer)}'
+            )
+        p = text_hidden.shape[0]
+        if image_index.shape != (p,):
+            raise ValueError(f'image_index must be [{p}], got {list(image_index.shape)}')
+        valid = text_mask.bool()
+        if p and not bool(valid[:, 0].all()):
+            raise ValueError('pair_cls needs position 0 ([CLS]) of every text to be a real token')
+        lengths = valid.sum(1)
+        cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
+        images, counts = torch.unique_consecutive(image_index, return_counts=True)
+        run_of_pair = torch.repeat_interleave(torch.arange(counts.numel()), counts.cpu())
+        run_tokens = torch.zeros(counts.numel(), dtype=torch.long).index_add_(
+            0, run_of_pair, lengths.cpu()
+        )
+        pair_runs = list(zip(images.tolist(), counts.tolist()))
+        token_runs = list(zip(images.tolist(), run_tokens.tolist()))
+        mask = additive_mask(text_mask, text_hidden.dtype)
+        hidden = text_hidden[valid]  # [T, D]
+        last = len(self.layer) - 1
+        for i, layer in enumerate(self.layer):
+            attention = layer.attention
+            if i > 0 or not text_attended:
+                rows = cls_rows if i == last else None  # the last layer: [CLS] rows only
+                out = packed_self_attention(attention.self, hidden, valid, mask, rows)
+                hidden = attention.output(out, hidden if rows is None else hidden[rows])
+            elif i == last:
+                hidden = hidden[cls_rows]
+            cross = layer.crossattention
+            runs = pair_runs if i == last else token_runs
+            hidden = cross.output(
+                grouped_cross_attention(cross.self, hidden, image_kv[i], runs), hidden
+            )
+            hidden = layer.output(layer.intermediate(hidden), hidden)
+        return hidden
 
     def forward(
         self,

@@ -338,6 +338,26 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         """Per fusion layer, the cross-attention (keys, values) ``[B, h, N, d]`` of the images."""
         return self.fusion.image_key_values(image_tokens)
 
+    def itm_text_cache(self, text_tokens: Tensor, text_mask: Tensor) -> Tensor:
+        """The part of the ITM fusion that sees the text only (the first fusion layer's
+        self-attention), computed once per text for :meth:`itm_pair_logits`."""
+        return self.fusion.text_self_attention(text_tokens, text_mask)
+
+    def itm_pair_logits(
+        self,
+        text_cache: Tensor,
+        text_mask: Tensor,
+        image_cache: list[tuple[Tensor, Tensor]],
+        image_index: Tensor,
+    ) -> Tensor:
+        """ITM logits ``[P, 2]`` of pairs (``text_cache[p]``, image ``image_index[p]`` of
+        ``image_cache``): rows of :meth:`itm_text_cache` and :meth:`itm_image_cache`. Equal to
+        :meth:`itm_logits` on the same pairs; no per-pair copy of the image keys / values, the last
+        fusion layer on the [CLS] row only (``BertFusion.pair_cls``)."""
+        return self.itm_head(
+            self.fusion.pair_cls(text_cache, text_mask, image_cache, image_index, True)
+        )
+
     @torch.no_grad()
     def momentum_mlm_logits(
         self, input_ids: Tensor, attention_mask: Tensor, image_tokens_m: Tensor, positions: Tensor

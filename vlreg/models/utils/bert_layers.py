@@ -242,6 +242,77 @@ class BertLayer(nn.Module):
         return self.output(self.intermediate(hidden), hidden), probs
 
 
+def grouped_cross_attention(
+    attn: BertSelfAttention,
+    rows: Tensor,
+    kv: tuple[Tensor, Tensor],
+    runs: list[tuple[int, int]],
+) -> Tensor:
+    """Cross-attention (no mask, no dropout) of token rows ``rows`` ``[R, D]`` to the precomputed
+    keys / values ``kv`` (2 x ``[G, h, N, d]``) of their images.
+
+    ``runs`` lists ``(image, count)`` for consecutive rows on one image (in row order, summing to
+    R): the rows of a run attend to its image's keys in one call (a cross-attention query does not
+    see the other queries), so the keys / values are never copied per row. Returns the attention
+    output ``[R, D]`` before the output projection.
+    """
+    count_all, width = rows.shape
+    heads, dim = attn.num_heads, attn.head_dim
+    q = attn.query(rows).view(count_all, heads, dim)
+    keys, values = kv
+    out = torch.empty_like(q)
+    start = 0
+    for image, count in runs:
+        block = q[start : start + count].transpose(0, 1).unsqueeze(0)  # [1, h, count, d]
+        o = F.scaled_dot_product_attention(
+            block, keys[image : image + 1], values[image : image + 1]
+        )
+        out[start : start + count] = o[0].transpose(0, 1)
+        start += count
+    if start != count_all:
+        raise ValueError(f'runs cover {start} rows, there are {count_all}')
+    return out.view(count_all, width)
+
+
+def packed_self_attention(
+    attn: BertSelfAttention,
+    packed: Tensor,
+    valid: Tensor,
+    mask: Tensor,
+    query_rows: Tensor | None = None,
+) -> Tensor:
+    """Self-attention (no dropout) of texts whose real tokens are packed row after row.
+
+    Args:
+        packed: ``[T, D]`` the tokens ``valid`` marks, in row-major order.
+        valid: ``[P, L]`` bool, the real tokens of the P texts.
+        mask: the additive key mask ``[P, 1, 1, L]`` of ``valid``.
+        query_rows: ``[P]`` packed positions of one query token per text (the [CLS]); None: every
+            token is a query.
+
+    Returns:
+        ``[T, D]`` (every token) or ``[P, D]`` (``query_rows``), before the output projection.
+    The projections run on the real tokens only; the attention itself on the padded ``[P, L]``
+    layout.
+    """
+    p, length = valid.shape
+    heads, dim = attn.num_heads, attn.head_dim
+
+    def padded(x: Tensor) -> Tensor:
+        grid = x.new_zeros(p, length, x.shape[-1])
+        grid[valid] = x
+        return grid.view(p, length, heads, dim).transpose(1, 2)
+
+    keys, values = padded(attn.key(packed)), padded(attn.value(packed))
+    mask = mask.to(keys.dtype)
+    if query_rows is None:
+        out = F.scaled_dot_product_attention(padded(attn.query(packed)), keys, values, mask)
+        return out.transpose(1, 2).reshape(p, length, heads * dim)[valid]
+    q = attn.query(packed[query_rows]).view(p, 1, heads, dim).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, keys, values, mask)
+    return out.reshape(p, heads * dim)
+
+
 def run_layer(
     layer: BertLayer, checkpointed: bool, *args: object, **kwargs: object
 ) -> tuple[Tensor, Tensor | None]:

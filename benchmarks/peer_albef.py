@@ -221,6 +221,43 @@ def child_albef_flops(args) -> dict:
     )
 
 
+def shared_checkpoint(args) -> Path:
+    """Where ALBEF's side leaves its retrieval model and score matrices for vlreg's side."""
+    return Path(args.work) / f'albef_retrieval_n{args.n}_k{args.k}_res{args.res}.pt'
+
+
+def compare_rankings(mine, theirs, sims, k: int, tol: float = 1e-4) -> dict:
+    """vlreg's score matrix against ALBEF's on the same model: both fill the candidates outside
+    a query's ITC top-k with -100. Counts the rows whose top-k candidate sets agree and the rows
+    whose candidates are ordered alike (a pair of candidates counts as ordered when ALBEF's
+    scores differ by more than ``tol``: exact ties, such as duplicate captions, may go either
+    way), the largest score difference on the candidates both sides scored, and of the rows whose
+    top-k sets differ those whose k-th and (k+1)-th ITC similarities (vlreg's ``sims``) tie
+    within 1e-6 (either choice is a correct top-k)."""
+
+    mine, theirs = mine.float(), theirs.float()
+    a, b = theirs > -100, mine > -100
+    both = a & b
+    same_set = (a == b).all(1)
+    diff = (mine - theirs).abs()[both]
+    ordered = 0
+    for row in range(theirs.shape[0]):
+        cols = both[row].nonzero().flatten()
+        x, y = theirs[row, cols], mine[row, cols]
+        must = (x[:, None] - x[None, :]) > tol
+        ordered += bool(((y[:, None] - y[None, :]) > 0)[must].all())
+    boundary = sims.float().topk(min(k + 1, sims.shape[1]), dim=1).values
+    tied = (boundary[:, -2] - boundary[:, -1]).abs() <= 1e-6 if sims.shape[1] > k else same_set
+    return dict(
+        rows=int(theirs.shape[0]),
+        same_topk_set_rows=int(same_set.sum()),
+        differing_sets_at_a_tie=int((~same_set & tied).sum()),
+        same_order_rows=ordered,
+        max_abs_score_diff=float(diff.max()) if diff.numel() else 0.0,
+        tie_tolerance=tol,
+    )
+
+
 def harness_retrieval_set(n: int, res: int):
     """The harness's ``RandomRetrievalSet``: the very images and captions ALBEF's side scores."""
     import importlib.util
@@ -233,22 +270,40 @@ def harness_retrieval_set(n: int, res: int):
 
 def child_vlreg_retrieval(args) -> dict:
     import torch
-    from transformers import BertTokenizer
+    from vlreg.datasets.tokenizers import BertTokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model, _, _ = build_vlreg('vlreg_baseline', args.res, args.queue, 2)
     from vlreg.engine.loops import RetrievalValLoop, _Features
+    from vlreg.evaluation import retrieval_metrics
 
+    shared = shared_checkpoint(args)
+    if shared.is_file():  # ALBEF's side ran first: score its very model
+        from vlreg.models.utils.albef_convert import convert_albef_state_dict
+
+        albef = torch.load(shared, map_location='cpu', weights_only=True)
+        state = convert_albef_state_dict(
+            albef['state'], fusion_layer=PEER_SIZES['text_backbone']['num_layers']
+        )
+        state.pop('losses.itc.idx_queue', None)  # ALBEF's retrieval queue of image ids
+        missing = model.load_state_dict(state, strict=False).missing_keys
+        if any(not key.startswith(('mlm_head.', 'mlm_head_m.')) for key in missing):
+            raise RuntimeError(f"ALBEF retrieval model does not fill vlreg's: {missing}")
     model.eval()
     dataset = harness_retrieval_set(args.n, args.res)
     n_img, n_txt = len(dataset), len(dataset.text)
-    # ALBEF's evaluation tokenizes with max_length=30 and pads every caption to it; vlreg pads to
-    # the longest and the re-rank computes on real tokens only
-    text = BertTokenizer.from_pretrained(args.vocab_dir)(
-        dataset.text, padding='longest', truncation=True, max_length=30, return_tensors='pt'
-    )
-    ids, mask = text.input_ids, text.attention_mask
+    # vlreg's tokenizer (ALBEF's convention: [CLS] first, no [SEP]) at ALBEF's evaluation
+    # max_length of 30; ALBEF pads every caption to 30, vlreg to the longest and its re-rank
+    # computes on the real tokens only
+    tokenizer = BertTokenizer(args.vocab_dir)
+    encoded = [tokenizer.encode(caption, 30) for caption in dataset.text]
+    longest = max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), longest), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(encoded), longest, dtype=torch.long)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e)] = torch.tensor(e)
+        mask[row, : len(e)] = 1
 
     def score() -> tuple[float, float, RetrievalValLoop]:
         t0 = time.perf_counter()
@@ -278,12 +333,22 @@ def child_vlreg_retrieval(args) -> dict:
             loop = object.__new__(RetrievalValLoop)
             loop.fp16 = False
             loop._init_protocol(args.k, 'itm', 256, False, True)
-            loop._score(model, feats, torch.device('cpu'))
+            loop.payload = loop._score(model, feats, torch.device('cpu'))
+            loop.sims = feats.image_embed @ feats.text_embed.t()
         return time.perf_counter() - t0, t1 - t0, loop
 
     total, encode, loop = score()  # timed: no FLOP counter in this pass
     with flop_counter() as fc:  # counted in a second, untimed pass of the same work
         score()
+    same, sims = None, loop.sims
+    feats_img2txt = [dataset.img2txt[i] for i in range(n_img)]
+    feats_txt2img = [dataset.txt2img[t] for t in range(n_txt)]
+    if shared.is_file():
+        same = dict(
+            i2t=compare_rankings(loop.payload['scores_i2t'], albef['s_i2t'], sims, args.k),
+            t2i=compare_rankings(loop.payload['scores_t2i'], albef['s_t2i'], sims.t(), args.k),
+        )
+        shared.unlink()  # one comparison per ALBEF run
     return dict(
         kind='retrieval',
         side='vlreg',
@@ -300,6 +365,19 @@ def child_vlreg_retrieval(args) -> dict:
         text_tokens_real=int(mask.sum()),
         text_tokens_albef=30 * n_txt,
         total_flops=fc.get_total_flops(),
+        shared_checkpoint=same,
+        # ALBEF's itm_eval leaves exact ties (duplicate captions here) to its sort; vlreg's two
+        # tie rules bound any such order
+        r_mean={
+            ties: retrieval_metrics(
+                loop.payload['scores_i2t'],
+                loop.payload['scores_t2i'],
+                feats_img2txt,
+                feats_txt2img,
+                ties=ties,
+            )['r_mean']
+            for ties in ('pessimistic', 'optimistic')
+        },
         peak_rss_mb=peak_rss_mb(),
         threads=torch.get_num_threads(),
     )
@@ -326,6 +404,23 @@ def child_albef_retrieval(args) -> None:
     sys.path.insert(0, str(HARNESS.parent))
     import albef_bench as hb
 
+    # ALBEF's evaluation() wrapped (timing unchanged): its model and score matrices of the timed
+    # run are saved for vlreg's side to load and compare (the shared checkpoint)
+    hb.setup(args.albef_src)
+    import Retrieval
+    import torch
+
+    evaluation = Retrieval.evaluation
+
+    def keep(model, data_loader, tokenizer, device, config):
+        s_i2t, s_t2i = evaluation(model, data_loader, tokenizer, device, config)
+        if len(data_loader.dataset) == args.n:
+            shared = dict(state=model.state_dict(), s_i2t=torch.as_tensor(s_i2t))
+            shared['s_t2i'] = torch.as_tensor(s_t2i)
+            torch.save(shared, shared_checkpoint(args))
+        return s_i2t, s_t2i
+
+    Retrieval.evaluation = keep
     sys.argv = [
         str(HARNESS),
         '--albef-src',
@@ -472,7 +567,7 @@ def main() -> None:
                     f'round {rnd} batch {batch} {side}: {out[-1]["median_step_s"]:.3f} s',
                     flush=True,
                 )
-    for batch in batches:  # ALBEF's FLOPs, counted once per batch (they do not change)
+    for batch in batches if args.rounds else []:  # ALBEF's FLOPs, once per batch
         records += run(
             [
                 args.peer_python,
@@ -499,9 +594,6 @@ def main() -> None:
         if not args.rounds:  # the matmul rate of this run, for the FLOP fraction
             records += [dict(r, round=0) for r in run(me + ['--child', 'matmul'])]
         records += run(
-            me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k', str(args.k)]
-        )
-        records += run(
             [
                 args.peer_python,
                 __file__,
@@ -524,6 +616,9 @@ def main() -> None:
                 '--peer-python',
                 args.peer_python,
             ]
+        )
+        records += run(
+            me + ['--child', 'vlreg_retrieval', '--n', str(args.retrieval_n), '--k', str(args.k)]
         )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -576,8 +671,8 @@ def report(records: list[dict], batches: list[int], sides: list[str]) -> str:
         lines += [
             '',
             '| retrieval | images x texts | k | total (s) | ITM-scored pairs | peak RSS (MB) '
-            '| GFLOP | fraction of matmul rate |',
-            '|---|---|---|---|---|---|---|---|',
+            '| GFLOP | fraction of matmul rate | r_mean |',
+            '|---|---|---|---|---|---|---|---|---|',
         ]
         for r in ret:
             side = r.get('side', 'albef')
@@ -588,13 +683,30 @@ def report(records: list[dict], batches: list[int], sides: list[str]) -> str:
                 if flops
                 else 'not counted | -'
             )
+            r_mean = r.get('r_mean', r.get('r_mean_random'))
+            r_mean = (
+                f'{r_mean["pessimistic"]:.2f}-{r_mean["optimistic"]:.2f} (tie rules)'
+                if isinstance(r_mean, dict)
+                else f'{r_mean:.2f}'
+            )
             lines.append(
                 f'| {side} | {r["n_images"]} x {r["n_texts"]} | '
                 f'{r.get("k", r.get("k_used"))} | {r["total_s"]:.2f} | {pairs} | '
-                f'{r["peak_rss_mb"]:.0f} | {counted} |'
+                f'{r["peak_rss_mb"]:.0f} | {counted} | {r_mean} |'
             )
         albef = [r for r in ret if r.get('side', 'albef') == 'albef']
         mine = [r for r in ret if r.get('side') == 'vlreg']
+        for r in mine:
+            for direction, same in (r.get('shared_checkpoint') or {}).items():
+                lines.append(
+                    f"\nshared checkpoint (ALBEF's model loaded into vlreg), {direction}: "
+                    f'{same["same_order_rows"]} of {same["rows"]} rows ordered alike '
+                    f'(ties within {same["tie_tolerance"]} either way), '
+                    f'{same["same_topk_set_rows"]} with the same top-k set '
+                    f'({same["differing_sets_at_a_tie"]} of the others at a tie of ITC '
+                    'similarities on the k-th place), '
+                    f'largest score difference {same["max_abs_score_diff"]:.2e}'
+                )
         if albef and mine:
             lines += [
                 '',

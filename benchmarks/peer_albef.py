@@ -121,12 +121,42 @@ def child_matmul(args) -> dict:
     return dict(kind='matmul', flops_per_s=2 * 2048**3 / best, threads=torch.get_num_threads())
 
 
-def build_vlreg(variant: str, res: int, queue: int, batch: int):
+def harness_module():
+    """The peer harness as a module (standard-library imports only at its module level)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('albef_bench_module', HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def with_tokenizer(node, tokenizer: dict):
+    """``node`` (a pipeline config) with every ``tokenizer=`` entry replaced by ``tokenizer``."""
+    if isinstance(node, dict):
+        return {
+            key: tokenizer if key == 'tokenizer' else with_tokenizer(value, tokenizer)
+            for key, value in node.items()
+        }
+    if isinstance(node, (list, tuple)):
+        return [with_tokenizer(value, tokenizer) for value in node]
+    return node
+
+
+def build_vlreg(variant: str, res: int, queue: int, batch: int, vocab_dir: str | None = None):
+    """vlreg's model, optimizer and three training batches at the peer's sizes.
+
+    With ``vocab_dir`` the batches carry the captions ALBEF's side trains on (the harness's
+    ``CAPTIONS``, drawn with ``random.Random(0)`` as the harness draws them), tokenized by vlreg's
+    BERT tokenizer through the variant's own pipeline (masking, word annotations, the extra view),
+    on the synthetic data set's images: the same caption lengths on both sides."""
+    import random
+
     sys.path.insert(0, str(ROOT))
     import torch
     import vlreg  # noqa: F401
     from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
+    from mmengine.dataset import Compose, pseudo_collate
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
@@ -143,8 +173,28 @@ def build_vlreg(variant: str, res: int, queue: int, batch: int):
     model = MODELS.build(cfg.model).train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    if vocab_dir is None:
+        sample = dataset.__getitem__
+    else:
+        captions, rng = harness_module().CAPTIONS, random.Random(0)
+        tokenizer = dict(type='BertTokenizer', path=vocab_dir)
+        pipeline = Compose(
+            with_tokenizer(cfg.train_dataloader.dataset.pipeline.to_dict(), tokenizer)
+            if hasattr(cfg.train_dataloader.dataset.pipeline, 'to_dict')
+            else with_tokenizer(list(cfg.train_dataloader.dataset.pipeline), tokenizer)
+        )
+
+        def sample(idx: int):
+            info = dataset.get_data_info(idx)
+            info.pop('gt_word_indices', None)  # the synthetic caption's words; not this one's
+            img, _ = render_scene(info.pop('scene'))
+            info.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+            info['caption'] = rng.choice(captions)
+            return pipeline(info)
+
+        from vlreg.datasets.synthetic import render_scene
     batches = [
-        pseudo_collate([dataset[(i * batch + j) % len(dataset)] for j in range(batch)])
+        pseudo_collate([sample((i * batch + j) % len(dataset)) for j in range(batch)])
         for i in range(3)
     ]
     return model, optim, batches
@@ -155,7 +205,9 @@ def child_vlreg_train(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, optim, batches = build_vlreg(args.variant, args.res, args.queue, args.batch)
+    model, optim, batches = build_vlreg(
+        args.variant, args.res, args.queue, args.batch, args.vocab_dir
+    )
     times = []
     for i in range(args.warmup + args.steps):
         data = batches[i % len(batches)]
@@ -260,12 +312,7 @@ def compare_rankings(mine, theirs, sims, k: int, tol: float = 1e-4) -> dict:
 
 def harness_retrieval_set(n: int, res: int):
     """The harness's ``RandomRetrievalSet``: the very images and captions ALBEF's side scores."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location('albef_bench_set', HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # standard-library imports only at module level
-    return module.RandomRetrievalSet(n, res)
+    return harness_module().RandomRetrievalSet(n, res)
 
 
 def child_vlreg_retrieval(args) -> dict:

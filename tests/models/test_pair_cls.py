@@ -1,6 +1,7 @@
-"""``BertFusion.pair_cls``, the retrieval re-rank's fusion path: the same [CLS] as the plain
-forward on per-pair image tokens, with projections on real tokens only, the last layer on [CLS]
-only, and each image's keys / values shared by its pairs."""
+"""The fusion's [CLS]-only paths. ``BertFusion.pair_cls`` (the retrieval re-rank): the same [CLS]
+as the plain forward on per-pair image tokens, with projections on real tokens only, the last
+layer on [CLS] only, and each image's keys / values shared by its pairs. ``cls_only`` (the
+training ITM passes): the same [CLS] values and gradients, every row of a Grad-CAM layer kept."""
 
 from __future__ import annotations
 
@@ -100,3 +101,34 @@ def test_bad_inputs_are_refused() -> None:
     left_padded = mask.flip(1)
     with pytest.raises(ValueError, match=r'\[CLS\]'):
         fusion.pair_cls(text, left_padded, kv, index)
+
+
+def test_cls_only_keeps_the_cls_row_and_its_gradients() -> None:
+    fusion = make(3)
+    text, mask, images, index = inputs()
+    rows = images[index]
+    results = []
+    for cls_only in (False, True):
+        t, r = text.clone().requires_grad_(), rows.clone().requires_grad_()
+        fusion.zero_grad()
+        out = fusion(t, mask, r, cls_only=cls_only)
+        assert out.hidden.shape[1] == (1 if cls_only else 9)
+        out.cls.square().sum().backward()
+        grads = [p.grad.clone() for p in fusion.parameters() if p.grad is not None]
+        results.append((out.cls.detach(), t.grad, r.grad, grads))
+    (c0, t0, r0, g0), (c1, t1, r1, g1) = results
+    torch.testing.assert_close(c1, c0, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(t1, t0, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(r1, r0, atol=1e-6, rtol=1e-6)
+    assert len(g1) == len(g0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_cls_only_keeps_every_row_of_the_gradcam_layer() -> None:
+    fusion = make(3)
+    text, mask, images, index = inputs()
+    out = fusion(text, mask, images[index], attn_layer=-1, cls_only=True)
+    assert out.hidden.shape[1] == 9 and out.cross_attn.shape[2] == 9
+    out = fusion(text, mask, images[index], attn_layer=1, cls_only=True)
+    assert out.hidden.shape[1] == 1 and out.cross_attn.shape[2] == 9

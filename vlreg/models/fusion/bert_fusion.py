@@ -206,6 +206,7 @@ class BertFusion(BaseModule):
         image_mask: Tensor | None = None,
         attn_layer: int | None = None,
         image_kv: list[tuple[Tensor, Tensor]] | None = None,
+        cls_only: bool = False,
     ) -> FusionOutput:
         """Fuse text ``[B, L, D]`` with image tokens ``[B, N, D_v]``.
 
@@ -214,6 +215,11 @@ class BertFusion(BaseModule):
                 probabilities are returned; None returns none and every layer stays on SDPA.
             image_kv: :meth:`image_key_values` of the images (one row per text), used instead of
                 ``image_tokens``.
+            cls_only: the caller reads only the [CLS] row (ITM): the last layer computes that row
+                alone (its self-attention still takes keys / values from every token), and
+                ``hidden`` is ``[B, 1, D]``. Values and gradients of the [CLS] row are unchanged.
+                Ignored when the last layer is ``attn_layer`` (its probabilities of every row are
+                wanted).
         """
         if image_kv is not None and len(image_kv) != len(self.layer):
             raise ValueError(
@@ -227,16 +233,19 @@ class BertFusion(BaseModule):
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
+        last = len(self.layer) - 1
         for i, layer in enumerate(self.layer):
+            rows_only = cls_only and i == last and want != last
             hidden, p = run_layer(
                 layer,
                 self.grad_checkpointing,
-                hidden,
+                hidden[:, :1] if rows_only else hidden,
                 mask,
                 image_tokens,
                 ctx_mask,
                 return_cross_probs=(i == want),
                 context_kv=None if image_kv is None else image_kv[i],
+                self_context=hidden if rows_only else None,
             )
             if i == want:
                 probs = p

@@ -94,13 +94,15 @@ class LossContext:
 
     def positive_fusion(self) -> FusionOutput:
         """The fusion pass of the B original pairs (in the autograd graph), keeping the
-        cross-attention probabilities of :attr:`attn_layer`; cached."""
+        cross-attention probabilities of :attr:`attn_layer`; cached. Only its [CLS] row is
+        computed in the last layer (``cls_only``): readers take ``.cls`` and ``.cross_attn``."""
         if self._positive is None:
             f = self.features
             self._positive = self.need_model().fuse(
                 f.text_tokens,
                 f.text_mask,
                 attn_layer=self.attn_layer,
+                cls_only=True,
                 **self.fusion_images([('image', None)]),
             )
         return self._positive

@@ -133,6 +133,7 @@ class LossModel(Protocol):
         image_mask: Tensor | None = None,
         attn_layer: int | None = None,
         image_kv: list[tuple[Tensor, Tensor]] | None = None,
+        cls_only: bool = False,
     ) -> FusionOutput: ...
 
     def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]: ...

@@ -116,7 +116,9 @@ class ITMLoss(BaseVLLoss):
             neg_txt.append(features.text_view(text_view).tokens)
             neg_mask.append(mask)
             image_rows.append((image_view, None))
-        rest = model.fuse(torch.cat(neg_txt), torch.cat(neg_mask), **ctx.fusion_images(image_rows))
+        rest = model.fuse(
+            torch.cat(neg_txt), torch.cat(neg_mask), cls_only=True, **ctx.fusion_images(image_rows)
+        )
         n_pos = b * (1 + len(extra))
         rest_logits = model.itm_head(torch.cat([rest.cls[2 * b :], rest.cls[: 2 * b]]))
         logits = torch.cat([pos_logits, rest_logits])

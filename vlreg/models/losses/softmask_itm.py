@@ -135,7 +135,11 @@ class SoftMaskITMLoss(BaseVLLoss):
             return ctx.positive_fusion(), ctx.positive_itm_logits()
         f = ctx.features
         pos = model.fuse(
-            f.text_tokens, f.text_mask, f.image_tokens, attn_layer=self.cross_attn_layer
+            f.text_tokens,
+            f.text_mask,
+            f.image_tokens,
+            attn_layer=self.cross_attn_layer,
+            cls_only=True,
         )
         return pos, model.itm_head(pos.cls)
 
@@ -149,7 +153,9 @@ class SoftMaskITMLoss(BaseVLLoss):
             torch.enable_grad(),
             torch.autocast(device_type=image.device.type, enabled=False),
         ):
-            pos = model.fuse(text, features.text_mask, image, attn_layer=self.cross_attn_layer)
+            pos = model.fuse(
+                text, features.text_mask, image, attn_layer=self.cross_attn_layer, cls_only=True
+            )
             return pos, model.itm_head(pos.cls)
 
     def soft_masks(self, ctx: LossContext) -> tuple[Tensor, Tensor, Tensor]:
@@ -197,7 +203,8 @@ class SoftMaskITMLoss(BaseVLLoss):
             image = features.image
             pix = F.interpolate(mask.view(-1, 1, gh, gw), size=image.shape[-2:], mode='nearest')
             masked, _ = model.encode_image(image * pix)
-        logits = model.itm_head(model.fuse(features.text_tokens, features.text_mask, masked).cls)
+        fused = model.fuse(features.text_tokens, features.text_mask, masked, cls_only=True)
+        logits = model.itm_head(fused.cls)
         labels = torch.full((logits.shape[0],), self.label, dtype=torch.long, device=logits.device)
         per_sample = F.cross_entropy(logits, labels, reduction='none')
         weight = valid.to(per_sample.dtype)

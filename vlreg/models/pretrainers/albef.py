@@ -312,11 +312,19 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         image_mask: Tensor | None = None,
         attn_layer: int | None = None,
         image_kv: list[tuple[Tensor, Tensor]] | None = None,
+        cls_only: bool = False,
     ) -> FusionOutput:
         """The fusion encoder on text tokens and image tokens, or the images' projected
-        cross-attention keys / values (``image_kv``, rows of :meth:`itm_image_cache`)."""
+        cross-attention keys / values (``image_kv``, rows of :meth:`itm_image_cache`);
+        ``cls_only``: only the [CLS] row is read (``BertFusion.forward``)."""
         return self.fusion(
-            text_tokens, text_mask, image_tokens, image_mask, attn_layer, image_kv=image_kv
+            text_tokens,
+            text_mask,
+            image_tokens,
+            image_mask,
+            attn_layer,
+            image_kv=image_kv,
+            cls_only=cls_only,
         )
 
     def itm_logits(
@@ -330,9 +338,9 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         replaces ``image_tokens`` so that each image's cross-attention keys / values are reused."""
         if image_cache is not None:
             return self.itm_head(
-                self.fusion(text_tokens, text_mask, None, image_kv=image_cache).cls
+                self.fusion(text_tokens, text_mask, None, image_kv=image_cache, cls_only=True).cls
             )
-        return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens).cls)
+        return self.itm_head(self.fuse(text_tokens, text_mask, image_tokens, cls_only=True).cls)
 
     def itm_image_cache(self, image_tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per fusion layer, the cross-attention (keys, values) ``[B, h, N, d]`` of the images."""
@@ -383,7 +391,9 @@ class ALBEFPretrainer(ALBEFEncoderModel):
         with torch.enable_grad():
             image_tokens, _ = self.encode_image(image)
             text_tokens, _ = self.encode_text(input_ids, attention_mask)
-            out = self.fuse(text_tokens, attention_mask, image_tokens, attn_layer=layer)
+            out = self.fuse(
+                text_tokens, attention_mask, image_tokens, attn_layer=layer, cls_only=True
+            )
             logits = self.itm_head(out.cls)
             cam, _ = cross_attention_gradcam(
                 logits[:, 1], out.cross_attn, attention_mask, head_reduction, retain_graph=False

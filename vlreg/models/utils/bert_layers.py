@@ -230,8 +230,11 @@ class BertLayer(nn.Module):
         context_mask: Tensor | None = None,
         return_cross_probs: bool = False,
         context_kv: tuple[Tensor, Tensor] | None = None,
+        self_context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        hidden, _ = self.attention(hidden, mask)
+        """``self_context``: the tokens the self-attention takes its keys / values from when
+        ``hidden`` holds only some query rows of them (e.g. the [CLS] row); default ``hidden``."""
+        hidden, _ = self.attention(hidden, mask, context=self_context)
         probs = None
         if self.crossattention is not None:
             if context is None and context_kv is None:

@@ -123,6 +123,31 @@ class BertFusion(BaseModule):
         """
         return [layer.crossattention.self.key_value(image_tokens) for layer in self.layer]
 
+    def scale_image_key_values(
+        self, image_kv: list[tuple[Tensor, Tensor]], scale: Tensor
+    ) -> list[tuple[Tensor, Tensor]]:
+        """The keys / values of image tokens multiplied by ``scale`` ``[B, N]`` (the soft mask),
+        from those of the unscaled tokens: a projection ``W x + b`` of ``s x`` is
+        ``s (W x + b - b) + b``, so the damped image needs no projection of its own.
+
+        Args:
+            image_kv: :meth:`image_key_values` of the unscaled tokens (``[B, h, N, d]`` per layer).
+            scale: ``[B, N]`` one factor per token (1 for the [CLS]).
+        """
+        s = scale[:, None, :, None]
+        out = []
+        for layer, (keys, values) in zip(self.layer, image_kv):
+            attn = layer.crossattention.self
+            bias_k = attn.key.bias.view(attn.num_heads, 1, attn.head_dim)
+            bias_v = attn.value.bias.view(attn.num_heads, 1, attn.head_dim)
+            out.append(
+                (
+                    (s * (keys - bias_k) + bias_k).to(keys.dtype),
+                    (s * (values - bias_v) + bias_v).to(values.dtype),
+                )
+            )
+        return out
+
     def text_self_attention(self, text_hidden: Tensor, text_mask: Tensor | None) -> Tensor:
         """The first layer's self-attention block (attention + output LayerNorm) on the texts alone.
 

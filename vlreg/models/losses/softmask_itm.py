@@ -185,8 +185,10 @@ class SoftMaskITMLoss(BaseVLLoss):
             zero = image_tokens.sum() * 0.0  # keeps the graph (and DDP) consistent on skipped steps
             return {'loss_itm_softmask': zero, 'softmask_mean': zero.detach() + 1.0}
         mask, valid, _ = self.soft_masks(ctx)
+        # the damped tokens' keys / values from the shared ones of the original image (linear)
+        kv = ctx.image_kv('image') if ctx.share_image_kv else None
         with record_function('softmask/masked_itm'):
-            return self._masked_itm(ctx.features, ctx.need_model(), image_tokens, mask, valid)
+            return self._masked_itm(ctx.features, ctx.need_model(), image_tokens, mask, valid, kv)
 
     def _masked_itm(
         self,
@@ -195,15 +197,24 @@ class SoftMaskITMLoss(BaseVLLoss):
         image_tokens: Tensor,
         mask: Tensor,
         valid: Tensor,
+        image_kv: list[tuple[Tensor, Tensor]] | None = None,
     ) -> dict[str, Tensor]:
-        if self.apply_to == 'fusion_tokens':
-            masked = torch.cat([image_tokens[:, :1], image_tokens[:, 1:] * mask[:, :, None]], dim=1)
+        text, text_mask = features.text_tokens, features.text_mask
+        if self.apply_to == 'fusion_tokens' and image_kv is not None:
+            scale = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)  # [CLS] undamped
+            damped = model.fusion.scale_image_key_values(image_kv, scale)
+            fused = model.fuse(text, text_mask, None, image_kv=damped, cls_only=True)
         else:
-            gh, gw = model.image_backbone.grid_size
-            image = features.image
-            pix = F.interpolate(mask.view(-1, 1, gh, gw), size=image.shape[-2:], mode='nearest')
-            masked, _ = model.encode_image(image * pix)
-        fused = model.fuse(features.text_tokens, features.text_mask, masked, cls_only=True)
+            if self.apply_to == 'fusion_tokens':
+                masked = torch.cat(
+                    [image_tokens[:, :1], image_tokens[:, 1:] * mask[:, :, None]], dim=1
+                )
+            else:
+                gh, gw = model.image_backbone.grid_size
+                image = features.image
+                pix = F.interpolate(mask.view(-1, 1, gh, gw), size=image.shape[-2:], mode='nearest')
+                masked, _ = model.encode_image(image * pix)
+            fused = model.fuse(text, text_mask, masked, cls_only=True)
         logits = model.itm_head(fused.cls)
         labels = torch.full((logits.shape[0],), self.label, dtype=torch.long, device=logits.device)
         per_sample = F.cross_entropy(logits, labels, reduction='none')

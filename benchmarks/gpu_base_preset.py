@@ -169,7 +169,9 @@ def train_record(side: str, batch: int, args, device, rate: float) -> dict:
 def retrieval_record(args, device) -> dict:
     import torch
 
-    from vlreg.engine.loops import RetrievalValLoop, _Features
+    from retrieval_features import encode_features
+
+    from vlreg.engine.loops import RetrievalValLoop
 
     model, _ = build('albef', args, device)
     model.eval()
@@ -182,32 +184,25 @@ def retrieval_record(args, device) -> dict:
     mask = (torch.arange(30)[None] < lengths[:, None]).long()
     ids, mask = (ids * mask).to(device), mask.to(device)
     cuda = device.type == 'cuda'
+    images = (
+        torch.randn(min(128, n_img - s), 3, args.res, args.res, generator=g).to(device)
+        for s in range(0, n_img, 128)
+    )
     sync(device)
     t0 = time.perf_counter()
-    with torch.no_grad(), torch.autocast(device.type, enabled=cuda):
-        img_tok, img_emb, txt_tok, txt_emb = [], [], [], []
-        for s in range(0, n_img, 128):
-            image = torch.randn(min(128, n_img - s), 3, args.res, args.res, generator=g)
-            tok, emb = model.encode_image(image.to(device))
-            img_tok.append(tok.half() if cuda else tok)
-            img_emb.append(emb.float())
-        for s in range(0, n_txt, 512):
-            tok, emb = model.encode_text(ids[s : s + 512], mask[s : s + 512])
-            txt_tok.append(tok.half() if cuda else tok)
-            txt_emb.append(emb.float())
+    with torch.autocast(device.type, enabled=cuda):
+        feats = encode_features(
+            model,
+            images,
+            ids,
+            mask,
+            [list(range(5 * i, 5 * i + 5)) for i in range(n_img)],
+            [t // 5 for t in range(n_txt)],
+            text_chunk=512,
+            token_dtype=torch.half if cuda else None,
+        )
     sync(device)
     t1 = time.perf_counter()
-    feats = _Features(
-        torch.cat(img_tok),
-        torch.cat(txt_tok),
-        mask,
-        torch.cat(img_emb),
-        torch.cat(txt_emb),
-        torch.arange(n_img),
-        torch.arange(n_txt),
-        [list(range(5 * i, 5 * i + 5)) for i in range(n_img)],
-        [t // 5 for t in range(n_txt)],
-    )
     loop = object.__new__(RetrievalValLoop)
     loop.fp16 = cuda
     loop._init_protocol(args.k, 'itm', args.itm_batch_size, False, False)

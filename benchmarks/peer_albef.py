@@ -176,13 +176,11 @@ def build_vlreg(variant: str, res: int, queue: int, batch: int, vocab_dir: str |
     if vocab_dir is None:
         sample = dataset.__getitem__
     else:
+        from vlreg.datasets.synthetic import render_scene
+
         captions, rng = harness_module().CAPTIONS, random.Random(0)
         tokenizer = dict(type='BertTokenizer', path=vocab_dir)
-        pipeline = Compose(
-            with_tokenizer(cfg.train_dataloader.dataset.pipeline.to_dict(), tokenizer)
-            if hasattr(cfg.train_dataloader.dataset.pipeline, 'to_dict')
-            else with_tokenizer(list(cfg.train_dataloader.dataset.pipeline), tokenizer)
-        )
+        pipeline = Compose(with_tokenizer(list(cfg.train_dataloader.dataset.pipeline), tokenizer))
 
         def sample(idx: int):
             info = dataset.get_data_info(idx)
@@ -192,7 +190,6 @@ def build_vlreg(variant: str, res: int, queue: int, batch: int, vocab_dir: str |
             info['caption'] = rng.choice(captions)
             return pipeline(info)
 
-        from vlreg.datasets.synthetic import render_scene
     batches = [
         pseudo_collate([sample((i * batch + j) % len(dataset)) for j in range(batch)])
         for i in range(3)
@@ -322,7 +319,9 @@ def child_vlreg_retrieval(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, _, _ = build_vlreg('vlreg_baseline', args.res, args.queue, 2)
-    from vlreg.engine.loops import RetrievalValLoop, _Features
+    from retrieval_features import encode_features
+
+    from vlreg.engine.loops import RetrievalValLoop
     from vlreg.evaluation import retrieval_metrics
 
     shared = shared_checkpoint(args)
@@ -352,31 +351,18 @@ def child_vlreg_retrieval(args) -> dict:
         ids[row, : len(e)] = torch.tensor(e)
         mask[row, : len(e)] = 1
 
+    img2txt = [dataset.img2txt[i] for i in range(n_img)]
+    txt2img = [dataset.txt2img[t] for t in range(n_txt)]
+
     def score() -> tuple[float, float, RetrievalValLoop]:
         t0 = time.perf_counter()
+        images = (
+            torch.stack([dataset[i][0] for i in range(s, min(s + 64, n_img))])
+            for s in range(0, n_img, 64)
+        )
+        feats = encode_features(model, images, ids, mask, img2txt, txt2img)
+        t1 = time.perf_counter()
         with torch.no_grad():
-            img_tok, img_emb, txt_tok, txt_emb = [], [], [], []
-            for s in range(0, n_img, 64):
-                image = torch.stack([dataset[i][0] for i in range(s, min(s + 64, n_img))])
-                tok, emb = model.encode_image(image)
-                img_tok.append(tok)
-                img_emb.append(emb)
-            for s in range(0, n_txt, 256):
-                tok, emb = model.encode_text(ids[s : s + 256], mask[s : s + 256])
-                txt_tok.append(tok)
-                txt_emb.append(emb)
-            feats = _Features(
-                torch.cat(img_tok),
-                torch.cat(txt_tok),
-                mask,
-                torch.cat(img_emb),
-                torch.cat(txt_emb),
-                torch.arange(n_img),
-                torch.arange(n_txt),
-                [dataset.img2txt[i] for i in range(n_img)],
-                [dataset.txt2img[t] for t in range(n_txt)],
-            )
-            t1 = time.perf_counter()
             loop = object.__new__(RetrievalValLoop)
             loop.fp16 = False
             loop._init_protocol(args.k, 'itm', 256, False, True)
@@ -388,8 +374,6 @@ def child_vlreg_retrieval(args) -> dict:
     with flop_counter() as fc:  # counted in a second, untimed pass of the same work
         score()
     same, sims = None, loop.sims
-    feats_img2txt = [dataset.img2txt[i] for i in range(n_img)]
-    feats_txt2img = [dataset.txt2img[t] for t in range(n_txt)]
     if shared.is_file():
         same = dict(
             i2t=compare_rankings(loop.payload['scores_i2t'], albef['s_i2t'], sims, args.k),
@@ -419,8 +403,8 @@ def child_vlreg_retrieval(args) -> dict:
             ties: retrieval_metrics(
                 loop.payload['scores_i2t'],
                 loop.payload['scores_t2i'],
-                feats_img2txt,
-                feats_txt2img,
+                img2txt,
+                txt2img,
                 ties=ties,
             )['r_mean']
             for ties in ('pessimistic', 'optimistic')

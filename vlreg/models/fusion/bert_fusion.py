@@ -134,19 +134,10 @@ class BertFusion(BaseModule):
             image_kv: :meth:`image_key_values` of the unscaled tokens (``[B, h, N, d]`` per layer).
             scale: ``[B, N]`` one factor per token (1 for the [CLS]).
         """
-        s = scale[:, None, :, None]
-        out = []
-        for layer, (keys, values) in zip(self.layer, image_kv):
-            attn = layer.crossattention.self
-            bias_k = attn.key.bias.view(attn.num_heads, 1, attn.head_dim)
-            bias_v = attn.value.bias.view(attn.num_heads, 1, attn.head_dim)
-            out.append(
-                (
-                    (s * (keys - bias_k) + bias_k).to(keys.dtype),
-                    (s * (values - bias_v) + bias_v).to(values.dtype),
-                )
-            )
-        return out
+        return [
+            layer.crossattention.self.scale_key_value(kv, scale)
+            for layer, kv in zip(self.layer, image_kv)
+        ]
 
     def text_self_attention(self, text_hidden: Tensor, text_mask: Tensor | None) -> Tensor:
         """The first layer's self-attention block (attention + output LayerNorm) on the texts alone.
@@ -198,12 +189,9 @@ class BertFusion(BaseModule):
         lengths = valid.sum(1)
         cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
         images, counts = torch.unique_consecutive(image_index, return_counts=True)
-        run_of_pair = torch.repeat_interleave(torch.arange(counts.numel()), counts.cpu())
-        run_tokens = torch.zeros(counts.numel(), dtype=torch.long).index_add_(
-            0, run_of_pair, lengths.cpu()
-        )
-        pair_runs = list(zip(images.tolist(), counts.tolist()))
-        token_runs = list(zip(images.tolist(), run_tokens.tolist()))
+        images, counts = images.tolist(), counts.tolist()
+        run_tokens = [int(n.sum()) for n in lengths.split(counts)]  # real tokens per run
+        pair_runs, token_runs = list(zip(images, counts)), list(zip(images, run_tokens))
         mask = additive_mask(text_mask, text_hidden.dtype)
         hidden = text_hidden[valid]  # [T, D]
         last = len(self.layer) - 1

@@ -98,6 +98,17 @@ class BertSelfAttention(nn.Module):
         """
         return self._split(self.key(context)), self._split(self.value(context))
 
+    def scale_key_value(self, kv: tuple[Tensor, Tensor], scale: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`key_value` of ``scale[:, :, None] * context`` from ``kv`` = :meth:`key_value` of
+        ``context``: the projection is linear, ``W (s x) + b = s (W x + b - b) + b``.
+        ``scale`` is ``[B, N]``, one factor per context token."""
+        s = scale[:, None, :, None]
+        out = []
+        for x, linear in zip(kv, (self.key, self.value)):
+            bias = linear.bias.view(self.num_heads, 1, self.head_dim)
+            out.append((s * (x - bias) + bias).to(x.dtype))
+        return out[0], out[1]
+
     def forward(
         self,
         hidden: Tensor,

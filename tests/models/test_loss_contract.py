@@ -34,13 +34,13 @@ def _softmask_batch() -> dict:
     return batch
 
 
-def _step(model: torch.nn.Module, order: tuple[str, ...]) -> tuple[dict, dict]:
+def _step(model: torch.nn.Module, order: tuple[str, ...], seed: int) -> tuple[dict, dict]:
     """One training step (dropout on, random negatives, words and gate) of a copy of ``model`` whose
     losses are listed in ``order`` (as a config listing them so builds them): the outputs and the
     parameter gradients."""
     model = copy.deepcopy(model).train()
     model.losses = torch.nn.ModuleDict({k: model.losses[k] for k in order})
-    torch.manual_seed(123)
+    torch.manual_seed(seed)
     out = model(_softmask_batch(), None, 'loss')
     total, _ = model.parse_losses(out)
     total.backward()
@@ -50,10 +50,13 @@ def _step(model: torch.nn.Module, order: tuple[str, ...]) -> tuple[dict, dict]:
 
 def test_loss_order_in_the_config_does_not_matter():
     model = tiny_model(losses=LOSSES, dropout=0.2, seed=0)
-    ref_out, ref_grads = _step(model, tuple(LOSSES))
-    assert ref_out['loss_itm_softmask'] > 0  # with this seed the gated loss ran
+    for seed in range(20):  # the first seed whose soft-mask gate (prob 0.5) opens
+        ref_out, ref_grads = _step(model, tuple(LOSSES), seed)
+        if ref_out['loss_itm_softmask'] > 0:
+            break
+    assert ref_out['loss_itm_softmask'] > 0  # the gated loss ran
     for order in (('itm_softmask', 'mlm', 'itm', 'itc'), ('itm', 'itm_softmask', 'itc', 'mlm')):
-        out, grads = _step(model, order)
+        out, grads = _step(model, order, seed)
         assert list(out) == list(ref_out), order  # the same entries in the same order (same sum)
         for k in ref_out:
             assert torch.equal(out[k], ref_out[k]), (order, k)

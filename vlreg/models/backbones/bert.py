@@ -12,6 +12,7 @@ from vlreg.utils.paths import check_pretrained_path
 from ..utils.bert_layers import (
     BertEmbeddings,
     BertLayer,
+    Packing,
     additive_mask,
     init_bert_weights,
     run_layer,
@@ -45,6 +46,12 @@ class BertTextBackbone(BaseModule):
         pretrained: local BERT checkpoint (folder or file), loaded in ``init_weights``.
         grad_checkpointing: recompute each layer's activations in the backward pass instead of
             storing them (less memory, about one more forward of compute; default off).
+        packed: in training mode with an ``attention_mask``, run every layer's projections,
+            LayerNorms and FFN on the real tokens only, packed without the padding (the attention
+            itself on the padded layout); the output is then 0 at padding positions (every loss
+            masks them). The real tokens' values and gradients are the padded path's up to float
+            summation order; dropout draws only for real tokens. Evaluation mode keeps the padded
+            path (outputs at every position as ALBEF's). Default True.
 
     Example:
         ``dict(type='BertTextBackbone', vocab_size=30522, hidden_size=768, num_layers=6, num_heads=12,
@@ -66,10 +73,12 @@ class BertTextBackbone(BaseModule):
         pad_token_id: int = 0,
         pretrained: str | None = None,
         grad_checkpointing: bool = False,
+        packed: bool = True,
     ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.grad_checkpointing = grad_checkpointing
+        self.packed = packed
         check_pretrained_path(pretrained, 'text_backbone.pretrained')
         self.pretrained = pretrained
         self.embeddings = BertEmbeddings(
@@ -112,6 +121,18 @@ class BertTextBackbone(BaseModule):
         """Token ids ``[B, L]`` -> hidden states ``[B, L, D]``."""
         hidden = self.embeddings(input_ids)
         mask = additive_mask(attention_mask, hidden.dtype)
+        if self._packs(attention_mask):
+            valid = attention_mask.bool()
+            packed, packing = hidden[valid], Packing(valid, mask)  # [T, D]
+            for layer in self.encoder.layer:
+                packed, _ = run_layer(layer, self.grad_checkpointing, packed, packing=packing)
+            hidden = hidden.new_zeros(hidden.shape)
+            hidden[valid] = packed
+            return hidden
         for layer in self.encoder.layer:
             hidden, _ = run_layer(layer, self.grad_checkpointing, hidden, mask)
         return hidden
+
+    def _packs(self, attention_mask: Tensor | None) -> bool:
+        """Whether :meth:`forward` takes the packed path (see ``packed``)."""
+        return self.packed and self.training and attention_mask is not None

@@ -12,10 +12,9 @@ from vlreg.registry import FUSION_HEADS
 
 from ..utils.bert_layers import (
     BertLayer,
+    Packing,
     additive_mask,
-    grouped_cross_attention,
     init_bert_weights,
-    packed_self_attention,
     run_layer,
 )
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
@@ -54,6 +53,12 @@ class BertFusion(BaseModule):
         pretrained: local BERT checkpoint, loaded in ``init_weights``.
         grad_checkpointing: recompute each layer's activations in the backward pass (less
             memory; the Grad-CAM layer's probabilities stay differentiable; default off).
+        packed: a pass that reads only the [CLS] (``cls_only``: the ITM passes) runs every
+            projection, LayerNorm and FFN on the texts' real tokens only, packed without the
+            padding (the attention itself on the padded layout). Same values and gradients up to
+            float summation order; dropout draws only for real tokens. Used when no attention
+            probabilities and no image mask are asked for. Default True; False keeps the padded
+            layout everywhere.
 
     Example:
         ``dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
@@ -73,10 +78,12 @@ class BertFusion(BaseModule):
         layer_offset: int = 6,
         pretrained: str | None = None,
         grad_checkpointing: bool = False,
+        packed: bool = True,
     ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.grad_checkpointing = grad_checkpointing
+        self.packed = packed
         self.layer_offset = layer_offset
         self.pretrained = pretrained
         self.layer = nn.ModuleList(
@@ -187,28 +194,48 @@ class BertFusion(BaseModule):
         if p and not bool(valid[:, 0].all()):
             raise ValueError('pair_cls needs position 0 ([CLS]) of every text to be a real token')
         lengths = valid.sum(1)
-        cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
         images, counts = torch.unique_consecutive(image_index, return_counts=True)
         images, counts = images.tolist(), counts.tolist()
         run_tokens = [int(n.sum()) for n in lengths.split(counts)]  # real tokens per run
         pair_runs, token_runs = list(zip(images, counts)), list(zip(images, run_tokens))
-        mask = additive_mask(text_mask, text_hidden.dtype)
+        runs = [token_runs] * (len(self.layer) - 1) + [pair_runs]
+        return self._packed_cls(text_hidden, valid, None, image_kv, runs, text_attended)
+
+    def _packed_cls(
+        self,
+        text_hidden: Tensor,
+        valid: Tensor,
+        image_tokens: Tensor | None,
+        image_kv: list[tuple[Tensor, Tensor]] | None,
+        runs: list[list[tuple[int, int]] | None],
+        text_attended: bool = False,
+    ) -> Tensor:
+        """The fused [CLS] ``[P, D]``, every layer on the real tokens (``valid`` ``[P, L]``,
+        position 0 real) only (:class:`~vlreg.models.utils.bert_layers.Packing`), the last layer
+        on the [CLS] rows only. The images: ``image_kv`` (else each layer projects
+        ``image_tokens``); ``runs[i]``: layer i's ``Packing.runs`` (None: one image row per
+        text)."""
+        lengths = valid.sum(1)
+        cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
+        mask = additive_mask(valid.long(), text_hidden.dtype)
         hidden = text_hidden[valid]  # [T, D]
         last = len(self.layer) - 1
         for i, layer in enumerate(self.layer):
-            attention = layer.attention
-            if i > 0 or not text_attended:
-                rows = cls_rows if i == last else None  # the last layer: [CLS] rows only
-                out = packed_self_attention(attention.self, hidden, valid, mask, rows)
-                hidden = attention.output(out, hidden if rows is None else hidden[rows])
-            elif i == last:
-                hidden = hidden[cls_rows]
-            cross = layer.crossattention
-            runs = pair_runs if i == last else token_runs
-            hidden = cross.output(
-                grouped_cross_attention(cross.self, hidden, image_kv[i], runs), hidden
+            packing = Packing(
+                valid,
+                mask,
+                query_rows=cls_rows if i == last else None,
+                self_attended=text_attended and i == 0,
+                runs=runs[i],
             )
-            hidden = layer.output(layer.intermediate(hidden), hidden)
+            hidden, _ = run_layer(
+                layer,
+                self.grad_checkpointing,
+                hidden,
+                context=image_tokens,
+                context_kv=None if image_kv is None else image_kv[i],
+                packing=packing,
+            )
         return hidden
 
     def forward(
@@ -243,6 +270,10 @@ class BertFusion(BaseModule):
                 f'attn_layer {attn_layer} is out of range for {len(self.layer)} fusion layers'
             )
         want = None if attn_layer is None else attn_layer % len(self.layer)
+        if self._packs(cls_only, want, image_mask, text_mask):
+            runs = [None] * len(self.layer)
+            cls = self._packed_cls(text_hidden, text_mask.bool(), image_tokens, image_kv, runs)
+            return FusionOutput(cls[:, None])
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
@@ -263,3 +294,11 @@ class BertFusion(BaseModule):
             if i == want:
                 probs = p
         return FusionOutput(hidden, probs)
+
+    def _packs(
+        self, cls_only: bool, want: int | None, image_mask: Tensor | None, text_mask: Tensor | None
+    ) -> bool:
+        """Whether :meth:`forward` takes the packed path (see ``packed``)."""
+        if not (self.packed and cls_only and want is None and image_mask is None):
+            return False
+        return text_mask is not None and bool(text_mask[:, 0].all())

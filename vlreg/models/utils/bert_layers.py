@@ -13,6 +13,7 @@ softmax explicitly (pre-dropout, in the autograd graph) so Grad-CAM can differen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,31 @@ from torch import Tensor, nn
 # ALBEF adds -10000 to padded keys; any large negative gives the same fp32 probabilities unless a whole row
 # is masked, and -10000 keeps fp16 finite.
 MASK_VALUE = -10000.0
+
+
+@dataclass
+class Packing:
+    """How a :class:`BertLayer` call's ``hidden`` is laid out when it holds only real tokens, packed
+    row after row without the padding (``[T, D]``) instead of ``[B, L, D]``.
+
+    Attributes:
+        valid: ``[B, L]`` bool, the real tokens (row-major order of the packed rows).
+        mask: the additive key mask ``[B, 1, 1, L]`` of ``valid``.
+        query_rows: ``[B]`` packed positions of one query token per text (the [CLS]): the layer
+            computes those rows only (its self-attention still takes keys / values from every
+            token) and returns ``[B, D]``; None: every token.
+        self_attended: the self-attention block already ran on ``hidden`` (e.g. once per text for
+            many pairs); the layer starts at the cross-attention.
+        runs: cross-attention to ``G`` distinct images' keys / values: ``(image, rows)`` for
+            consecutive rows on one image (``grouped_cross_attention``); None: one key / value row
+            per text.
+    """
+
+    valid: Tensor
+    mask: Tensor
+    query_rows: Tensor | None = None
+    self_attended: bool = False
+    runs: list[tuple[int, int]] | None = None
 
 
 def additive_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -242,9 +268,15 @@ class BertLayer(nn.Module):
         return_cross_probs: bool = False,
         context_kv: tuple[Tensor, Tensor] | None = None,
         self_context: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``self_context``: the tokens the self-attention takes its keys / values from when
-        ``hidden`` holds only some query rows of them (e.g. the [CLS] row); default ``hidden``."""
+        ``hidden`` holds only some query rows of them (e.g. the [CLS] row); default ``hidden``.
+        ``packing``: ``hidden`` holds the real tokens only (:class:`Packing`; ``mask`` and
+        ``context_mask`` unused, no attention probabilities), the cross-attention reads
+        ``context_kv`` (or projects ``context``)."""
+        if packing is not None:
+            return self._packed(hidden, packing, context, context_kv), None
         hidden, _ = self.attention(hidden, mask, context=self_context)
         probs = None
         if self.crossattention is not None:
@@ -255,6 +287,52 @@ class BertLayer(nn.Module):
             )
         return self.output(self.intermediate(hidden), hidden), probs
 
+    def _packed(
+        self,
+        hidden: Tensor,
+        packing: Packing,
+        context: Tensor | None,
+        context_kv: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:
+        """The layer on packed real tokens (:class:`Packing`): every projection, LayerNorm and FFN
+        on those rows only."""
+        rows = packing.query_rows
+        if not packing.self_attended:
+            out = packed_self_attention(
+                self.attention.self, hidden, packing.valid, packing.mask, rows
+            )
+            hidden = self.attention.output(out, hidden if rows is None else hidden[rows])
+        elif rows is not None:
+            hidden = hidden[rows]
+        if self.crossattention is not None:
+            attn = self.crossattention.self
+            if context_kv is None:
+                if context is None:
+                    raise ValueError('a fusion layer needs image tokens (context)')
+                context_kv = attn.key_value(context)
+            if packing.runs is not None:
+                out = grouped_cross_attention(attn, hidden, context_kv, packing.runs)
+            else:
+                out = packed_cross_attention(
+                    attn, hidden, packing.valid, context_kv, cls_only=rows is not None
+                )
+            hidden = self.crossattention.output(out, hidden)
+        return self.output(self.intermediate(hidden), hidden)
+
+
+def attention_dropout(attn: BertSelfAttention) -> float:
+    """The dropout probability on ``attn``'s attention probabilities: its own in training, else 0."""
+    return attn.dropout.p if attn.training else 0.0
+
+
+def pad_heads(x: Tensor, valid: Tensor, heads: int) -> Tensor:
+    """Packed rows ``x`` ``[T, h * d]`` (the tokens ``valid`` ``[P, L]`` marks, row-major) back in the
+    padded layout, split in heads: ``[P, h, L, d]`` (zeros at the padding)."""
+    p, length = valid.shape
+    grid = x.new_zeros(p, length, x.shape[-1])
+    grid[valid] = x
+    return grid.view(p, length, heads, -1).transpose(1, 2)
+
 
 def grouped_cross_attention(
     attn: BertSelfAttention,
@@ -262,8 +340,8 @@ def grouped_cross_attention(
     kv: tuple[Tensor, Tensor],
     runs: list[tuple[int, int]],
 ) -> Tensor:
-    """Cross-attention (no mask, no dropout) of token rows ``rows`` ``[R, D]`` to the precomputed
-    keys / values ``kv`` (2 x ``[G, h, N, d]``) of their images.
+    """Cross-attention (no mask) of token rows ``rows`` ``[R, D]`` to the precomputed keys / values
+    ``kv`` (2 x ``[G, h, N, d]``) of their images; dropout on the probabilities in training mode.
 
     ``runs`` lists ``(image, count)`` for consecutive rows on one image (in row order, summing to
     R): the rows of a run attend to its image's keys in one call (a cross-attention query does not
@@ -279,13 +357,46 @@ def grouped_cross_attention(
     for image, count in runs:
         block = q[start : start + count].transpose(0, 1).unsqueeze(0)  # [1, h, count, d]
         o = F.scaled_dot_product_attention(
-            block, keys[image : image + 1], values[image : image + 1]
+            block,
+            keys[image : image + 1],
+            values[image : image + 1],
+            dropout_p=attention_dropout(attn),
         )
         out[start : start + count] = o[0].transpose(0, 1)
         start += count
     if start != count_all:
         raise ValueError(f'runs cover {start} rows, there are {count_all}')
     return out.view(count_all, width)
+
+
+def packed_cross_attention(
+    attn: BertSelfAttention,
+    packed: Tensor,
+    valid: Tensor,
+    kv: tuple[Tensor, Tensor],
+    cls_only: bool = False,
+) -> Tensor:
+    """Cross-attention (no mask) of texts whose real tokens are packed, each text to its own row of
+    keys / values ``kv`` (2 x ``[P, h, N, d]``); dropout on the probabilities in training mode.
+
+    Args:
+        packed: ``[T, D]`` the tokens ``valid`` ``[P, L]`` marks, row-major; with ``cls_only``
+            ``[P, D]``, one query row (the [CLS]) per text.
+
+    Returns ``[T, D]`` (or ``[P, D]``) before the output projection. The query projection runs on
+    the real tokens only; the attention itself on the padded layout (the padding's queries are
+    dropped).
+    """
+    p = valid.shape[0]
+    heads, dim = attn.num_heads, attn.head_dim
+    q = attn.query(packed)
+    if cls_only:
+        q = q.view(p, 1, heads, dim).transpose(1, 2)
+    else:
+        q = pad_heads(q, valid, heads)
+    out = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=attention_dropout(attn))
+    out = out.transpose(1, 2).reshape(p, -1, heads * dim)
+    return out[:, 0] if cls_only else out[valid]
 
 
 def packed_self_attention(
@@ -295,7 +406,8 @@ def packed_self_attention(
     mask: Tensor,
     query_rows: Tensor | None = None,
 ) -> Tensor:
-    """Self-attention (no dropout) of texts whose real tokens are packed row after row.
+    """Self-attention of texts whose real tokens are packed row after row (dropout on the
+    probabilities in training mode, as :class:`BertSelfAttention`).
 
     Args:
         packed: ``[T, D]`` the tokens ``valid`` marks, in row-major order.
@@ -311,19 +423,15 @@ def packed_self_attention(
     """
     p, length = valid.shape
     heads, dim = attn.num_heads, attn.head_dim
-
-    def padded(x: Tensor) -> Tensor:
-        grid = x.new_zeros(p, length, x.shape[-1])
-        grid[valid] = x
-        return grid.view(p, length, heads, dim).transpose(1, 2)
-
-    keys, values = padded(attn.key(packed)), padded(attn.value(packed))
-    mask = mask.to(keys.dtype)
+    keys = pad_heads(attn.key(packed), valid, heads)
+    values = pad_heads(attn.value(packed), valid, heads)
+    mask, drop = mask.to(keys.dtype), attention_dropout(attn)
     if query_rows is None:
-        out = F.scaled_dot_product_attention(padded(attn.query(packed)), keys, values, mask)
+        q = pad_heads(attn.query(packed), valid, heads)
+        out = F.scaled_dot_product_attention(q, keys, values, mask, dropout_p=drop)
         return out.transpose(1, 2).reshape(p, length, heads * dim)[valid]
     q = attn.query(packed[query_rows]).view(p, 1, heads, dim).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, keys, values, mask)
+    out = F.scaled_dot_product_attention(q, keys, values, mask, dropout_p=drop)
     return out.reshape(p, heads * dim)
 
 

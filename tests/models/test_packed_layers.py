@@ -161,3 +161,24 @@ def test_dropout_acts_on_the_packed_paths(which):
         real = mask.bool() if kw == {} else slice(None)
         assert (noisy[real] - clean[real]).abs().max() > 1e-3, (type(model).__name__, which)
         assert torch.equal(noisy, again)  # the draws come from torch's stream
+
+
+def test_packed_full_fusion_pass_in_training_equals_the_padded_one_on_real_tokens():
+    text, mask, image = _fusion_inputs()
+    packed = _fusion().train()
+    padded = copy.deepcopy(packed)
+    padded.packed = False
+    real = mask.bool()
+    weight = torch.randn(32, generator=torch.Generator().manual_seed(7))
+    out, ref = packed(text, mask, image).hidden, padded(text, mask, image).hidden
+    assert out.shape == ref.shape == (5, 6, 32)
+    torch.testing.assert_close(out[real], ref[real], atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[~real], torch.zeros_like(out[~real]))
+    got = _grads(packed, (out[real] @ weight).square().sum())
+    want = _grads(padded, (ref[real] @ weight).square().sum())
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-4, msg=k)
+    with torch.no_grad():  # evaluation keeps every position (as ALBEF's)
+        out, ref = packed.eval()(text, mask, image).hidden, padded.eval()(text, mask, image).hidden
+    assert torch.equal(out, ref) and out[~real].abs().sum() > 0

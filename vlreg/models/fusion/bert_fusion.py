@@ -53,12 +53,14 @@ class BertFusion(BaseModule):
         pretrained: local BERT checkpoint, loaded in ``init_weights``.
         grad_checkpointing: recompute each layer's activations in the backward pass (less
             memory; the Grad-CAM layer's probabilities stay differentiable; default off).
-        packed: a pass that reads only the [CLS] (``cls_only``: the ITM passes) runs every
-            projection, LayerNorm and FFN on the texts' real tokens only, packed without the
-            padding (the attention itself on the padded layout). Same values and gradients up to
-            float summation order; dropout draws only for real tokens. Used when no attention
-            probabilities and no image mask are asked for. Default True; False keeps the padded
-            layout everywhere.
+        packed: run every projection, LayerNorm and FFN on the texts' real tokens only, packed
+            without the padding (the attention itself on the padded layout), in a pass that
+            reads only the [CLS] (``cls_only``: the ITM passes) and, in training mode, in every
+            pass (MLM; the output is then 0 at padding positions, which the losses never read).
+            Same values and gradients up to float summation order; dropout draws only for real
+            tokens. Used when no attention probabilities and no image mask are asked for.
+            Evaluation-mode full passes keep the padded layout (outputs at every position as
+            ALBEF's). Default True; False keeps the padded layout everywhere.
 
     Example:
         ``dict(type='BertFusion', hidden_size=768, encoder_width=768, num_layers=6, num_heads=12,
@@ -209,12 +211,13 @@ class BertFusion(BaseModule):
         image_kv: list[tuple[Tensor, Tensor]] | None,
         runs: list[list[tuple[int, int]] | None],
         text_attended: bool = False,
+        every_row: bool = False,
     ) -> Tensor:
         """The fused [CLS] ``[P, D]``, every layer on the real tokens (``valid`` ``[P, L]``,
         position 0 real) only (:class:`~vlreg.models.utils.bert_layers.Packing`), the last layer
-        on the [CLS] rows only. The images: ``image_kv`` (else each layer projects
-        ``image_tokens``); ``runs[i]``: layer i's ``Packing.runs`` (None: one image row per
-        text)."""
+        on the [CLS] rows only (``every_row``: every real token, returned packed ``[T, D]``). The
+        images: ``image_kv`` (else each layer projects ``image_tokens``); ``runs[i]``: layer i's
+        ``Packing.runs`` (None: one image row per text)."""
         lengths = valid.sum(1)
         cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
         mask = additive_mask(valid.long(), text_hidden.dtype)
@@ -224,7 +227,7 @@ class BertFusion(BaseModule):
             packing = Packing(
                 valid,
                 mask,
-                query_rows=cls_rows if i == last else None,
+                query_rows=cls_rows if i == last and not every_row else None,
                 self_attended=text_attended and i == 0,
                 runs=runs[i],
             )
@@ -271,9 +274,16 @@ class BertFusion(BaseModule):
             )
         want = None if attn_layer is None else attn_layer % len(self.layer)
         if self._packs(cls_only, want, image_mask, text_mask):
-            runs = [None] * len(self.layer)
-            cls = self._packed_cls(text_hidden, text_mask.bool(), image_tokens, image_kv, runs)
-            return FusionOutput(cls[:, None])
+            valid, runs = text_mask.bool(), [None] * len(self.layer)
+            if cls_only:
+                cls = self._packed_cls(text_hidden, valid, image_tokens, image_kv, runs)
+                return FusionOutput(cls[:, None])
+            packed = self._packed_cls(
+                text_hidden, valid, image_tokens, image_kv, runs, every_row=True
+            )
+            hidden = packed.new_zeros(*valid.shape, packed.shape[-1])
+            hidden[valid] = packed
+            return FusionOutput(hidden)
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None
@@ -299,6 +309,8 @@ class BertFusion(BaseModule):
         self, cls_only: bool, want: int | None, image_mask: Tensor | None, text_mask: Tensor | None
     ) -> bool:
         """Whether :meth:`forward` takes the packed path (see ``packed``)."""
-        if not (self.packed and cls_only and want is None and image_mask is None):
+        if not (self.packed and want is None and image_mask is None):
+            return False
+        if not (cls_only or self.training):
             return False
         return text_mask is not None and bool(text_mask[:, 0].all())

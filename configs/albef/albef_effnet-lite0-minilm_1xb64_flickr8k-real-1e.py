@@ -23,9 +23,11 @@
 #   randomly initialised parts (cross-attention, projections, heads, the CNN tokens' Linear + LayerNorm)
 #   and 5e-5 for the pretrained CNN head conv and MiniLM, warm-up 50 iterations, cosine to the end;
 #   distillation weight alpha ramps over the first half (236 iterations).
-#   Cost, measured on a quiet 2-core machine (benchmarks/real_photo.py, 2026-12-02): the 472
-#   iterations in 28.2 min, median step 3.4 s (the first ~60 steps slower while the CNN cache fills);
-#   test on the held-out 200 about 2 min. benchmarks/real_photo.py stops at 30 min.
+#   Cost, measured on a quiet 2-core machine (benchmarks/real_photo.py, 2026-12-02, before training
+#   packed the real tokens): the 472 iterations in 28.2 min, median step 3.4 s (the first ~60 steps
+#   slower while the CNN cache fills); test on the held-out 200 about 2 min. Since the packing
+#   (2026-12-04, same command): 20.1 min, median step 2.16 s, test 59 s. benchmarks/real_photo.py
+#   stops at 30 min; the -2e config uses the time left.
 # - a checkpoint every 200 iterations: `tools/train.py CONFIG --resume` continues an interrupted run at
 #   the iteration it stopped (MMEngine skips the batches already seen; the cache refills on the fly).
 _base_ = [

@@ -201,9 +201,9 @@ class BertFusion(BaseModule):
         run_tokens = [int(n.sum()) for n in lengths.split(counts)]  # real tokens per run
         pair_runs, token_runs = list(zip(images, counts)), list(zip(images, run_tokens))
         runs = [token_runs] * (len(self.layer) - 1) + [pair_runs]
-        return self._packed_cls(text_hidden, valid, None, image_kv, runs, text_attended)
+        return self._run_packed(text_hidden, valid, None, image_kv, runs, text_attended)
 
-    def _packed_cls(
+    def _run_packed(
         self,
         text_hidden: Tensor,
         valid: Tensor,
@@ -213,11 +213,11 @@ class BertFusion(BaseModule):
         text_attended: bool = False,
         every_row: bool = False,
     ) -> Tensor:
-        """The fused [CLS] ``[P, D]``, every layer on the real tokens (``valid`` ``[P, L]``,
-        position 0 real) only (:class:`~vlreg.models.utils.bert_layers.Packing`), the last layer
-        on the [CLS] rows only (``every_row``: every real token, returned packed ``[T, D]``). The
-        images: ``image_kv`` (else each layer projects ``image_tokens``); ``runs[i]``: layer i's
-        ``Packing.runs`` (None: one image row per text)."""
+        """The fusion layers on the real tokens only (``valid`` ``[P, L]``, position 0 real;
+        :class:`~vlreg.models.utils.bert_layers.Packing`): the fused [CLS] ``[P, D]``, the last
+        layer computing those rows only, or with ``every_row`` every real token, packed ``[T, D]``.
+        The images: ``image_kv`` (else each layer projects ``image_tokens``); ``runs[i]``: layer
+        i's ``Packing.runs`` (None: one image row per text)."""
         lengths = valid.sum(1)
         cls_rows = torch.cumsum(lengths, 0) - lengths  # packed position of each [CLS]
         mask = additive_mask(valid.long(), text_hidden.dtype)
@@ -276,9 +276,9 @@ class BertFusion(BaseModule):
         if self._packs(cls_only, want, image_mask, text_mask):
             valid, runs = text_mask.bool(), [None] * len(self.layer)
             if cls_only:
-                cls = self._packed_cls(text_hidden, valid, image_tokens, image_kv, runs)
+                cls = self._run_packed(text_hidden, valid, image_tokens, image_kv, runs)
                 return FusionOutput(cls[:, None])
-            packed = self._packed_cls(
+            packed = self._run_packed(
                 text_hidden, valid, image_tokens, image_kv, runs, every_row=True
             )
             hidden = packed.new_zeros(*valid.shape, packed.shape[-1])

@@ -16,6 +16,7 @@ from ..utils.bert_layers import (
     additive_mask,
     init_bert_weights,
     run_layer,
+    unpack,
 )
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
@@ -126,9 +127,7 @@ class BertTextBackbone(BaseModule):
             packed, packing = hidden[valid], Packing(valid, mask)  # [T, D]
             for layer in self.encoder.layer:
                 packed, _ = run_layer(layer, self.grad_checkpointing, packed, packing=packing)
-            hidden = hidden.new_zeros(hidden.shape)
-            hidden[valid] = packed
-            return hidden
+            return unpack(packed, valid)
         for layer in self.encoder.layer:
             hidden, _ = run_layer(layer, self.grad_checkpointing, hidden, mask)
         return hidden

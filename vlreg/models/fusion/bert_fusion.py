@@ -16,6 +16,7 @@ from ..utils.bert_layers import (
     additive_mask,
     init_bert_weights,
     run_layer,
+    unpack,
 )
 from ..utils.checkpoint import load_into, read_bert_state, select_layers
 
@@ -275,15 +276,10 @@ class BertFusion(BaseModule):
         want = None if attn_layer is None else attn_layer % len(self.layer)
         if self._packs(cls_only, want, image_mask, text_mask):
             valid, runs = text_mask.bool(), [None] * len(self.layer)
-            if cls_only:
-                cls = self._run_packed(text_hidden, valid, image_tokens, image_kv, runs)
-                return FusionOutput(cls[:, None])
-            packed = self._run_packed(
-                text_hidden, valid, image_tokens, image_kv, runs, every_row=True
+            out = self._run_packed(
+                text_hidden, valid, image_tokens, image_kv, runs, every_row=not cls_only
             )
-            hidden = packed.new_zeros(*valid.shape, packed.shape[-1])
-            hidden[valid] = packed
-            return FusionOutput(hidden)
+            return FusionOutput(out[:, None] if cls_only else unpack(out, valid))
         mask = additive_mask(text_mask, text_hidden.dtype)
         ctx_mask = additive_mask(image_mask, text_hidden.dtype)
         hidden, probs = text_hidden, None

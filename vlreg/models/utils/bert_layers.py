@@ -112,6 +112,12 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(kv_width, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
+    @property
+    def dropout_p(self) -> float:
+        """The dropout probability on the attention probabilities: ``dropout.p`` in training,
+        else 0 (what every attention product of this module passes to SDPA)."""
+        return self.dropout.p if self.training else 0.0
+
     def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
@@ -160,7 +166,7 @@ class BertSelfAttention(nn.Module):
                 k,
                 v,
                 attn_mask=None if mask is None else mask.to(q.dtype),
-                dropout_p=self.dropout.p if self.training else 0.0,
+                dropout_p=self.dropout_p,
             )
         b, _, n, _ = out.shape
         return out.transpose(1, 2).reshape(b, n, -1), probs
@@ -320,18 +326,18 @@ class BertLayer(nn.Module):
         return self.output(self.intermediate(hidden), hidden)
 
 
-def attention_dropout(attn: BertSelfAttention) -> float:
-    """The dropout probability on ``attn``'s attention probabilities: its own in training, else 0."""
-    return attn.dropout.p if attn.training else 0.0
+def unpack(packed: Tensor, valid: Tensor) -> Tensor:
+    """Packed rows ``packed`` ``[T, D]`` (the tokens ``valid`` ``[P, L]`` marks, row-major) back in
+    the padded layout ``[P, L, D]``, zeros at the padding."""
+    grid = packed.new_zeros(*valid.shape, packed.shape[-1])
+    grid[valid] = packed
+    return grid
 
 
 def pad_heads(x: Tensor, valid: Tensor, heads: int) -> Tensor:
-    """Packed rows ``x`` ``[T, h * d]`` (the tokens ``valid`` ``[P, L]`` marks, row-major) back in the
-    padded layout, split in heads: ``[P, h, L, d]`` (zeros at the padding)."""
+    """:func:`unpack` of ``x`` ``[T, h * d]``, split in heads: ``[P, h, L, d]``."""
     p, length = valid.shape
-    grid = x.new_zeros(p, length, x.shape[-1])
-    grid[valid] = x
-    return grid.view(p, length, heads, -1).transpose(1, 2)
+    return unpack(x, valid).view(p, length, heads, -1).transpose(1, 2)
 
 
 def grouped_cross_attention(
@@ -360,7 +366,7 @@ def grouped_cross_attention(
             block,
             keys[image : image + 1],
             values[image : image + 1],
-            dropout_p=attention_dropout(attn),
+            dropout_p=attn.dropout_p,
         )
         out[start : start + count] = o[0].transpose(0, 1)
         start += count
@@ -394,7 +400,7 @@ def packed_cross_attention(
         q = q.view(p, 1, heads, dim).transpose(1, 2)
     else:
         q = pad_heads(q, valid, heads)
-    out = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=attention_dropout(attn))
+    out = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=attn.dropout_p)
     out = out.transpose(1, 2).reshape(p, -1, heads * dim)
     return out[:, 0] if cls_only else out[valid]
 
@@ -425,7 +431,7 @@ def packed_self_attention(
     heads, dim = attn.num_heads, attn.head_dim
     keys = pad_heads(attn.key(packed), valid, heads)
     values = pad_heads(attn.value(packed), valid, heads)
-    mask, drop = mask.to(keys.dtype), attention_dropout(attn)
+    mask, drop = mask.to(keys.dtype), attn.dropout_p
     if query_rows is None:
         q = pad_heads(attn.query(packed), valid, heads)
         out = F.scaled_dot_product_attention(q, keys, values, mask, dropout_p=drop)

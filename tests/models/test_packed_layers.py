@@ -182,3 +182,37 @@ def test_packed_full_fusion_pass_in_training_equals_the_padded_one_on_real_token
     with torch.no_grad():  # evaluation keeps every position (as ALBEF's)
         out, ref = packed.eval()(text, mask, image).hidden, padded.eval()(text, mask, image).hidden
     assert torch.equal(out, ref) and out[~real].abs().sum() > 0
+
+
+def test_packed_and_grouped_cross_attention_drop_probabilities_in_training_only():
+    from vlreg.models.utils.bert_layers import (
+        BertSelfAttention,
+        grouped_cross_attention,
+        packed_cross_attention,
+    )
+
+    torch.manual_seed(8)
+    attn = BertSelfAttention(32, 4, kv_width=24, dropout=0.5)
+    _, mask, image = _fusion_inputs()
+    valid = mask.bool()
+    rows = torch.randn(int(valid.sum()), 32)
+    kv = attn.key_value(image)
+    runs = list(zip(range(5), valid.sum(1).tolist()))  # each text's tokens on its own image
+    with torch.no_grad():
+        # the reference: plain attention of each real token to its text's image, no dropout
+        q = attn.query(rows).view(-1, 4, 8)
+        owner = torch.arange(5).repeat_interleave(valid.sum(1))
+        scores = torch.einsum('thd,thnd->thn', q, kv[0][owner]) / 8**0.5
+        want = torch.einsum('thn,thnd->thd', scores.softmax(-1), kv[1][owner]).reshape(-1, 32)
+        attn.eval()
+        for got in (
+            packed_cross_attention(attn, rows, valid, kv),
+            grouped_cross_attention(attn, rows, kv, runs),
+        ):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        attn.train()
+        for got in (
+            packed_cross_attention(attn, rows, valid, kv),
+            grouped_cross_attention(attn, rows, kv, runs),
+        ):
+            assert (got - want).abs().max() > 1e-2  # dropout on the probabilities acts

@@ -70,6 +70,50 @@ def test_itc_matches_reference_and_enqueues_in_order(alpha):
     assert int(loss.queue_ptr) == 4
 
 
+def test_itc_gradients_read_the_queue_as_it_was_before_the_enqueue():
+    """Backward runs after the step's enqueue: the gradient of every step must still be the one of
+    the queue the loss scored (a copy), over successive steps, for image and text rows; a second
+    forward overwriting that copy before the first backward must raise, not mix queues."""
+    torch.manual_seed(1)
+    loss = ITCLoss(embed_dim=8, queue_size=6).train()
+    model = torch.nn.Module()
+    temp = 0.07
+    for _ in range(3):  # the queue wraps (batch 4 of 6 columns): every column changes over time
+        img_q, txt_q = loss.image_queue.clone().double(), loss.text_queue.clone().double()
+        v, t = unit(torch.randn(4, 8)).requires_grad_(), unit(torch.randn(4, 8)).requires_grad_()
+        v_m, t_m = unit(torch.randn(4, 8)), unit(torch.randn(4, 8))
+        ctx = stub_context(
+            model,
+            image_embed=v,
+            text_embed=t,
+            image_embed_m=v_m,
+            text_embed_m=t_m,
+            temp=torch.tensor(temp),
+            alpha=0.0,
+        )
+        grad_v, grad_t = torch.autograd.grad(loss(ctx)['loss_itc'], (v, t))
+        assert not torch.equal(loss.text_queue.double(), txt_q)  # the enqueue happened first
+        # the same loss in float64, written here: one-hot targets over [momentum batch ; queue]
+        v64, t64 = v.detach().double().requires_grad_(), t.detach().double().requires_grad_()
+        eye = torch.arange(4)
+        ref = 0.5 * (
+            torch.nn.functional.cross_entropy(
+                v64 @ torch.cat([t_m.double(), txt_q.t()]).t() / temp, eye
+            )
+            + torch.nn.functional.cross_entropy(
+                t64 @ torch.cat([v_m.double(), img_q.t()]).t() / temp, eye
+            )
+        )
+        ref_v, ref_t = torch.autograd.grad(ref, (v64, t64))
+        torch.testing.assert_close(grad_v.double(), ref_v, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(grad_t.double(), ref_t, atol=1e-6, rtol=1e-5)
+    fields = dict(image_embed_m=v_m, text_embed_m=t_m, temp=torch.tensor(temp), alpha=0.0)
+    first = loss(stub_context(model, image_embed=v, text_embed=t, **fields))['loss_itc']
+    loss(stub_context(model, image_embed=v, text_embed=t, **fields))
+    with pytest.raises(RuntimeError, match='inplace'):
+        first.backward()
+
+
 def test_queue_wraps_around_and_rejects_bad_sizes():
     loss = ITCLoss(embed_dim=4, queue_size=8).train()
     model = torch.nn.Module()

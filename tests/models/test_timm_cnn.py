@@ -72,24 +72,27 @@ def test_frozen_stage_cache_same_output_shared_with_the_momentum_copy() -> None:
     plain = copy.deepcopy(b)
     plain.cache_frozen = False
     twin = copy.deepcopy(b)  # as ALBEFPretrainer builds its momentum encoder
-    calls = []
+    calls = []  # images the frozen stages ran on, per call
     for m in (b, twin):
-        m.cnn.conv_stem.register_forward_hook(lambda *_: calls.append(1))
+        run = m._frozen_forward
+        m._frozen_forward = lambda frozen, image, run=run: calls.append(len(image)) or run(
+            frozen, image
+        )
     x = torch.randn(3, 3, 96, 96)
     out = b(x)
-    assert len(calls) == 1 and len(b.cache) == 3
+    assert calls == [3] and len(b.cache) == 3
     # the head (trainable) still runs on the cached features and gets gradients
     out.sum().backward()
     assert b.cnn.conv_head.weight.grad is not None and b.cnn.conv_stem.weight.grad is None
-    again = twin(x)  # the momentum copy: no stem run, same numbers
-    assert len(calls) == 1
+    again = twin(x)  # the momentum copy: no frozen stage runs, same numbers
+    assert calls == [3]
     torch.testing.assert_close(again, out.detach())
     # the same as without the cache up to float16 rounding of the frozen features
     torch.testing.assert_close(plain(x), out.detach(), atol=2e-2, rtol=2e-2)
     # a new image misses, a known one hits, inside one batch
     y = torch.cat([torch.randn(1, 3, 96, 96), x[:1]])
     out_y = b(y)
-    assert len(calls) == 2 and len(b.cache) == 4
+    assert calls == [3, 1] and len(b.cache) == 4
     torch.testing.assert_close(out_y[1], out[0].detach())
     # a separately built backbone never reads another one's cache
     other = _backbone(frozen_stages=8, norm_eval=True, cache_frozen=True)

@@ -129,9 +129,15 @@ class BertFusion(BaseModule):
         Returns:
             one ``(keys, values)`` pair of ``[B, heads, N, head_dim]`` per layer; row ``b`` may be
             repeated (indexed) for every text scored against image ``b`` and passed as
-            ``image_kv`` to :meth:`forward`, so an image's projections are computed once.
+            ``image_kv`` to :meth:`forward`, so an image's projections are computed once. Each
+            is contiguous in that layout (one copy here, where the split heads are a strided view
+            of the projection): the attention products of every pass that reads them would
+            otherwise copy them, forward and backward, once per pass.
         """
-        return [layer.crossattention.self.key_value(image_tokens) for layer in self.layer]
+        return [
+            tuple(t.contiguous() for t in layer.crossattention.self.key_value(image_tokens))
+            for layer in self.layer
+        ]
 
     def scale_image_key_values(
         self, image_kv: list[tuple[Tensor, Tensor]], scale: Tensor

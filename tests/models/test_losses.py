@@ -82,15 +82,8 @@ def test_itc_gradients_read_the_queue_as_it_was_before_the_enqueue():
         img_q, txt_q = loss.image_queue.clone().double(), loss.text_queue.clone().double()
         v, t = unit(torch.randn(4, 8)).requires_grad_(), unit(torch.randn(4, 8)).requires_grad_()
         v_m, t_m = unit(torch.randn(4, 8)), unit(torch.randn(4, 8))
-        ctx = stub_context(
-            model,
-            image_embed=v,
-            text_embed=t,
-            image_embed_m=v_m,
-            text_embed_m=t_m,
-            temp=torch.tensor(temp),
-            alpha=0.0,
-        )
+        fields = dict(image_embed_m=v_m, text_embed_m=t_m, temp=torch.tensor(temp), alpha=0.0)
+        ctx = stub_context(model, image_embed=v, text_embed=t, **fields)
         grad_v, grad_t = torch.autograd.grad(loss(ctx)['loss_itc'], (v, t))
         assert not torch.equal(loss.text_queue.double(), txt_q)  # the enqueue happened first
         # the same loss in float64, written here: one-hot targets over [momentum batch ; queue]
@@ -107,7 +100,6 @@ def test_itc_gradients_read_the_queue_as_it_was_before_the_enqueue():
         ref_v, ref_t = torch.autograd.grad(ref, (v64, t64))
         torch.testing.assert_close(grad_v.double(), ref_v, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(grad_t.double(), ref_t, atol=1e-6, rtol=1e-5)
-    fields = dict(image_embed_m=v_m, text_embed_m=t_m, temp=torch.tensor(temp), alpha=0.0)
     first = loss(stub_context(model, image_embed=v, text_embed=t, **fields))['loss_itc']
     loss(stub_context(model, image_embed=v, text_embed=t, **fields))
     with pytest.raises(RuntimeError, match='inplace'):

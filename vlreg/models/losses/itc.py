@@ -84,6 +84,7 @@ class ITCLoss(BaseVLLoss):
         if use_image_ids:  # ALBEF's retrieval fine-tuning also queues the image ids
             self.register_buffer('idx_queue', torch.full((1, queue_size), -100, dtype=torch.long))
         self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+        self._queue_copies: dict[str, Tensor] = {}  # see _queue_copy
 
     # -- the objective, per direction; focal variants override this ------------------------------------
     def direction_loss(
@@ -173,7 +174,7 @@ class ITCLoss(BaseVLLoss):
         waits for backward (two forwards, one backward) makes autograd raise, not compute silently
         wrong gradients."""
         queue = getattr(self, name)
-        copies = self.__dict__.setdefault('_queue_copies', {})
+        copies = self._queue_copies
         buf = copies.get(name)
         if (
             buf is None

@@ -22,12 +22,13 @@ class _AfterNorm(nn.Module):
         return self.act(self.drop(x))
 
 
-def _rest_of_norm(norm: nn.BatchNorm2d) -> nn.Module:
+def _rest_of_norm(norm: nn.BatchNorm2d) -> nn.Module | None:
+    """What replaces ``norm`` once folded; None for a BatchNorm subclass this does not know."""
     if type(norm) is nn.BatchNorm2d:
         return nn.Identity()
     if hasattr(norm, 'drop') and hasattr(norm, 'act'):  # timm BatchNormAct2d
         return _AfterNorm(norm)
-    raise TypeError(f'cannot fold {type(norm).__name__}')
+    return None
 
 
 def fold_conv_bn(module: nn.Module) -> nn.Module:
@@ -42,16 +43,15 @@ def fold_conv_bn(module: nn.Module) -> nn.Module:
         names = list(parent._modules)
         for first, second in zip(names, names[1:]):
             conv, norm = parent._modules[first], parent._modules[second]
-            if (
+            if not (
                 isinstance(conv, nn.Conv2d)
                 and isinstance(norm, nn.BatchNorm2d)
                 and norm.track_running_stats
                 and conv.out_channels == norm.num_features
             ):
-                try:
-                    rest = _rest_of_norm(norm)
-                except TypeError:
-                    continue
+                continue
+            rest = _rest_of_norm(norm)
+            if rest is not None:
                 parent._modules[first] = fuse_conv_bn_eval(conv, norm)
                 parent._modules[second] = rest
     for p in folded.parameters():
